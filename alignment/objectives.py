@@ -1,0 +1,126 @@
+"""Named objectives and the reward sources that score them.
+
+An objective is a name plus a source. Sources are either Python reward functions (TRL's signature
+`f(prompts, completions, **kwargs) -> list[float]`) or heads of a multi-head reward model. A source may score
+several objectives at once: `RewardSource.__call__` returns an [N, K_source] tensor, so a K-head reward model
+scores all of its objectives in ONE forward pass.
+
+Objective specs, as written in YAML or on the command line:
+- `conciseness`                      a built-in verifiable reward (see `reward_models.verifiable`)
+- `brevity=conciseness`              a built-in reward under another name
+- `polite=python:my_pkg.rewards:polite` any importable reward function
+- `helpful=rm:helpful`               head `helpful` of the reward model given by `reward_model_name_or_path`
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import torch
+
+from reward_models.verifiable import BUILTIN_REWARDS
+
+
+class ObjectiveSpecError(ValueError):
+    """Raised for an objective spec that cannot be resolved to a reward source."""
+
+
+@runtime_checkable
+class RewardSource(Protocol):
+    """Anything that scores completions on one or more named objectives in one call."""
+
+    objective_names: list[str]
+
+    def __call__(self, prompts: list, completions: list, **kwargs) -> torch.Tensor:
+        """Return an [N, len(objective_names)] float tensor (NaN where a row cannot be scored)."""
+        ...
+
+
+@dataclass
+class FunctionSource:
+    """One objective scored by a Python reward function with TRL's signature."""
+
+    name: str
+    function: Callable[..., Sequence[float]]
+    objective_names: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.objective_names = [self.name]
+
+    def __call__(self, prompts, completions, **kwargs) -> torch.Tensor:
+        scores = self.function(prompts=prompts, completions=completions, **kwargs)
+        if isinstance(scores, torch.Tensor):
+            scores = scores.tolist()
+        scores = list(scores)
+        if len(scores) != len(completions):
+            raise ValueError(f"returned {len(scores)} rewards for {len(completions)} completions")
+        try:
+            values = [float("nan") if s is None else float(s) for s in scores]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"returned a value that is not a number ({error})") from None
+        return torch.tensor(values, dtype=torch.float32).unsqueeze(1)
+
+
+@dataclass
+class Objective:
+    """A named objective: where its reward comes from, and an optional lower bound for constrained training."""
+
+    name: str
+    source: str  # human-readable origin, recorded in checkpoints ("builtin:conciseness", "rm:helpful", ...)
+    threshold: float | None = None
+
+
+def _import_function(path: str, name: str) -> Callable:
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ObjectiveSpecError(f"objective '{name}': 'python:{path}' must look like 'python:package.module:function'")
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ObjectiveSpecError(f"objective '{name}': cannot import '{path}' ({error})") from None
+    if not callable(function):
+        raise ObjectiveSpecError(f"objective '{name}': '{path}' is not callable")
+    return function
+
+
+def parse_objective_specs(specs: Sequence[str]) -> tuple[list[Objective], list[FunctionSource], dict[str, str]]:
+    """Resolve specs into objectives, the function sources, and {objective: reward-model head label}.
+
+    The reward-model heads are returned separately so the caller loads the model once and scores all heads in
+    one forward pass (see `reward_models` for the model itself).
+    """
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    if not specs:
+        raise ObjectiveSpecError("no objectives given; e.g. objectives: [conciseness, sentiment]")
+    objectives, function_sources, reward_model_heads = [], [], {}
+    for spec in specs:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ObjectiveSpecError(f"objective spec {spec!r} is not a non-empty string")
+        name, _, target = (part.strip() for part in spec.partition("="))
+        target = target or name
+        if not name.isidentifier():
+            raise ObjectiveSpecError(f"objective name '{name}' (from spec '{spec}') must be an identifier")
+        if name in (o.name for o in objectives):
+            raise ObjectiveSpecError(f"objective '{name}' is defined twice")
+        if target.startswith("rm:"):
+            reward_model_heads[name] = target[3:] or name
+            objectives.append(Objective(name, f"reward_model_head:{reward_model_heads[name]}"))
+        elif target.startswith("python:"):
+            function_sources.append(FunctionSource(name, _import_function(target[7:], name)))
+            objectives.append(Objective(name, target))
+        elif target in BUILTIN_REWARDS:
+            function_sources.append(FunctionSource(name, BUILTIN_REWARDS[target]))
+            objectives.append(Objective(name, f"builtin:{target}"))
+        else:
+            raise ObjectiveSpecError(
+                f"objective '{name}': unknown source '{target}'; use a built-in {sorted(BUILTIN_REWARDS)}, "
+                "'python:module:function' or 'rm:HEAD'"
+            )
+    return objectives, function_sources, reward_model_heads
+
+
+def objectives_to_dict(objectives: Sequence[Objective]) -> list[dict[str, Any]]:
+    return [{"name": o.name, "source": o.source, "threshold": o.threshold} for o in objectives]

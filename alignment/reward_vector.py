@@ -1,0 +1,75 @@
+"""The reward vector: every reward source run once on a batch, giving an [N, K] tensor in objective order."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from alignment.objectives import RewardSource
+
+
+class RewardFunctionError(RuntimeError):
+    """A reward source raised, returned the wrong shape, or returned NaN/inf; the message names the objective."""
+
+
+class RewardVectorBuilder:
+    """Runs each source once and assembles the [N, K] reward vector.
+
+    `on_invalid="raise"` (default) stops on any NaN/inf reward with the objective's name, the row and the step.
+    `on_invalid="drop"` marks such rows as dropped instead (their whole row becomes NaN: the scalarization gives
+    them advantage 0) and the caller counts them. A source that raises or returns the wrong length always stops.
+    """
+
+    def __init__(self, objective_names: Sequence[str], sources: Sequence[RewardSource], on_invalid: str = "raise"):
+        if on_invalid not in ("raise", "drop"):
+            raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+        self.objective_names = list(objective_names)
+        self.sources = list(sources)
+        self.on_invalid = on_invalid
+        provided = [name for source in self.sources for name in source.objective_names]
+        missing = [name for name in self.objective_names if name not in provided]
+        duplicated = sorted({name for name in provided if provided.count(name) > 1})
+        if missing:
+            raise ValueError(f"reward vector: no reward source provides objective(s) {missing}; sources provide {provided}")
+        if duplicated:
+            raise ValueError(f"reward vector: objective(s) {duplicated} are provided by more than one source")
+        self._columns = [[self.objective_names.index(name) for name in source.objective_names] for source in self.sources]
+
+    def __call__(self, prompts: list, completions: list, step: int | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (reward_vector [N, K], dropped [N] bool)."""
+        where = f" at step {step}" if step is not None else ""
+        num_rows = len(completions)
+        reward_vector = torch.full((num_rows, len(self.objective_names)), math.nan)
+        for source, columns in zip(self.sources, self._columns):
+            label = ", ".join(f"'{n}'" for n in source.objective_names)
+            try:
+                scores = source(prompts, completions, **kwargs)
+            except RewardFunctionError:
+                raise
+            except Exception as error:
+                raise RewardFunctionError(
+                    f"reward for objective {label} failed{where}: {type(error).__name__}: {error}"
+                ) from error
+            scores = torch.as_tensor(scores, dtype=torch.float32).cpu()
+            if scores.dim() == 1 and len(columns) == 1:
+                scores = scores.unsqueeze(1)
+            if scores.shape != (num_rows, len(columns)):
+                raise RewardFunctionError(
+                    f"reward for objective {label} returned shape {tuple(scores.shape)}{where}; "
+                    f"expected ({num_rows}, {len(columns)}): one score per completion and objective"
+                )
+            reward_vector[:, columns] = scores
+
+        invalid = ~torch.isfinite(reward_vector)
+        if invalid.any() and self.on_invalid == "raise":
+            row, column = invalid.nonzero()[0].tolist()
+            raise RewardFunctionError(
+                f"reward for objective '{self.objective_names[column]}' is {reward_vector[row, column].item()} "
+                f"for completion {row}{where} ({int(invalid.any(dim=1).sum())} of {num_rows} rows affected); "
+                "fix the reward function, or set drop_invalid_rewards=true to drop such rows"
+            )
+        dropped = invalid.any(dim=1)
+        reward_vector[dropped] = math.nan
+        return reward_vector, dropped

@@ -1,0 +1,72 @@
+"""Built-in verifiable rewards: cheap, offline, deterministic scores of a completion's text.
+
+Each function has TRL's reward-function signature `f(prompts, completions, **kwargs) -> list[float]`, so it
+works as a plain TRL reward function too (the GRPO overhead benchmark relies on that).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+
+def completion_text(completion) -> str:
+    """The text of a completion: a string, or TRL's conversational form (a list of messages)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(message.get("content", "")) for message in completion if isinstance(message, dict))
+    raise TypeError(f"completion must be a string or a list of messages, got {type(completion).__name__}")
+
+
+def conciseness(prompts, completions, **kwargs) -> list[float]:
+    """Minus the number of characters / 100: shorter is better."""
+    return [-len(completion_text(c)) / 100.0 for c in completions]
+
+
+@lru_cache(maxsize=1)
+def _vader():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def sentiment(prompts, completions, **kwargs) -> list[float]:
+    """VADER compound sentiment in [-1, 1]: positive, friendly wording scores high."""
+    analyzer = _vader()
+    return [analyzer.polarity_scores(completion_text(c))["compound"] for c in completions]
+
+
+@lru_cache(maxsize=1)
+def _profanity():
+    from better_profanity import profanity
+
+    profanity.load_censor_words()
+    return profanity
+
+
+def profanity_free(prompts, completions, **kwargs) -> list[float]:
+    """1 when the completion contains no word of better-profanity's list, else 0."""
+    checker = _profanity()
+    return [0.0 if checker.contains_profanity(completion_text(c)) else 1.0 for c in completions]
+
+
+_ROLE_LEAK = re.compile(r"(Human:|Assistant:|<\|im_start\|>|<\|im_end\|>)")
+
+
+def format_ok(prompts, completions, **kwargs) -> list[float]:
+    """1 for a well-formed reply: non-empty, ends a sentence (. ! ?), and does not speak for another role."""
+    scores = []
+    for c in completions:
+        text = completion_text(c).strip()
+        ok = bool(text) and text[-1] in ".!?" and not _ROLE_LEAK.search(text)
+        scores.append(1.0 if ok else 0.0)
+    return scores
+
+
+BUILTIN_REWARDS = {
+    "conciseness": conciseness,
+    "sentiment": sentiment,
+    "profanity_free": profanity_free,
+    "format": format_ok,
+}
