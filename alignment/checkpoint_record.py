@@ -1,0 +1,85 @@
+"""What a checkpoint was trained for: `objectives.json` beside the weights, and the model card made from it.
+
+The record is the single source of truth: the model card (README.md) is generated from it, never typed by hand,
+and inference-time steering reads it to know the objective order and the method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RECORD_FILE = "objectives.json"
+RECORD_VERSION = 1
+_SECRET_MARKERS = ("token", "secret", "password", "api_key", "apikey")
+
+
+def _scrub(value: Any) -> Any:
+    """Drop any key that looks like a credential, so a record can never carry one to disk or to the hub."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if not any(m in str(k).lower() for m in _SECRET_MARKERS)}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def build_record(
+    *,
+    trainer: str,
+    base_model: str,
+    objectives: list[dict],
+    weights: dict[str, float] | None = None,
+    weight_distribution: dict | None = None,
+    aggregation: str | None = None,
+    scalarization: str | None = None,
+    steering: str = "none",
+    datasets: list[str] | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...)."""
+    return _scrub({
+        "format_version": RECORD_VERSION,
+        "trainer": trainer,
+        "base_model": base_model,
+        "objectives": objectives,
+        "objective_names": [o["name"] for o in objectives],
+        "weights": weights,
+        "weight_distribution": weight_distribution,
+        "aggregation": aggregation,
+        "scalarization": scalarization,
+        "steering": steering,
+        "datasets": datasets or [],
+        **(extra or {}),
+    })
+
+
+def save_record(output_dir: str | Path, record: dict, evaluation: dict | None = None) -> Path:
+    """Write objectives.json and README.md (model card) into output_dir, each atomically."""
+    from alignment.model_card import render_model_card
+
+    output_dir = Path(output_dir)
+    record = _scrub({**record, **({"evaluation": evaluation} if evaluation else {})})
+    _atomic_write_text(output_dir / RECORD_FILE, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    _atomic_write_text(output_dir / "README.md", render_model_card(record))
+    return output_dir / RECORD_FILE
+
+
+def load_record(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no {RECORD_FILE}; this checkpoint was not written by a moalign trainer")
+    with open(path) as f:
+        return json.load(f)

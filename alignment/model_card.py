@@ -1,0 +1,51 @@
+"""Model cards (README.md with YAML front matter) rendered from a checkpoint's objectives record."""
+
+from __future__ import annotations
+
+import yaml
+
+_STEERING_HELP = {
+    "prompt": "Write your own weights into the prompt: a first system message `Preference weights: {example}` "
+              "(see `alignment.conditioning`), or `python scripts/generate.py --weights {example}` where available.",
+    "heads": "Mix the language-model heads with your weights at generation time (`alignment` head-mixing logits processor).",
+    "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
+}
+
+
+def render_model_card(record: dict) -> str:
+    names = record.get("objective_names", [])
+    front_matter = {
+        "library_name": "transformers",
+        "base_model": record.get("base_model"),
+        "tags": ["moalign", "multi-objective", record.get("trainer", "")],
+        "datasets": record.get("datasets") or None,
+    }
+    front_matter = {k: v for k, v in front_matter.items() if v}
+    lines = ["---", yaml.safe_dump(front_matter, sort_keys=False).strip(), "---", ""]
+    lines += [f"# {record.get('trainer', 'moalign')} checkpoint on {len(names)} objectives", ""]
+    lines += [f"Base model: `{record.get('base_model')}`. Trainer: `{record.get('trainer')}`.", ""]
+    lines += ["## Objectives", "", "| objective | source | threshold |", "|---|---|---|"]
+    for objective in record.get("objectives", []):
+        threshold = objective.get("threshold")
+        lines.append(f"| {objective['name']} | `{objective['source']}` | {'' if threshold is None else threshold} |")
+    lines.append("")
+    lines += ["## Weights", ""]
+    if record.get("weights"):
+        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
+    if record.get("weight_distribution"):
+        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`.")
+    if record.get("aggregation"):
+        lines.append(f"Aggregation: `{record['aggregation']}`; scalarization: `{record.get('scalarization')}`.")
+    lines.append("")
+    steering = record.get("steering", "none")
+    example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
+    lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]
+    evaluation = record.get("evaluation")
+    if evaluation:
+        lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in evaluation.items()]
+        lines.append("")
+    if record.get("front_plot"):
+        lines += ["## Pareto front", "", f"![Pareto front]({record['front_plot']})", ""]
+    lines += ["The full record is in `objectives.json` beside the weights.", ""]
+    return "\n".join(lines)
