@@ -1,0 +1,19 @@
+"""Shared fixtures: the offline tiny policy (built once per machine, cached) and quiet, deterministic runs."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_path():
+    """Path of the cached tiny chat policy (plain transformers checkpoint, ~0.6M parameters)."""
+    from alignment.tiny_policy import build_tiny_policy
+
+    return build_tiny_policy()
