@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 RECORD_FILE = "objectives.json"
 RECORD_VERSION = 1
-_SECRET_MARKERS = ("token", "secret", "password", "api_key", "apikey")
+# Keys such as hub_token, access_token, api_key, secret, password (but not e.g. completion_tokens).
+_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_key|apikey|credentials?)$", re.IGNORECASE)
 
 
 def _scrub(value: Any) -> Any:
     """Drop any key that looks like a credential, so a record can never carry one to disk or to the hub."""
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if not any(m in str(k).lower() for m in _SECRET_MARKERS)}
+        return {k: _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
     if isinstance(value, (list, tuple)):
         return [_scrub(v) for v in value]
     return value

@@ -110,7 +110,7 @@ def build_tiny_policy(
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / spec.train_steps)
     model.train()
-    for _ in tqdm(range(spec.train_steps), desc="building tiny policy"):
+    for _ in tqdm(range(spec.train_steps), desc="building tiny policy", mininterval=5):
         batch = tokenizer(random.sample(texts, spec.batch_size), return_tensors="pt", padding=True,
                           truncation=True, max_length=spec.max_length)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)

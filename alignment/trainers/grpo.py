@@ -1,0 +1,323 @@
+"""Multi-objective GRPO: TRL's GRPOTrainer, fed a reward vector and preference weights instead of a scalar reward.
+
+What changes relative to TRL (everything else, generation, the clipped loss, vLLM, PEFT, DeepSpeed, is TRL's):
+- rewards: every objective's source runs once per batch (`alignment.reward_vector`), giving an [N, K] reward vector;
+  all heads of a multi-head reward model are scored in one forward pass;
+- weights: fixed, or sampled per prompt from Dirichlet(alpha) and written into the prompt so that one checkpoint
+  can be steered at inference (`alignment.conditioning`);
+- advantages: `alignment.scalarize.compute_advantages` (the aggregation is GRPOConfig's own
+  `multi_objective_aggregation`; scalarizations linear / tchebycheff / worst_case / lagrangian);
+- the checkpoint records its objectives, sources, aggregation and weights (`alignment.checkpoint_record`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from accelerate.utils import gather
+from trl import GRPOConfig, GRPOTrainer
+
+from alignment.checkpoint_record import build_record, save_record
+from alignment.conditioning import condition_prompt
+from alignment.objectives import objectives_to_dict, parse_objective_specs
+from alignment.reward_vector import RewardVectorBuilder
+from alignment.scalarize import (
+    SCALARIZATIONS,
+    compute_advantages,
+    update_ideal_point,
+    update_log_lagrange_multiplier,
+)
+from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+
+STATE_FILE = "multi_objective_state.json"
+
+
+@dataclass
+class MultiObjectiveGRPOConfig(GRPOConfig):
+    """GRPOConfig plus the multi-objective settings.
+
+    Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`.
+    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `condition_on_weights`.
+    Advantages: `multi_objective_aggregation` (inherited), `scalarization`, and for `lagrangian` the
+    `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+    """
+
+    objectives: list[str] = field(
+        default_factory=lambda: ["conciseness", "sentiment"],
+        metadata={"help": "Objective specs: a built-in name (conciseness, sentiment, profanity_free, format), "
+                          "'name=python:module:function', or 'name=rm:HEAD' for a head of the reward model."},
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Multi-head reward model (hub id or path) that scores the 'rm:' objectives in one forward pass."},
+    )
+    preference_weights: str | None = field(
+        default=None,
+        metadata={"help": "Fixed weights, e.g. 'conciseness=0.7,sentiment=0.3' (normalized). Default: equal weights."},
+    )
+    weights_mode: str = field(
+        default="fixed",
+        metadata={"help": "'fixed': preference_weights for every prompt; 'dirichlet': weights sampled per prompt "
+                          "from Dirichlet(dirichlet_alpha), for a preference-conditioned, steerable checkpoint."},
+    )
+    dirichlet_alpha: str = field(
+        default="1.0",
+        metadata={"help": "Dirichlet concentration: one number for all objectives, or 'name=a,name=b'. "
+                          "1.0 is uniform on the simplex; smaller values favour corners."},
+    )
+    condition_on_weights: bool | None = field(
+        default=None,
+        metadata={"help": "Write each prompt's weights into it (system message 'Preference weights: ...'). "
+                          "Default: on for dirichlet weights, off for fixed weights."},
+    )
+    scalarization: str = field(
+        default="linear",
+        metadata={"help": "How weights combine objectives: linear, tchebycheff, worst_case, or lagrangian "
+                          "(maximize main_objective subject to constraint_objective >= constraint_threshold)."},
+    )
+    main_objective: str | None = field(
+        default=None, metadata={"help": "Lagrangian mode: the objective to maximize."}
+    )
+    constraint_objective: str | None = field(
+        default=None, metadata={"help": "Lagrangian mode: the objective whose batch mean must stay above the threshold."}
+    )
+    constraint_threshold: float = field(
+        default=0.0, metadata={"help": "Lagrangian mode: the lower bound d in E[r_c] >= d."}
+    )
+    lagrange_init: float = field(
+        default=1.0, metadata={"help": "Lagrangian mode: initial multiplier lambda (> 0)."}
+    )
+    lagrange_learning_rate: float = field(
+        default=0.05, metadata={"help": "Lagrangian mode: step size of the update of log(lambda)."}
+    )
+    lagrange_max: float = field(
+        default=100.0, metadata={"help": "Lagrangian mode: upper clip of lambda."}
+    )
+    drop_invalid_rewards: bool = field(
+        default=False,
+        metadata={"help": "Drop (advantage 0) completions whose reward is NaN/inf and count them in the logs, "
+                          "instead of stopping with an error naming the objective."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.weights_mode not in ("fixed", "dirichlet"):
+            raise ValueError(f"weights_mode must be 'fixed' or 'dirichlet', got '{self.weights_mode}'")
+        if self.scalarization not in SCALARIZATIONS:
+            raise ValueError(f"scalarization must be one of {SCALARIZATIONS}, got '{self.scalarization}'")
+        if self.condition_on_weights is None:
+            self.condition_on_weights = self.weights_mode == "dirichlet"
+        if self.scalarization == "lagrangian":
+            missing = [f for f in ("main_objective", "constraint_objective") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"scalarization 'lagrangian' needs {missing}")
+            if self.lagrange_init <= 0 or self.lagrange_max <= 0:
+                raise ValueError("lagrange_init and lagrange_max must be > 0")
+
+
+class MultiObjectiveGRPOTrainer(GRPOTrainer):
+    """GRPO on a reward vector. Construct like TRL's GRPOTrainer, without `reward_funcs`:
+    the objectives come from `args.objectives`, or from `reward_sources` (any `alignment.objectives.RewardSource`).
+    """
+
+    def __init__(self, model, args: MultiObjectiveGRPOConfig, reward_sources=None, dataset_names=None, **kwargs):
+        if "reward_funcs" in kwargs:
+            raise TypeError("MultiObjectiveGRPOTrainer takes objectives from args.objectives (or reward_sources), "
+                            "not reward_funcs")
+        if args.reward_weights is not None:
+            raise ValueError("set preference_weights (e.g. 'conciseness=0.7,sentiment=0.3'), not reward_weights")
+
+        self.objectives, function_sources, reward_model_heads = parse_objective_specs(args.objectives)
+        sources = list(function_sources) + list(reward_sources or [])
+        if reward_model_heads:
+            if not args.reward_model_name_or_path:
+                raise ValueError(f"objectives {sorted(reward_model_heads)} read reward-model heads, "
+                                 "but reward_model_name_or_path is not set")
+            from reward_models.scoring import load_reward_model_source
+
+            sources.append(load_reward_model_source(
+                args.reward_model_name_or_path, reward_model_heads, trust_remote_code=args.trust_remote_code
+            ))
+        self.objective_names = [o.name for o in self.objectives]
+        self.reward_vector_builder = RewardVectorBuilder(
+            self.objective_names, sources, on_invalid="drop" if args.drop_invalid_rewards else "raise"
+        )
+
+        if args.weights_mode == "fixed":
+            self.fixed_weights = parse_preference_weights(
+                args.preference_weights or [1.0] * len(self.objective_names), self.objective_names
+            )
+            mean_weights = self.fixed_weights
+        else:
+            self.fixed_weights = None
+            self.dirichlet_alpha = parse_dirichlet_alpha(_number_or_text(args.dirichlet_alpha), self.objective_names)
+            mean_weights = self.dirichlet_alpha / self.dirichlet_alpha.sum()
+        # TRL logs its "reward" metric with these; per-row weights drive the advantages.
+        args.reward_weights = mean_weights.tolist()
+
+        if args.scalarization == "lagrangian":
+            for field_name in ("main_objective", "constraint_objective"):
+                if getattr(args, field_name) not in self.objective_names:
+                    raise ValueError(f"{field_name} '{getattr(args, field_name)}' is not one of the objectives "
+                                     f"{self.objective_names}")
+            self.objectives[self.objective_names.index(args.constraint_objective)].threshold = args.constraint_threshold
+        self.dataset_names = dataset_names or []
+        self.log_lagrange_multiplier = math.log(args.lagrange_init)
+        self.ideal_point = None
+
+        super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
+
+    def _trl_reward_funcs(self):
+        """One TRL reward function per objective (TRL derives names and weight counts from them).
+
+        Our `_calculate_rewards` replaces TRL's loop, so these run only if TRL calls them directly; they are real
+        column views of the reward vector, not placeholders.
+        """
+        funcs = []
+        for column, name in enumerate(self.objective_names):
+            def reward(prompts, completions, _column=column, **kwargs):
+                return self.reward_vector_builder(prompts, completions, **kwargs)[0][:, _column].tolist()
+            reward.__name__ = name
+            funcs.append(reward)
+        return funcs
+
+    @property
+    def lagrange_multiplier(self) -> float:
+        return math.exp(self.log_lagrange_multiplier)
+
+    # ---- weights and prompts ----
+    def _weights_for(self, inputs) -> torch.Tensor:
+        if self.fixed_weights is not None:
+            return self.fixed_weights.unsqueeze(0).expand(len(inputs), -1)
+        # Keyed by (step, prompt): the G copies of a prompt get the same weights on every rank, and a resumed
+        # run draws the same weights as the original.
+        keys = [f"{self.state.global_step}:{json.dumps(x['prompt'], sort_keys=True)}" for x in inputs]
+        return sample_dirichlet_weights(self.dirichlet_alpha, keys, seed=self.args.seed)
+
+    def _generate_and_score_completions(self, inputs):
+        weights = self._weights_for(inputs)
+        if self.args.condition_on_weights:
+            inputs = [{**x, "prompt": condition_prompt(x["prompt"], w, self.objective_names)}
+                      for x, w in zip(inputs, weights)]
+        self._batch_weights = weights
+        output = super()._generate_and_score_completions(inputs)
+        output["advantages"] = self._local_advantages
+        return output
+
+    # ---- rewards and advantages ----
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        device = self.accelerator.device
+        mode = "train" if self.model.training else "eval"
+        reward_kwargs = {key: [x[key] for x in inputs] for key in inputs[0]
+                         if key not in ("prompt", "completion", "completion_ids")}
+        reward_vector, dropped = self.reward_vector_builder(
+            prompts, completions, step=self.state.global_step, completion_ids=completion_ids_list,
+            trainer_state=self.state, **reward_kwargs,
+        )
+        # Completions of one group may sit on different ranks: gather rewards and weights before normalizing.
+        local = torch.cat([reward_vector, self._batch_weights, dropped.float().unsqueeze(1)], dim=1).to(device)
+        everything = gather(local)
+        k = len(self.objective_names)
+        reward_vector, weights, dropped = everything[:, :k], everything[:, k:2 * k], everything[:, -1].bool()
+
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        advantages = self._advantages(reward_vector, weights, group_size, update_state=(mode == "train"))
+        rank = self.accelerator.process_index
+        self._local_advantages = advantages[rank * len(prompts):(rank + 1) * len(prompts)]
+
+        metrics = self._metrics[mode]
+        for column, name in enumerate(self.objective_names):
+            metrics[f"weights/{name}"].append(weights[:, column].mean().item())
+        metrics["objectives/dropped_rows"].append(dropped.sum().item())
+        if self.args.scalarization == "lagrangian":
+            metrics["lagrange/lambda"].append(self.lagrange_multiplier)
+        return reward_vector
+
+    def _advantages(self, reward_vector, weights, group_size, update_state):
+        args = self.args
+        lagrangian = None
+        if args.scalarization == "lagrangian":
+            main = self.objective_names.index(args.main_objective)
+            constraint = self.objective_names.index(args.constraint_objective)
+            lagrangian = (main, constraint, self.lagrange_multiplier)
+        ideal_point = None
+        if args.scalarization == "tchebycheff" and args.multi_objective_aggregation == "sum_then_normalize":
+            if update_state or self.ideal_point is None:
+                self.ideal_point = update_ideal_point(self.ideal_point, reward_vector).cpu()
+            ideal_point = self.ideal_point
+        advantages = compute_advantages(
+            reward_vector, weights, group_size,
+            aggregation=args.multi_objective_aggregation, scalarization=args.scalarization,
+            scale_rewards=args.scale_rewards != "none", ideal_point=ideal_point, lagrangian=lagrangian,
+        )
+        if lagrangian is not None and update_state:
+            constraint_mean = torch.nanmean(reward_vector[:, lagrangian[1]]).item()
+            if math.isfinite(constraint_mean):
+                self.log_lagrange_multiplier = update_log_lagrange_multiplier(
+                    self.log_lagrange_multiplier, constraint_mean, args.constraint_threshold,
+                    args.lagrange_learning_rate, args.lagrange_max,
+                )
+        return advantages
+
+    # ---- what the checkpoint records ----
+    def objectives_record(self, evaluation: dict | None = None) -> dict:
+        args = self.args
+        conditioned = bool(args.condition_on_weights)
+        return build_record(
+            trainer="grpo",
+            base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
+            objectives=objectives_to_dict(self.objectives),
+            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if self.fixed_weights is not None else None,
+            weight_distribution=None if self.fixed_weights is not None else {
+                "type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}},
+            aggregation=args.multi_objective_aggregation,
+            scalarization=args.scalarization,
+            steering="prompt" if conditioned else "none",
+            datasets=self.dataset_names,
+            extra={
+                "prompt_format": "system message 'Preference weights: name=w,...'" if conditioned else None,
+                "reward_model": args.reward_model_name_or_path,
+                "lagrangian": {"main_objective": args.main_objective, "constraint_objective": args.constraint_objective,
+                               "constraint_threshold": args.constraint_threshold,
+                               "final_lambda": self.lagrange_multiplier} if args.scalarization == "lagrangian" else None,
+                **({"evaluation": evaluation} if evaluation else {}),
+            },
+        )
+
+    def create_model_card(self, *args, **kwargs):
+        """Our card is rendered from the objectives record in `_save`; TRL's generic draft would hide it."""
+
+    def _save(self, output_dir=None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            save_record(output_dir or self.args.output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
+
+    # ---- resume: the multiplier and the ideal point are training state too ----
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            state = {"log_lagrange_multiplier": self.log_lagrange_multiplier,
+                     "ideal_point": None if self.ideal_point is None else self.ideal_point.tolist()}
+            with open(os.path.join(folder, STATE_FILE), "w") as f:
+                json.dump(state, f)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
+        if path and os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self.log_lagrange_multiplier = state["log_lagrange_multiplier"]
+            self.ideal_point = None if state["ideal_point"] is None else torch.tensor(state["ideal_point"])
+
+
+def _number_or_text(value: str):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
