@@ -1,0 +1,118 @@
+"""Real GRPO steps on the tiny policy: the weights steer what is learned, and the checkpoint says what it was trained for."""
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from alignment.prompts import load_prompt_dataset
+from alignment.reward_vector import RewardFunctionError
+from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+
+PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+
+
+def make_trainer(policy_path, output_dir, max_steps, **overrides):
+    settings = dict(
+        output_dir=str(output_dir), objectives=["conciseness", "sentiment"], num_generations=8,
+        per_device_train_batch_size=64, max_completion_length=32, max_steps=max_steps, learning_rate=1e-3,
+        lr_scheduler_type="constant", use_cpu=True, activation_checkpointing=False, logging_steps=1,
+        save_strategy="no", report_to="none", seed=0, multi_objective_aggregation="normalize_then_sum",
+        disable_tqdm=True,
+    )
+    settings.update(overrides)
+    args = MultiObjectiveGRPOConfig(**settings)
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    model = AutoModelForCausalLM.from_pretrained(policy_path)
+    return MultiObjectiveGRPOTrainer(model=model, args=args, processing_class=tokenizer,
+                                     train_dataset=load_prompt_dataset(PROMPTS, limit=512))
+
+
+def last_steps_mean(trainer, key, steps=5):
+    values = [entry[key] for entry in trainer.state.log_history if key in entry][-steps:]
+    return sum(values) / len(values)
+
+
+@pytest.mark.slow
+def test_weight_on_conciseness_shortens_completions(tiny_policy_path, tmp_path):
+    results = {}
+    for label, weights in (("concise", "conciseness=0.8,sentiment=0.2"), ("positive", "conciseness=0.2,sentiment=0.8")):
+        trainer = make_trainer(tiny_policy_path, tmp_path / label, max_steps=25, preference_weights=weights)
+        trainer.train()
+        results[label] = {key: last_steps_mean(trainer, key) for key in
+                          ("completions/mean_length", "rewards/sentiment/mean", "rewards/conciseness/mean")}
+        assert last_steps_mean(trainer, "weights/conciseness") == pytest.approx(0.8 if label == "concise" else 0.2)
+    print(results)
+    assert results["concise"]["completions/mean_length"] < 0.7 * results["positive"]["completions/mean_length"]
+    assert results["concise"]["rewards/conciseness/mean"] > results["positive"]["rewards/conciseness/mean"]
+    assert results["positive"]["rewards/sentiment/mean"] > results["concise"]["rewards/sentiment/mean"]
+
+
+@pytest.mark.slow
+def test_sampled_weights_are_written_into_prompts_and_recorded(tiny_policy_path, tmp_path):
+    trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=2, weights_mode="dirichlet", dirichlet_alpha="1.0",
+                           log_completions=True)
+    assert trainer.args.condition_on_weights
+    trainer.train()
+    prompts = trainer._logs["prompt"]
+    assert prompts and all("Preference weights: conciseness=" in str(p) for p in prompts)
+    # the 8 completions of a group share one weight vector; different prompts get different weights
+    headers = [str(p).split("Preference weights: ")[1][:40] for p in prompts]
+    assert all(len(set(headers[i:i + 8])) == 1 for i in range(0, len(headers), 8))
+    assert len(set(headers)) > 1
+    trainer.save_model(str(tmp_path / "final"))
+    record = json.loads((tmp_path / "final" / "objectives.json").read_text())
+    assert record["steering"] == "prompt"
+    assert record["weight_distribution"] == {"type": "dirichlet", "alpha": {"conciseness": 1.0, "sentiment": 1.0}}
+    assert record["objective_names"] == ["conciseness", "sentiment"]
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert "| conciseness | `builtin:conciseness` |" in card and "Preference weights:" in card
+    assert (tmp_path / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_lagrange_multiplier_rises_while_the_constraint_is_violated(tiny_policy_path, tmp_path):
+    trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=3, scalarization="lagrangian",
+                           main_objective="conciseness", constraint_objective="sentiment", constraint_threshold=2.0,
+                           lagrange_learning_rate=0.5)
+    trainer.train()
+    lambdas = [entry["lagrange/lambda"] for entry in trainer.state.log_history if "lagrange/lambda" in entry]
+    assert len(lambdas) == 3 and lambdas[0] == pytest.approx(1.0)
+    assert lambdas[0] < lambdas[1] < lambdas[2]  # sentiment can never reach 2.0: lambda keeps growing
+    trainer.save_model(str(tmp_path / "final"))
+    record = json.loads((tmp_path / "final" / "objectives.json").read_text())
+    assert record["objectives"][1]["threshold"] == 2.0
+    assert record["lagrangian"]["final_lambda"] > 1.0
+
+
+def _broken_reward(prompts, completions, **kwargs):
+    return [float("nan")] * len(completions)
+
+
+def test_a_nan_reward_stops_training_with_the_objective_name(tiny_policy_path, tmp_path):
+    trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=1,
+                           objectives=["conciseness", "judge=python:tests.test_grpo_trainer:_broken_reward"])
+    with pytest.raises(RewardFunctionError, match="reward for objective 'judge' is nan for completion 0 at step 0"):
+        trainer.train()
+
+
+def test_dropping_invalid_rewards_is_opt_in_and_counted(tiny_policy_path, tmp_path):
+    trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=1, drop_invalid_rewards=True,
+                           objectives=["conciseness", "judge=python:tests.test_grpo_trainer:_broken_reward"])
+    trainer.train()
+    assert trainer.state.log_history[0]["objectives/dropped_rows"] == 64
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(preference_weights="conciseness=0.5,helpful=0.5"), "unknown objective(s) ['helpful']"),
+    (dict(preference_weights="conciseness=0,sentiment=0"), "all weights are zero"),
+    (dict(objectives=["helpful=rm:helpful"]), "reward_model_name_or_path is not set"),
+    (dict(scalarization="lagrangian", main_objective="conciseness", constraint_objective="harmless"),
+     "constraint_objective 'harmless' is not one of the objectives"),
+])
+def test_bad_configuration_is_rejected_before_training(tiny_policy_path, tmp_path, overrides, message):
+    with pytest.raises(ValueError) as error:
+        make_trainer(tiny_policy_path, tmp_path, max_steps=1, **overrides)
+    assert message in str(error.value)
+    assert not any(tmp_path.iterdir())  # nothing written
