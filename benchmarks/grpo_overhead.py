@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
@@ -39,7 +40,7 @@ class StepTimer(TrainerCallback):
 
 def run(kind: str, policy: Path, steps: int, output_dir: str) -> list[float]:
     common = dict(output_dir=output_dir, num_generations=8, per_device_train_batch_size=64, max_completion_length=32,
-                  max_steps=steps, learning_rate=1e-3, use_cpu=True, activation_checkpointing=False,
+                  max_steps=steps, learning_rate=1e-3, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
                   save_strategy="no", report_to="none", seed=0, logging_steps=1, disable_tqdm=True,
                   multi_objective_aggregation="normalize_then_sum")
     model = AutoModelForCausalLM.from_pretrained(policy)
@@ -70,7 +71,8 @@ def main():
             for kind in ("trl", "ours"):
                 times[kind] += run(kind, policy, options.steps, f"{scratch}/{kind}-{repeat}")
     trl_median, ours_median = statistics.median(times["trl"]), statistics.median(times["ours"])
-    print(f"K={len(OBJECTIVES)} objectives, {len(times['trl'])} timed steps each, 64 completions/step")
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    print(f"K={len(OBJECTIVES)} objectives, {len(times['trl'])} timed steps each, 64 completions/step, on {device}")
     print(f"TRL GRPOTrainer          median step {trl_median * 1000:8.1f} ms")
     print(f"MultiObjectiveGRPOTrainer median step {ours_median * 1000:8.1f} ms")
     print(f"step time ratio (ours / TRL): {ours_median / trl_median:.3f}")

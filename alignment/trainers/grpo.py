@@ -28,6 +28,7 @@ from alignment.reward_vector import RewardVectorBuilder
 from alignment.scalarize import (
     SCALARIZATIONS,
     compute_advantages,
+    pama_step_weights,
     update_ideal_point,
     update_log_lagrange_multiplier,
 )
@@ -224,17 +225,21 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
         k = len(self.objective_names)
         reward_vector, weights, dropped = everything[:, :k], everything[:, k:2 * k], everything[:, -1].bool()
 
+        metrics = self._metrics[mode]
+        if self.args.scalarization == "lagrangian":  # the multiplier these advantages use, before this step's update
+            metrics["lagrange/lambda"].append(self.lagrange_multiplier)
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
         advantages = self._advantages(reward_vector, weights, group_size, update_state=(mode == "train"))
         rank = self.accelerator.process_index
         self._local_advantages = advantages[rank * len(prompts):(rank + 1) * len(prompts)]
 
-        metrics = self._metrics[mode]
         for column, name in enumerate(self.objective_names):
             metrics[f"weights/{name}"].append(weights[:, column].mean().item())
         metrics["objectives/dropped_rows"].append(dropped.sum().item())
-        if self.args.scalarization == "lagrangian":
-            metrics["lagrange/lambda"].append(self.lagrange_multiplier)
+        if self.args.scalarization == "pama":  # what PAMA's closed form weighted, averaged over the completions
+            step_weights = pama_step_weights(reward_vector, weights, group_size, self.args.scale_rewards != "none")
+            for name, value in zip(self.objective_names, step_weights.tolist()):
+                metrics[f"pama/weight/{name}"].append(value)
         return reward_vector
 
     def _advantages(self, reward_vector, weights, group_size, update_state):
