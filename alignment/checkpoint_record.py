@@ -85,3 +85,14 @@ def load_record(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no {RECORD_FILE}; this checkpoint was not written by a moalign trainer")
     with open(path) as f:
         return json.load(f)
+
+
+def write_training_args_json(output_dir: str | Path, training_args) -> None:
+    """Replace transformers' pickled `training_args.bin` with a JSON copy whose `*_token` fields are redacted.
+
+    The pickle would carry `hub_token` in clear and needs `torch.load(weights_only=False)` to read; resuming does not
+    use it (it reads trainer_state.json, the optimizer and RNG files).
+    """
+    output_dir = Path(output_dir)
+    (output_dir / "training_args.bin").unlink(missing_ok=True)
+    _atomic_write_text(output_dir / "training_args.json", training_args.to_json_string())

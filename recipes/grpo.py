@@ -81,8 +81,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     last_checkpoint = None
     if Path(training_args.output_dir).is_dir():
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint:
-            logger.info(f"Resuming from {last_checkpoint}")
+        if last_checkpoint and PartialState().is_main_process:
+            print(f"Resuming from {last_checkpoint}")
 
     model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
 

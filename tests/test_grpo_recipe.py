@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
 
 def launch(output_dir, *overrides, config="accelerate_configs/cpu_2proc.yaml"):
@@ -31,7 +32,7 @@ def test_recipe_trains_on_two_processes_resumes_and_records_its_objectives(tmp_p
     assert first.count("Mean of each objective on 16 held-out prompts") == 1  # printed by the main process only
 
     # rerun after the "interruption" with a longer schedule: it picks up checkpoint-2 instead of starting over
-    second = launch(output_dir, "--max_steps", "4")
+    second = launch(output_dir, "--max_steps", "4", "--hub_token", FAKE_TOKEN)
     assert "Resuming from" in second and "checkpoint-2" in second
     state = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
@@ -48,3 +49,8 @@ def test_recipe_trains_on_two_processes_resumes_and_records_its_objectives(tmp_p
     card = (output_dir / "README.md").read_text()
     assert "Fixed preference weights: conciseness=0.5, sentiment=0.4, profanity_free=0.1." in card
     assert (output_dir / "model.safetensors").exists() and not list(output_dir.glob("*.bin"))
+    assert json.loads((output_dir / "training_args.json").read_text())["hub_token"] == "<HUB_TOKEN>"
+    # the token given on the command line reaches no log line and no file of the run
+    assert FAKE_TOKEN not in second
+    leaks = [path for path in output_dir.rglob("*") if path.is_file() and FAKE_TOKEN.encode() in path.read_bytes()]
+    assert not leaks
