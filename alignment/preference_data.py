@@ -1,0 +1,415 @@
+"""Preference data for the DPO family: pairs labelled per objective, ranked lists, and chosen/rejected groups.
+
+Three row formats, all conversational (TRL's prompt / completion message lists) or all plain text:
+- pairs:  {"prompt", "chosen", "rejected", "objective"} (+ "score_gap" for cardinal margins,
+          + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`)
+- lists:  {"prompt", "completions": [K], and one of "labels": [K] (higher is better), "ranks": [K] (1 = best) or
+          "reward_vector": [K][num_objectives] (turned into labels under preference weights)}
+- groups: {"prompt", "chosen": [k], "rejected": [k]}
+
+Loaders for the shared real data: HH-RLHF helpful / harmless pairs (one objective each), UltraFeedback pairs with
+their GPT-4 score gap (a cardinal signal), and qa-feedback lists of 4 predictions ranked by 6 human pairwise labels.
+Every validator raises `PreferenceDataError` naming the file, the row (1-based line) and the field, before any model
+is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from alignment.preference_losses import labels_from_ranks, labels_from_reward_vector
+from alignment.reward_vector import RewardVectorBuilder
+
+DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+logger = logging.getLogger(__name__)
+HH_FILES = {
+    "helpful": {"train": "hh_rlhf_helpful_base_train.jsonl", "dev": "hh_rlhf_helpful_base_dev.jsonl"},
+    "harmless": {"train": "hh_rlhf_harmless_base_train.jsonl", "dev": "hh_rlhf_harmless_base_dev.jsonl"},
+}
+FORMATS = ("pairs", "lists", "groups")
+
+
+class PreferenceDataError(ValueError):
+    """A preference file or row is missing a field or holds a malformed value; the message says where."""
+
+
+def _where(source: str, row: int, field: str | None = None) -> str:
+    return f"{source}, row {row}" + (f", field '{field}'" if field else "")
+
+
+def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict]:
+    """Rows of a JSON-lines file (blank lines skipped); a bad line raises with the file and line number."""
+    path = Path(path)
+    if not path.exists():
+        raise PreferenceDataError(f"{path}: file not found")
+    rows = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise PreferenceDataError(f"{_where(str(path), line_number)}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise PreferenceDataError(f"{_where(str(path), line_number)}: expected a JSON object, got {type(row).__name__}")
+            rows.append({**row, "_row": line_number})
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+def _is_messages(value) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+
+
+def _check_text(value, where: str, conversational: bool) -> None:
+    if conversational:
+        if not _is_messages(value) or not value:
+            raise PreferenceDataError(f"{where}: expected a non-empty list of {{'role', 'content'}} messages, got {value!r:.80}")
+    elif not isinstance(value, str) or not value.strip():
+        raise PreferenceDataError(f"{where}: expected a non-empty string, got {value!r:.80}")
+
+
+def _check_number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PreferenceDataError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_list(row: dict, field: str, source: str, row_number: int, length: int | None = None) -> list:
+    value = row.get(field)
+    if not isinstance(value, list) or not value:
+        raise PreferenceDataError(f"{_where(source, row_number, field)}: expected a non-empty list, got {value!r:.80}")
+    if length is not None and len(value) != length:
+        raise PreferenceDataError(f"{_where(source, row_number, field)}: has {len(value)} entries; expected {length}")
+    return value
+
+
+def validate_rows(rows: Sequence[dict], format: str, source: str, objective_names: Sequence[str] | None = None,
+                  required: Sequence[str] = ()) -> None:
+    """Check every row of a `pairs`, `lists` or `groups` dataset; `required` names extra numeric fields (e.g. score_gap)."""
+    if format not in FORMATS:
+        raise PreferenceDataError(f"{source}: unknown preference format '{format}'; expected one of {FORMATS}")
+    if not rows:
+        raise PreferenceDataError(f"{source}: no rows")
+    conversational = _is_messages(rows[0].get("prompt"))
+    for index, row in enumerate(rows, start=1):
+        number = row.get("_row", index)
+        if "prompt" not in row:
+            raise PreferenceDataError(f"{_where(source, number, 'prompt')}: missing")
+        _check_text(row["prompt"], _where(source, number, "prompt"), conversational)
+        if format == "pairs":
+            for field in ("chosen", "rejected"):
+                if field not in row:
+                    raise PreferenceDataError(f"{_where(source, number, field)}: missing")
+                _check_text(row[field], _where(source, number, field), conversational)
+            if objective_names is not None and row.get("objective") not in objective_names:
+                raise PreferenceDataError(
+                    f"{_where(source, number, 'objective')}: {row.get('objective')!r} is not one of {list(objective_names)}"
+                )
+        elif format == "groups":
+            chosen = _check_list(row, "chosen", source, number)
+            rejected = _check_list(row, "rejected", source, number)
+            for field, items in (("chosen", chosen), ("rejected", rejected)):
+                for i, item in enumerate(items):
+                    _check_text(item, _where(source, number, f"{field}[{i}]"), conversational)
+        else:
+            completions = _check_list(row, "completions", source, number)
+            if len(completions) < 2:
+                raise PreferenceDataError(f"{_where(source, number, 'completions')}: a list needs at least 2 responses")
+            for i, item in enumerate(completions):
+                _check_text(item, _where(source, number, f"completions[{i}]"), conversational)
+            given = [f for f in ("labels", "ranks", "reward_vector") if f in row]
+            if len(given) != 1:
+                raise PreferenceDataError(
+                    f"{_where(source, number)}: a list needs exactly one of 'labels', 'ranks', 'reward_vector'; got {given}"
+                )
+            values = _check_list(row, given[0], source, number, length=len(completions))
+            for i, value in enumerate(values):
+                if given[0] == "reward_vector":
+                    if not isinstance(value, list) or not value:
+                        raise PreferenceDataError(f"{_where(source, number, f'reward_vector[{i}]')}: expected a list of scores")
+                    if objective_names is not None and len(value) != len(objective_names):
+                        raise PreferenceDataError(
+                            f"{_where(source, number, f'reward_vector[{i}]')}: {len(value)} scores for objectives {list(objective_names)}"
+                        )
+                    for v in value:
+                        _check_number(v, _where(source, number, f"reward_vector[{i}]"))
+                else:
+                    _check_number(value, _where(source, number, f"{given[0]}[{i}]"))
+        for field in required:
+            if field not in row:
+                raise PreferenceDataError(f"{_where(source, number, field)}: missing")
+            value = _check_number(row[field], _where(source, number, field))
+            if field == "score_gap" and value < 0:
+                raise PreferenceDataError(f"{_where(source, number, field)}: is {value}; chosen must score >= rejected")
+
+
+def to_dataset(rows: Sequence[dict]):
+    """A `datasets.Dataset` of validated rows (the bookkeeping `_row` field dropped)."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: v for k, v in row.items() if k != "_row"} for row in rows])
+
+
+# ---------------------------------------------------------------------------------------------- real data loaders
+
+def hh_dialogue_to_messages(text: str, where: str) -> list[dict]:
+    """'\\n\\nHuman: ...\\n\\nAssistant: ...' -> chat messages; raises if it is not an HH dialogue ending on the assistant."""
+    if not isinstance(text, str) or "\n\nHuman:" not in text:
+        raise PreferenceDataError(f"{where}: expected an HH dialogue starting with '\\n\\nHuman:', got {str(text)[:60]!r}")
+    messages = []
+    for block in text.split("\n\nHuman:")[1:]:
+        human, separator, assistant_part = block.partition("\n\nAssistant:")
+        messages.append({"role": "user", "content": human.strip()})
+        if separator:
+            for turn in assistant_part.split("\n\nAssistant:"):
+                messages.append({"role": "assistant", "content": turn.strip()})
+    if messages[-1]["role"] != "assistant":
+        raise PreferenceDataError(f"{where}: the dialogue does not end with an Assistant turn")
+    return messages
+
+
+def load_hh_pairs(path: str | Path, objective: str, limit: int | None = None) -> list[dict]:
+    """HH-RLHF pairs as conversational rows for one objective: shared history as prompt, the last replies differ."""
+    path = Path(path)
+    rows, skipped = [], 0
+    for raw in read_jsonl(path, limit):
+        number = raw["_row"]
+        for field in ("chosen", "rejected"):
+            if field not in raw:
+                raise PreferenceDataError(f"{_where(str(path), number, field)}: missing")
+        chosen = hh_dialogue_to_messages(raw["chosen"], _where(str(path), number, "chosen"))
+        rejected = hh_dialogue_to_messages(raw["rejected"], _where(str(path), number, "rejected"))
+        if chosen[:-1] != rejected[:-1] or chosen[-1] == rejected[-1] or not chosen[-1]["content"] or not rejected[-1]["content"]:
+            # Upstream quirks, not malformed rows: a few dialogues diverge before the last reply, a few pairs are
+            # identical or empty. They carry no clean preference on one reply, so they are counted and left out.
+            skipped += 1
+            continue
+        rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:],
+                     "objective": objective, "_row": number})
+    if skipped:
+        logger.info(f"{path}: left out {skipped} pairs whose histories diverge or whose replies are identical/empty")
+    validate_rows(rows, "pairs", str(path), objective_names=[objective])
+    return rows
+
+
+def load_objective_pairs(files: Mapping[str, str | Path], limit_per_objective: int | None = None) -> list[dict]:
+    """Pairs from one HH-style file per objective, interleaved so every batch sees every objective."""
+    per_objective = [load_hh_pairs(path, name, limit_per_objective) for name, path in files.items()]
+    interleaved = []
+    for index in range(max(len(rows) for rows in per_objective)):
+        interleaved += [rows[index] for rows in per_objective if index < len(rows)]
+    return interleaved
+
+
+def hh_files(split: str, objectives: Sequence[str] = ("helpful", "harmless"), data_dir: Path = DATA_DIR) -> dict[str, Path]:
+    unknown = [o for o in objectives if o not in HH_FILES]
+    if unknown:
+        raise PreferenceDataError(f"HH-RLHF has no objective(s) {unknown}; it has {list(HH_FILES)}")
+    return {o: Path(data_dir) / HH_FILES[o][split] for o in objectives}
+
+
+def _last_assistant_turn(value):
+    """A reply given as text, or as a message list (prompt + reply): the reply as a one-message completion."""
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]
+    if _is_messages(value):
+        return [m for m in value if m["role"] == "assistant"][-1:]
+    return value  # left for validate_rows to report
+
+
+def load_ultrafeedback_pairs(path: str | Path, limit: int | None = None) -> list[dict]:
+    """UltraFeedback binarized pairs with `score_gap = score_chosen - score_rejected` (GPT-4 overall, 1-10)."""
+    path = Path(path)
+    rows = []
+    for raw in read_jsonl(path, limit):
+        number = raw["_row"]
+        metadata = raw.get("metadata")
+        if not isinstance(metadata, dict):
+            raise PreferenceDataError(f"{_where(str(path), number, 'metadata')}: expected an object with score_chosen, score_rejected")
+        scores = [_check_number(metadata.get(f), _where(str(path), number, f"metadata.{f}")) for f in ("score_chosen", "score_rejected")]
+        prompt = raw.get("prompt")
+        rows.append({
+            "prompt": [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
+            "chosen": _last_assistant_turn(raw.get("chosen")), "rejected": _last_assistant_turn(raw.get("rejected")),
+            "objective": "overall", "score_gap": scores[0] - scores[1], "_row": number,
+        })
+    validate_rows(rows, "pairs", str(path), required=("score_gap",))
+    return rows
+
+
+def load_qa_feedback_lists(path: str | Path, limit: int | None = None) -> list[dict]:
+    """qa-feedback: each question with its 4 predictions, labelled by the share of human pairwise comparisons won.
+
+    `preference` holds 6 labels for the pairs (1,2) (1,3) (1,4) (2,3) (2,4) (3,4): 1 first wins, 2 second wins,
+    0 tie (half a win each). Labels = wins / 3, in [0, 1].
+    """
+    path = Path(path)
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    rows = []
+    for raw in read_jsonl(path, limit):
+        number = raw["_row"]
+        preference = raw.get("preference")
+        if not isinstance(preference, list) or len(preference) != 6 or any(p not in (0, 1, 2) for p in preference):
+            raise PreferenceDataError(f"{_where(str(path), number, 'preference')}: expected 6 labels in {{0, 1, 2}}")
+        predictions = []
+        for i in range(1, 5):
+            text = raw.get(f"prediction {i}")
+            _check_text(text, _where(str(path), number, f"prediction {i}"), conversational=False)
+            predictions.append([{"role": "assistant", "content": text}])
+        _check_text(raw.get("question"), _where(str(path), number, "question"), conversational=False)
+        wins = [0.0] * 4
+        for (a, b), label in zip(pairs, preference):
+            wins[a] += 1.0 if label == 1 else 0.5 if label == 0 else 0.0
+            wins[b] += 1.0 if label == 2 else 0.5 if label == 0 else 0.0
+        rows.append({"prompt": [{"role": "user", "content": raw["question"]}], "completions": predictions,
+                     "labels": [w / 3.0 for w in wins], "_row": number})
+    validate_rows(rows, "lists", str(path))
+    return rows
+
+
+def lists_to_groups(rows: Sequence[dict], group_size: int) -> list[dict]:
+    """Groups for mDPO/mIPO: the `group_size` best-labelled responses of each list vs its `group_size` worst.
+
+    Lists whose top and bottom groups tie on every label carry no preference and are skipped.
+    """
+    groups = []
+    for row in rows:
+        if len(row["completions"]) < 2 * group_size:
+            raise PreferenceDataError(f"row {row.get('_row')}: {len(row['completions'])} responses cannot make two groups of {group_size}")
+        order = sorted(range(len(row["labels"])), key=lambda i: -row["labels"][i])
+        best, worst = order[:group_size], order[-group_size:]
+        if min(row["labels"][i] for i in best) <= max(row["labels"][i] for i in worst):
+            continue
+        groups.append({"prompt": row["prompt"], "chosen": [row["completions"][i] for i in best],
+                       "rejected": [row["completions"][i] for i in worst], "_row": row.get("_row")})
+    return groups
+
+
+def attach_list_labels(rows: Sequence[dict], objective_names: Sequence[str] | None = None,
+                       weights: torch.Tensor | None = None, scalarization: str = "linear") -> list[dict]:
+    """Give every list row `labels`: kept as given, from `ranks`, or scalarized from `reward_vector` under `weights`."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        if "ranks" in row:
+            row["labels"] = labels_from_ranks(torch.tensor(row.pop("ranks"))).tolist()
+        elif "reward_vector" in row:
+            if weights is None:
+                raise PreferenceDataError(f"row {row.get('_row')}: lists with 'reward_vector' need preference weights")
+            row["labels"] = labels_from_reward_vector(torch.tensor(row.pop("reward_vector")), weights, scalarization).tolist()
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- MODPO margins
+
+
+def add_margin_rewards(rows: Sequence[dict], margin_builder: RewardVectorBuilder, batch_size: int = 64) -> list[dict]:
+    """Score chosen and rejected of every pair once on the margin objectives (frozen): MODPO's m(y_w), m(y_l).
+
+    `margin_builder` runs every reward source (reward functions, or all reward-model heads in one forward pass) on
+    a batch; a NaN or failing source stops here, before training, naming the objective.
+    """
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        prompts = [row["prompt"] for row in batch]
+        chosen, _ = margin_builder(prompts, [row["chosen"] for row in batch])
+        rejected, _ = margin_builder(prompts, [row["rejected"] for row in batch])
+        for row, c, r in zip(batch, chosen.tolist(), rejected.tolist()):
+            out.append({**row, "chosen_margins": c, "rejected_margins": r})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- recipe entry point
+
+BUILTIN_DATASETS = ("hh", "ultrafeedback", "qa_feedback")
+
+
+def _prompt_chars(row: dict) -> int:
+    prompt = row["prompt"]
+    return len(prompt) if isinstance(prompt, str) else sum(len(str(m.get("content", ""))) for m in prompt)
+
+
+def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[str], num_train_rows: int | None = None,
+                           num_eval_rows: int = 64, eval_dataset: str | None = None, max_prompt_chars: int | None = None,
+                           group_size: int = 2, required: Sequence[str] = (),
+                           data_dir: Path = DATA_DIR) -> tuple[list[dict], list[dict], list[str]]:
+    """(train rows, eval rows, dataset names) in `data_format`, validated, for a built-in dataset or a JSONL path.
+
+    Built-ins: 'hh' (HH-RLHF pairs, one file per objective among helpful/harmless), 'ultrafeedback' (pairs with
+    score_gap), 'qa_feedback' (lists of 4 ranked predictions; groups of `group_size` best vs worst). A path is read as
+    rows of `data_format` (see the module docstring); `eval_dataset` is its held-out file (else the last rows).
+    """
+    if data_format not in FORMATS:
+        raise PreferenceDataError(f"unknown data format '{data_format}'; expected one of {FORMATS}")
+    data_dir = Path(data_dir)
+    limit = None if num_train_rows is None or max_prompt_chars else num_train_rows
+
+    def trim(rows: list[dict], count: int | None) -> list[dict]:
+        if max_prompt_chars:
+            rows = [row for row in rows if _prompt_chars(row) <= max_prompt_chars]
+        return rows if count is None else rows[:count]
+
+    if dataset == "hh":
+        if data_format != "pairs":
+            raise PreferenceDataError(f"dataset 'hh' holds pairs; the loss needs {data_format}")
+        # MODPO trains on its first objective's pairs (the others are margins); multi-head DPO on all of them.
+        names = [o for o in objectives if o in HH_FILES] or list(objectives[:1])
+        train_files, eval_files = hh_files("train", names, data_dir), hh_files("dev", names, data_dir)
+        train = load_objective_pairs(train_files, None if max_prompt_chars else limit)
+        evaluation = load_objective_pairs(eval_files, None if max_prompt_chars else num_eval_rows)
+        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), [str(p) for p in train_files.values()]
+    if dataset == "ultrafeedback":
+        if data_format != "pairs":
+            raise PreferenceDataError(f"dataset 'ultrafeedback' holds pairs; the loss needs {data_format}")
+        train_path, eval_path = data_dir / "ultrafeedback_binarized_train.jsonl", data_dir / "ultrafeedback_binarized_dev.jsonl"
+        train, evaluation = load_ultrafeedback_pairs(train_path, limit), load_ultrafeedback_pairs(eval_path)
+        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), [str(train_path)]
+    if dataset == "qa_feedback":
+        if data_format == "pairs":
+            raise PreferenceDataError("dataset 'qa_feedback' holds ranked lists (or groups made from them), not pairs")
+        path = data_dir / "finegrained_qa_feedback.jsonl"
+        rows = trim(load_qa_feedback_lists(path), None)
+        if data_format == "groups":
+            rows = lists_to_groups(rows, group_size)
+        cut = max(len(rows) - num_eval_rows, 1)
+        return trim(rows[:cut], num_train_rows), rows[cut:], [str(path)]
+
+    path = Path(dataset)
+    if path.suffix != ".jsonl":
+        raise PreferenceDataError(f"dataset '{dataset}': expected one of {BUILTIN_DATASETS} or a .jsonl file")
+    rows = read_jsonl(path)
+    validate_rows(rows, data_format, str(path), required=required)
+    if eval_dataset:
+        evaluation = read_jsonl(eval_dataset)
+        validate_rows(evaluation, data_format, str(eval_dataset), required=required)
+    else:
+        rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
+    return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [str(path)]
+
+
+def margin_reward_builder(margin_specs: Sequence[str], reward_model_name_or_path: str | None = None,
+                          trust_remote_code: bool = False) -> RewardVectorBuilder:
+    """MODPO's margin objectives as one reward-vector builder: reward functions, and reward-model heads (all heads in
+    one forward pass, through the suite's multi-head reward model source `reward_models.scoring`)."""
+    from alignment.objectives import parse_objective_specs
+    from reward_models.scoring import load_reward_model_source
+
+    objectives, sources, heads = parse_objective_specs(list(margin_specs))
+    if heads:
+        if not reward_model_name_or_path:
+            raise PreferenceDataError(f"margin objectives {list(heads)} read reward-model heads; set reward_model_name_or_path")
+        sources = [*sources, load_reward_model_source(reward_model_name_or_path, heads, trust_remote_code=trust_remote_code)]
+    return RewardVectorBuilder([o.name for o in objectives], sources)

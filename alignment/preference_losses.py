@@ -1,0 +1,189 @@
+"""Where a multi-objective preference becomes a loss: the offline preference-optimization family. Pure functions.
+
+Every loss takes implicit-reward *log-ratios* `log pi(y|x) - log pi_ref(y|x)` (one per sequence, summed over the
+completion tokens: the trainer computes them, TRL-style) and returns one loss per training unit (pair, list or
+group) so the trainer can average, weight or log them. `s(y) = beta * logratio(y)` is DPO's implicit reward.
+
+- `dpo_loss`            DPO (Rafailov et al. 2023, eq. 7) with an optional per-pair offset and weight.
+- `cardinal_dpo_loss`   the score gap of a pair weights or offsets its loss ("Beyond Ordinal Preferences", 2025;
+                        the offset form is ODPO, Amini et al. 2024, eq. 5).
+- `modpo_loss`          MODPO (Zhou et al. 2024, "Beyond One-Preference-Fits-All", eq. 9): DPO on one objective's
+                        pairs, the other objectives entering as frozen margin rewards under weights w.
+- `mah_dpo_loss`        multi-head DPO: DPO per language-model head on its objective's pairs, mean over the heads
+                        present in the batch.
+- `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
+- `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11).
+
+Label helpers for lists: `labels_from_reward_vector` (any scalarization of reward vectors under weights, from
+`alignment.scalarize`) and `labels_from_ranks`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from alignment.scalarize import scalarize
+
+
+def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
+             offset: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair DPO loss: `weight * -log sigmoid(beta * (logratio_w - logratio_l) - offset)`.
+
+    Rafailov et al. 2023, eq. 7. `offset` [N] asks the chosen response to win by at least that much (ODPO);
+    `weight` [N] scales each pair's loss. Both default to the plain DPO loss.
+    """
+    logits = beta * (chosen_logratios - rejected_logratios)
+    if offset is not None:
+        logits = logits - offset
+    losses = -F.logsigmoid(logits)
+    return losses if weight is None else losses * weight
+
+
+CARDINAL_MODES = ("weight", "offset")
+
+
+def cardinal_dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, score_gap: torch.Tensor,
+                      beta: float, mode: str = "weight", scale: float = 1.0) -> torch.Tensor:
+    """DPO where the size of a pair's score gap (score_chosen - score_rejected >= 0) matters, not only its sign.
+
+    "Beyond Ordinal Preferences: Why Alignment Needs Cardinal Human Feedback" (2025): a pair rated 9 vs 2 says more
+    than one rated 6 vs 5.5. Two ways to use it:
+    - `mode="weight"`: loss_i = (scale * gap_i) * -log sigmoid(beta * Delta_i). A tie (gap 0) contributes nothing.
+    - `mode="offset"` (ODPO, Amini et al. 2024, eq. 5): loss_i = -log sigmoid(beta * Delta_i - scale * gap_i): the
+      chosen response must win by a margin that grows with the gap.
+    """
+    if mode not in CARDINAL_MODES:
+        raise ValueError(f"cardinal_dpo_loss: unknown mode '{mode}'; expected one of {CARDINAL_MODES}")
+    if (score_gap < 0).any():
+        raise ValueError("cardinal_dpo_loss: a score gap is negative; chosen must score at least as high as rejected")
+    score_gap = score_gap.to(chosen_logratios)
+    if mode == "weight":
+        return dpo_loss(chosen_logratios, rejected_logratios, beta, weight=scale * score_gap)
+    return dpo_loss(chosen_logratios, rejected_logratios, beta, offset=scale * score_gap)
+
+
+def modpo_objective_margin(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor,
+                           chosen_margins: torch.Tensor, rejected_margins: torch.Tensor, weights: torch.Tensor,
+                           beta: float) -> torch.Tensor:
+    """MODPO's implied reward gap of the trained objective: `(1/w_0) (s(y_w) - s(y_l) - w_{1:} . (m(y_w) - m(y_l)))`.
+
+    Zhou et al. 2024, eq. 8-9: a MODPO policy's implicit reward beta * log pi/pi_ref estimates the weighted sum
+    w . r, so objective 0's own reward is recovered by removing the margin objectives and dividing by w_0. This is
+    the logit of the MODPO loss, and the margin to watch on held-out pairs of the trained objective.
+    """
+    if weights.dim() != 1 or weights.numel() != chosen_margins.shape[-1] + 1:
+        raise ValueError(
+            f"modpo_loss: {weights.numel()} weights for 1 trained objective + {chosen_margins.shape[-1]} margin "
+            "objectives; give one weight per objective, the trained one first"
+        )
+    if weights[0] <= 0:
+        raise ValueError("modpo_loss: the trained objective's weight w_0 must be > 0 (the loss divides by it)")
+    weights = weights.to(chosen_logratios)
+    margin_gap = (chosen_margins.to(chosen_logratios) - rejected_margins.to(chosen_logratios)) @ weights[1:]
+    return (beta * (chosen_logratios - rejected_logratios) - margin_gap) / weights[0]
+
+
+def modpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, chosen_margins: torch.Tensor,
+               rejected_margins: torch.Tensor, weights: torch.Tensor, beta: float) -> torch.Tensor:
+    """MODPO, Zhou et al. 2024, eq. 9: `-log sigmoid((1/w_0) (s(y_w) - s(y_l) - w_{1:} . (m(y_w) - m(y_l))))`.
+
+    The pairs are labelled for objective 0 (weight `weights[0]`); objectives 1.. enter through frozen margin rewards
+    `chosen_margins`, `rejected_margins` [N, K-1] (reward-model heads or reward functions scored once, before
+    training). `weights` [K] is a point on the simplex with w_0 > 0. With K = 1 this is DPO.
+    """
+    return -F.logsigmoid(modpo_objective_margin(chosen_logratios, rejected_logratios, chosen_margins,
+                                                rejected_margins, weights, beta))
+
+
+def mah_dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, head_ids: torch.Tensor,
+                 beta: float) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Multi-head DPO: the logratios of row n come from head `head_ids[n]` (trained on its objective's pairs).
+
+    Loss = mean over the heads present in the batch of (mean DPO loss over that head's pairs), so a head with few
+    pairs in a batch counts as much as a head with many. Returns (loss, {head: its mean loss}).
+    """
+    per_pair = dpo_loss(chosen_logratios, rejected_logratios, beta)
+    per_head = {int(h): per_pair[head_ids == h].mean() for h in torch.unique(head_ids)}
+    return torch.stack(list(per_head.values())).mean(), per_head
+
+
+def _group_means(logratios: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return logratios.mean(dim=-1)
+    mask = mask.to(logratios)
+    if (mask.sum(dim=-1) == 0).any():
+        raise ValueError("group loss: a group has no valid sample (its mask is all zero)")
+    return (logratios * mask).sum(dim=-1) / mask.sum(dim=-1)
+
+
+def mdpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
+              chosen_mask: torch.Tensor | None = None, rejected_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Group-wise DPO (mDPO): `-log sigmoid(beta * (mean_i logratio(y_w^i) - mean_j logratio(y_l^j)))`.
+
+    Inputs are [N, k]: k chosen and k rejected samples per prompt (masks [N, k] allow groups of unequal size).
+    Comparing group means cancels per-sample noise in the labels that a single pair would carry.
+    """
+    delta = _group_means(chosen_logratios, chosen_mask) - _group_means(rejected_logratios, rejected_mask)
+    return -F.logsigmoid(beta * delta)
+
+
+def mipo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
+              chosen_mask: torch.Tensor | None = None, rejected_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Group-wise IPO (mIPO): `(mean_i logratio(y_w^i) - mean_j logratio(y_l^j) - 1 / (2 beta))^2`.
+
+    IPO (Azar et al. 2024, eq. 17) regresses the log-ratio gap onto 1/(2 beta) instead of pushing it to infinity;
+    here on group means. The trainer passes length-normalized logratios, like TRL's IPO.
+    """
+    delta = _group_means(chosen_logratios, chosen_mask) - _group_means(rejected_logratios, rejected_mask)
+    return (delta - 1.0 / (2.0 * beta)) ** 2
+
+
+def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """LiPO-lambda (Liu et al. 2024, eq. 10-11), one loss per list of K responses.
+
+    With s_i = beta * logratio_i and labels psi_i (higher is better):
+        L = sum_{psi_i > psi_j} Delta_ij * log(1 + exp(-(s_i - s_j)))
+        Delta_ij = |G_i - G_j| * |1/D(tau_i) - 1/D(tau_j)|,  G = 2^psi - 1,  D(tau) = log(1 + tau)
+    where tau is the 1-based rank of each response under the model's scores s (descending). The lambda weights
+    Delta_ij are constants (no gradient): they say how much swapping i and j would change the list's DCG.
+    `logratios`, `labels`, `mask` are [N, K]; masked-out entries (mask 0) take part in no pair.
+    """
+    scores = beta * logratios
+    valid = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.bool()
+    with torch.no_grad():
+        # Rank valid responses by score; padding sorts last so it never takes a rank from a real response.
+        ranking_scores = scores.detach().masked_fill(~valid, -math.inf)
+        order = ranking_scores.argsort(dim=-1, descending=True)
+        ranks = torch.empty_like(order)
+        ranks.scatter_(-1, order, torch.arange(1, scores.shape[-1] + 1, device=scores.device).expand_as(order))
+        gains = torch.pow(2.0, labels.to(scores)) - 1.0
+        inverse_discounts = 1.0 / torch.log1p(ranks.to(scores))
+        delta = (gains.unsqueeze(-1) - gains.unsqueeze(-2)).abs() * (
+            inverse_discounts.unsqueeze(-1) - inverse_discounts.unsqueeze(-2)
+        ).abs()
+        labels = labels.to(scores)
+        pair_mask = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)
+    score_diff = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # [N, K, K]: s_i - s_j
+    pair_losses = delta * F.softplus(-score_diff)  # softplus(-x) = log(1 + exp(-x)), stable
+    return (pair_losses * pair_mask).sum(dim=(-1, -2))
+
+
+def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
+    """List labels psi from reward vectors [K_list, K_obj] under weights, min-max scaled to [0, 1] within the list.
+
+    Any scalarization of `alignment.scalarize` works. Scaling to [0, 1] keeps the gains 2^psi - 1 of LiPO in the
+    range the paper used (win-rates), whatever the reward scale.
+    """
+    scalar = scalarize(reward_vector.float(), weights, method)
+    spread = scalar.max() - scalar.min()
+    return (scalar - scalar.min()) / spread if spread > 0 else torch.zeros_like(scalar)
+
+
+def labels_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
+    """List labels psi from given ranks (1 = best): psi = (K - rank) / (K - 1), so the best gets 1, the worst 0."""
+    num = ranks.shape[-1]
+    return (num - ranks.float()) / max(num - 1, 1)

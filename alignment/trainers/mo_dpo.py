@@ -1,0 +1,446 @@
+"""The multi-objective preference-optimization family on TRL's DPOTrainer: MODPO, cardinal margins, multi-head DPO,
+mDPO / mIPO on groups, LiPO-lambda on lists.
+
+What changes relative to TRL (tokenization of pairs, the reference model or adapter, precomputed reference log-probs,
+PEFT, DeepSpeed, logging and checkpointing stay TRL's):
+- the loss: one of `alignment.preference_losses`, chosen by `loss`;
+- pairs carry extra columns the loss needs (MODPO's frozen margin rewards, the cardinal score gap, the objective
+  that picks a head) and the collator passes them through;
+- lists and groups (K responses per prompt) are tokenized like TRL tokenizes a pair (same chat template, same
+  prompt / completion split) and collated as K sequences per prompt; a group is a list whose first k are chosen;
+- multi-head DPO scores each pair with its objective's head (`alignment.multi_head`) and saves every head.
+
+Logged (train and eval_): TRL's `rewards/chosen|rejected|margins|accuracies` of the implicit reward
+s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ordered pairs), plus
+`rewards/margins_<objective>`: per head for multi-head DPO, and for MODPO the trained objective's implied reward gap
+(1/w_0)(s_w - s_l - w_{1:}.(m_w - m_l)) (the policy's own implicit reward estimates the weighted sum of objectives).
+Checkpoints carry `objectives.json` and a model card (`alignment.checkpoint_record`), trainer "dpo:<loss>".
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+from trl.data_utils import _tokenize, common_prefix_length, is_conversational
+from trl.trainer.utils import pad
+
+from alignment.checkpoint_record import build_record, save_record
+from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
+from alignment.preference_losses import (
+    CARDINAL_MODES,
+    cardinal_dpo_loss,
+    lipo_lambda_loss,
+    mah_dpo_loss,
+    mdpo_loss,
+    mipo_loss,
+    modpo_objective_margin,
+)
+from alignment.objectives import Objective, objectives_to_dict, parse_objective_specs
+from alignment.weights import parse_preference_weights
+
+LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
+LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists"}
+# Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
+EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",)}
+
+
+@dataclass
+class MultiObjectiveDPOConfig(DPOConfig):
+    """DPOConfig plus the multi-objective settings.
+
+    Loss: `loss` (modpo, cardinal, mah on pairs; mdpo, mipo on groups; lipo on lists) and `beta` (inherited).
+    Objectives and weights: `objectives`, `preference_weights`.
+    Cardinal margins: `cardinal_mode`, `cardinal_scale`. Lists: `list_scalarization`.
+    Multi-head: `plain_head`.
+    """
+
+    loss: str = field(
+        default="modpo",
+        metadata={"help": "Which preference loss: modpo | cardinal | mah (pairs), mdpo | mipo (groups of k chosen vs "
+                          "k rejected), lipo (LiPO-lambda on ranked lists)."},
+    )
+    objectives: list[str] = field(
+        default_factory=lambda: ["helpful", "conciseness"],
+        metadata={"help": "Objectives in weight order. modpo: the trained objective (its pairs) first, then the margin "
+                          "objectives as specs (built-in name, 'name=python:mod:fn', 'name=rm:HEAD'). mah: one head per "
+                          "objective. lipo: the columns of the lists' reward vectors."},
+    )
+    preference_weights: str | None = field(
+        default=None,
+        metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
+                          "trained objective's weight > 0. Default: equal weights."},
+    )
+    cardinal_mode: str = field(
+        default="weight",
+        metadata={"help": "cardinal: 'weight' scales each pair's loss by cardinal_scale * score gap; 'offset' asks the "
+                          "chosen reply to win by cardinal_scale * score gap (ODPO)."},
+    )
+    cardinal_scale: float = field(
+        default=0.25,
+        metadata={"help": "cardinal: multiplier of the score gap. 0.25 makes an average UltraFeedback gap (~3 points) "
+                          "weigh about as much as a plain DPO pair."},
+    )
+    list_scalarization: str = field(
+        default="linear",
+        metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.scalarize: "
+                          "linear, tchebycheff, worst_case); ignored for lists that carry labels or ranks."},
+    )
+    plain_head: str | None = field(
+        default=None,
+        metadata={"help": "mah: the head written as the plain `lm_head` of saved checkpoints, so plain transformers "
+                          "loads that one. Default: the first objective."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: unknown loss '{self.loss}'; expected one of {LOSSES}")
+        if self.cardinal_mode not in CARDINAL_MODES:
+            raise ValueError(f"cardinal_mode: unknown mode '{self.cardinal_mode}'; expected one of {CARDINAL_MODES}")
+        if isinstance(self.objectives, str):
+            self.objectives = [s.strip() for s in self.objectives.split(",") if s.strip()]
+        # TRL's own loss variants are not used by this trainer: refuse settings that would silently do nothing.
+        if self.ld_alpha is not None or self.f_divergence_type != "reverse_kl" or self.use_weighting:
+            raise ValueError("ld_alpha, f_divergence_type and use_weighting are TRL loss options; "
+                             "MultiObjectiveDPOTrainer computes its own loss (set `loss`)")
+        if self.loss in ("mdpo", "mipo", "lipo") and self.precompute_ref_log_probs:
+            raise ValueError(f"loss '{self.loss}': precompute_ref_log_probs stores one chosen/rejected value per row "
+                             "and does not fit lists or groups; leave it false")
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [spec.partition("=")[0].strip() for spec in self.objectives]
+
+    def weights_tensor(self) -> torch.Tensor:
+        """`preference_weights` parsed against `objectives` (alignment.weights; equal weights when unset)."""
+        weights = self.preference_weights or [1.0] * len(self.objective_names)
+        return parse_preference_weights(weights, self.objective_names)
+
+
+class MultiObjectiveDPOTrainer(DPOTrainer):
+    """TRL's DPOTrainer with a multi-objective preference loss (see the module docstring).
+
+    Datasets, by `args.loss` (see `alignment.preference_data` for loaders and validators):
+    - modpo: pairs of the trained objective with `chosen_margins`, `rejected_margins` [K-1] (`add_margin_rewards`);
+    - cardinal: pairs with `score_gap` >= 0;
+    - mah: pairs with `objective` naming a head of the model (`alignment.multi_head.add_lm_heads`);
+    - mdpo / mipo: groups {prompt, chosen: [k], rejected: [k]};
+    - lipo: lists {prompt, completions: [K], labels: [K]}.
+    """
+
+    _tag_names = ["trl", "dpo", "moalign"]
+    _name = "MultiObjectiveDPO"
+
+    def __init__(self, model, ref_model=None, args: MultiObjectiveDPOConfig | None = None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, peft_config=None, dataset_names: list[str] | None = None,
+                 **kwargs):
+        if args is None or not isinstance(args, MultiObjectiveDPOConfig):
+            raise TypeError("MultiObjectiveDPOTrainer needs a MultiObjectiveDPOConfig as `args`")
+        self._format = LOSS_FORMAT[args.loss]
+        self.dataset_names = list(dataset_names or [])
+        self.final_evaluation = None
+        self.objective_names = args.objective_names
+        self.preference_weights = args.weights_tensor()
+        if args.loss == "modpo" and self.preference_weights[0] <= 0:
+            raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
+                             f"(MODPO divides by it); got preference_weights={args.preference_weights!r}")
+        if args.loss == "mah":
+            if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
+                raise ValueError("loss 'mah' needs a model with one head per objective: "
+                                 "alignment.multi_head.add_lm_heads(model, objectives)")
+            if head_names(model) != self.objective_names:
+                raise ValueError(f"loss 'mah': the model's heads {head_names(model)} differ from objectives {self.objective_names}")
+            if peft_config is not None:
+                raise ValueError("loss 'mah' trains full vocabulary heads; LoRA (peft_config) is not supported with it")
+            if args.plain_head:
+                model.config.multi_head["plain_head"] = args.plain_head
+        train_dataset = self._check_and_shape(train_dataset, args, "train_dataset")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._check_and_shape(v, args, f"eval_dataset['{k}']") for k, v in eval_dataset.items()}
+        elif eval_dataset is not None:
+            eval_dataset = self._check_and_shape(eval_dataset, args, "eval_dataset")
+        super().__init__(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config, **kwargs)
+        # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
+        if self._format == "pairs":
+            self.data_collator = _PairCollatorWithExtras(self.data_collator, EXTRA_PAIR_COLUMNS[args.loss])
+        else:
+            self.data_collator = _ListCollator(self._tokenizer.pad_token_id, args.max_length, args.truncation_mode,
+                                               args.pad_to_multiple_of)
+
+    # ------------------------------------------------------------------------------------------ data
+
+    def _check_and_shape(self, dataset, args: MultiObjectiveDPOConfig, name: str):
+        """Fail before any training step if a column the loss needs is missing; turn groups into lists."""
+        if dataset is None:
+            return None
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"{name}: expected a datasets.Dataset, got {type(dataset).__name__}")
+        columns = set(dataset.column_names)
+        needed = {"pairs": {"prompt", "chosen", "rejected"}, "groups": {"prompt", "chosen", "rejected"},
+                  "lists": {"prompt", "completions", "labels"}}[self._format]
+        needed |= set(EXTRA_PAIR_COLUMNS.get(args.loss, ())) - {"head_id"}
+        if args.loss == "mah":
+            needed.add("objective")
+        missing = sorted(needed - columns)
+        if missing:
+            raise ValueError(f"{name}: loss '{args.loss}' needs column(s) {missing}; the dataset has {sorted(columns)}")
+        if args.loss == "modpo":
+            width = len(dataset[0]["chosen_margins"])
+            if width != len(self.objective_names) - 1:
+                raise ValueError(f"{name}: rows carry {width} margin rewards; objectives {self.objective_names} need "
+                                 f"{len(self.objective_names) - 1} (one per objective after the trained one)")
+        if args.loss == "mah":
+            unknown = sorted(set(dataset["objective"]) - set(self.objective_names))
+            if unknown:
+                raise ValueError(f"{name}: objective(s) {unknown} have no head; heads are {self.objective_names}")
+            names = list(self.objective_names)
+            dataset = dataset.map(lambda row: {"head_id": names.index(row["objective"])})
+        if self._format == "groups":
+            if not isinstance(dataset[0]["chosen"], list) or not isinstance(dataset[0]["chosen"][0], (list, str)):
+                raise ValueError(f"{name}: loss '{args.loss}' needs groups: 'chosen' and 'rejected' as lists of responses")
+            dataset = dataset.map(
+                lambda row: {"completions": row["chosen"] + row["rejected"],
+                             "labels": [1.0] * len(row["chosen"]) + [0.0] * len(row["rejected"])},
+                remove_columns=["chosen", "rejected"],
+            )
+        return dataset
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if self._format == "pairs":
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if "prompt_ids" in dataset.column_names:
+            return dataset
+
+        eos = self._tokenizer.eos_token
+
+        def tokenize_list(row):
+            # As TRL does for a pair: the completion starts where the tokenized prompt and prompt+completion diverge.
+            if is_conversational(row):
+                prompt_ids = _tokenize(processing_class, row["prompt"], add_generation_prompt=True)["input_ids"]
+                full = [_tokenize(processing_class, row["prompt"] + c)["input_ids"] for c in row["completions"]]
+            else:
+                prompt_ids = _tokenize(processing_class, row["prompt"])["input_ids"]
+                full = [_tokenize(processing_class, row["prompt"] + (c if c.endswith(eos) else c + eos))["input_ids"]
+                        for c in row["completions"]]
+            prompt_len = min(common_prefix_length(prompt_ids, ids) for ids in full)
+            return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full],
+                    "list_labels": [float(v) for v in row["labels"]]}
+
+        dataset = dataset.map(tokenize_list, remove_columns=dataset.column_names, num_proc=args.dataset_num_proc,
+                              desc=f"Tokenizing {dataset_name} lists")
+        if args.max_length is not None and args.truncation_mode == "keep_start":
+            dataset = dataset.filter(lambda row: len(row["prompt_ids"]) < args.max_length)
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            if self._format == "pairs":
+                super()._set_signature_columns_if_needed()
+                self._signature_columns = self._signature_columns + list(EXTRA_PAIR_COLUMNS[self.args.loss])
+            else:
+                self._signature_columns = ["prompt_ids", "completion_ids", "list_labels"]
+
+    # ------------------------------------------------------------------------------------------ loss
+
+    def _sequence_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed completion log-probs of every sequence under the policy, and under the reference."""
+        completion_mask = inputs["completion_mask"]
+        model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        seq_len = completion_mask.size(1) - 1
+        if self.args.loss == "mah":
+            # Each pair is scored by its objective's head; the batch is [chosen; rejected].
+            head_ids = inputs["head_id"].repeat(2)
+            outputs = model(**model_inputs, labels=labels, head_ids=head_ids, use_cache=False)
+        else:
+            outputs = model(**model_inputs, labels=labels, fused_lm_head=True, use_cache=False)
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+
+        if self.precompute_ref_logps:
+            ref_logps = torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]]).to(logps)
+        else:
+            # TRL's reference pass: the reference model, or the policy with its adapter disabled (PEFT).
+            reference = self.ref_model if self.ref_model is not None else model
+            ref_inputs = {**model_inputs, "completion_mask": completion_mask}
+            ref_logps = torch.cat(self.compute_ref_log_probs(reference, ref_inputs)).to(logps)
+        return logps, ref_logps
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        if return_outputs:
+            raise ValueError("MultiObjectiveDPOTrainer does not return logits; use prediction_loss_only=True")
+        mode = "train" if self.model.training else "eval"
+        logps, ref_logps = self._sequence_logps(model, inputs)
+        logratios = logps - ref_logps
+        if self._format == "pairs":
+            loss = self._pair_loss(logratios, inputs, mode)
+        else:
+            loss = self._list_loss(logratios, inputs, mode)
+        self._metrics[mode]["logps/policy"].append(self.accelerator.gather(logps.detach()).mean().item())
+        return loss
+
+    def _pair_loss(self, logratios: torch.Tensor, inputs: dict, mode: str) -> torch.Tensor:
+        chosen, rejected = logratios.chunk(2)
+        loss_name = self.args.loss
+        if loss_name == "modpo":
+            objective_margin = modpo_objective_margin(chosen, rejected, inputs["chosen_margins"],
+                                                      inputs["rejected_margins"], self.preference_weights, self.beta)
+            loss = -F.logsigmoid(objective_margin).mean()  # = modpo_loss, whose logit we also log
+            self._metrics[mode][f"rewards/margins_{self.objective_names[0]}"].append(
+                self.accelerator.gather(objective_margin.detach()).mean().item())
+        elif loss_name == "cardinal":
+            losses = cardinal_dpo_loss(chosen, rejected, inputs["score_gap"], self.beta,
+                                       self.args.cardinal_mode, self.args.cardinal_scale)
+            loss = losses.mean()
+        else:
+            loss, _ = mah_dpo_loss(chosen, rejected, inputs["head_id"], self.beta)
+            margins = self.beta * (chosen - rejected).detach()
+            for head, name in enumerate(self.objective_names):
+                rows = inputs["head_id"] == head
+                # NaN where this process saw no pair of the head; the gathered nanmean ignores it
+                value = margins[rows].mean() if rows.any() else margins.new_tensor(float("nan"))
+                gathered = self.accelerator.gather(value.reshape(1))
+                if not torch.isnan(gathered).all():
+                    self._metrics[mode][f"rewards/margins_{name}"].append(gathered.nanmean().item())
+        self._log_pair_metrics(self.beta * chosen.detach(), self.beta * rejected.detach(), mode)
+        return loss
+
+    def _list_loss(self, logratios: torch.Tensor, inputs: dict, mode: str) -> torch.Tensor:
+        labels, mask = inputs["list_labels"], inputs["list_mask"]
+        logratios = logratios.view(labels.shape)
+        if self.args.loss == "lipo":
+            loss = lipo_lambda_loss(logratios, labels, self.beta, mask).mean()
+            scores = self.beta * logratios.detach()
+            better = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & mask.bool().unsqueeze(-1) & mask.bool().unsqueeze(-2)
+            gaps = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[better]
+            self._metrics[mode]["rewards/margins"].append(self.accelerator.gather(gaps.mean().reshape(1)).mean().item())
+            self._metrics[mode]["rewards/accuracies"].append(
+                self.accelerator.gather((gaps > 0).float().mean().reshape(1)).mean().item())
+            return loss
+        chosen_mask = mask * (labels > 0.5)
+        rejected_mask = mask * (labels <= 0.5)
+        if self.args.loss == "mdpo":
+            loss = mdpo_loss(logratios, logratios, self.beta, chosen_mask, rejected_mask).mean()
+        else:
+            # Like TRL's IPO, the log-ratios are per token, so the target 1/(2 beta) does not depend on length.
+            lengths = inputs["completion_mask"].sum(dim=1).clamp(min=1).view(labels.shape)
+            loss = mipo_loss(logratios / lengths, logratios / lengths, self.beta, chosen_mask, rejected_mask).mean()
+        scores = self.beta * logratios.detach()
+        chosen_mean = (scores * chosen_mask).sum(-1) / chosen_mask.sum(-1)
+        rejected_mean = (scores * rejected_mask).sum(-1) / rejected_mask.sum(-1)
+        self._log_pair_metrics(chosen_mean, rejected_mean, mode)
+        return loss
+
+    def _log_pair_metrics(self, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, mode: str) -> None:
+        """TRL's reward metrics: the implicit rewards s = beta * logratio of chosen and rejected, their gap, accuracy."""
+        chosen_rewards = self.accelerator.gather(chosen_rewards)
+        rejected_rewards = self.accelerator.gather(rejected_rewards)
+        self._metrics[mode]["rewards/chosen"].append(chosen_rewards.mean().item())
+        self._metrics[mode]["rewards/rejected"].append(rejected_rewards.mean().item())
+        self._metrics[mode]["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
+        self._metrics[mode]["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def objectives_record(self) -> dict:
+        """What this checkpoint was trained for (alignment.checkpoint_record): objectives, weights, loss, heads."""
+        source = f"preference_{self._format}"
+        if self.args.loss == "modpo":
+            margin_objectives, _, _ = parse_objective_specs(self.args.objectives[1:]) if len(self.args.objectives) > 1 else ([], [], {})
+            objectives = [Objective(self.objective_names[0], source), *margin_objectives]
+        else:
+            objectives = [Objective(name, source) for name in self.objective_names]
+        extra = {"loss": self.args.loss, "beta": self.beta}
+        if self.args.loss == "cardinal":
+            extra.update(cardinal_mode=self.args.cardinal_mode, cardinal_scale=self.args.cardinal_scale)
+        if self.args.loss == "mah":
+            extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
+        if self.args.loss == "lipo":
+            extra["list_scalarization"] = self.args.list_scalarization
+        weighted = self.args.loss in ("modpo", "lipo")  # the losses whose labels or margins use the weights
+        return build_record(
+            trainer=f"dpo:{self.args.loss}",
+            base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
+            objectives=objectives_to_dict(objectives),
+            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.preference_weights.tolist())} if weighted else None,
+            steering="heads" if self.args.loss == "mah" else "none",
+            datasets=self.dataset_names,
+            extra=extra,
+        )
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.loss != "mah":
+            super()._save(output_dir, state_dict)
+        elif self.args.should_save:
+            # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.multi_head)
+            os.makedirs(output_dir, exist_ok=True)
+            save_multi_head_model(self.accelerator.unwrap_model(self.model), output_dir, state_dict=state_dict)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+        if self.args.should_save:
+            save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.args.loss == "mah":
+            load_lm_heads(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
+
+
+class _PairCollatorWithExtras:
+    """TRL's pair collator, plus the per-pair float columns a multi-objective loss reads (head ids as integers)."""
+
+    def __init__(self, collator, fields: tuple[str, ...]):
+        self.collator = collator
+        self.fields = fields
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(examples)
+        for name in self.fields:
+            dtype = torch.long if name == "head_id" else torch.float32
+            batch[name] = torch.tensor([example[name] for example in examples], dtype=dtype)
+        return batch
+
+
+class _ListCollator:
+    """K sequences per prompt, flattened row-major to [B * K_max, L] (TRL's pair layout generalised); lists shorter
+    than K_max are padded with prompt-only rows that `list_mask` leaves out of every loss."""
+
+    def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None):
+        self.pad_token_id = pad_token_id
+        self.max_length = max_length
+        self.truncation_mode = truncation_mode
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def _truncate(self, values: list) -> list:
+        if self.max_length is None:
+            return values
+        return values[: self.max_length] if self.truncation_mode == "keep_start" else values[-self.max_length:]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(example["completion_ids"]) for example in examples)
+        input_ids, completion_masks, labels, list_mask = [], [], [], []
+        for example in examples:
+            completions = example["completion_ids"]
+            for index in range(width):
+                completion = completions[index] if index < len(completions) else []
+                input_ids.append(torch.tensor(self._truncate(example["prompt_ids"] + completion)))
+                completion_masks.append(torch.tensor(self._truncate([0] * len(example["prompt_ids"]) + [1] * len(completion))))
+            padding = width - len(completions)
+            labels.append(example["list_labels"] + [0.0] * padding)
+            list_mask.append([1.0] * len(completions) + [0.0] * padding)
+        attention = [torch.ones_like(ids) for ids in input_ids]
+        return {
+            "input_ids": pad(input_ids, self.pad_token_id, "right", self.pad_to_multiple_of),
+            "attention_mask": pad(attention, 0, "right", self.pad_to_multiple_of),
+            "completion_mask": pad(completion_masks, 0, "right", self.pad_to_multiple_of),
+            "list_labels": torch.tensor(labels, dtype=torch.float32),
+            "list_mask": torch.tensor(list_mask, dtype=torch.float32),
+        }

@@ -1,0 +1,92 @@
+"""recipes/dpo.py end to end from its YAML with CLI overrides, and the trainer's refusals before any training step."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from alignment.weights import PreferenceWeightsError
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dpo.py"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("dpo_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.slow
+def test_default_recipe_runs_modpo_and_records_a_rising_held_out_margin(tmp_path, tiny_policy_path, capsys):
+    recipe = load_recipe()
+    output_dir = tmp_path / "modpo"
+    script_args, training_args, model_args = recipe.parse_args([
+        "--output_dir", str(output_dir), "--num_eval_rows", "32", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--preference_weights", "helpful=0.9,conciseness=0.1",
+    ])
+    assert training_args.loss == "modpo" and model_args.model_name_or_path == "tiny"  # from the embedded YAML
+    recipe.main(script_args, training_args, model_args)
+
+    record = json.loads((output_dir / "objectives.json").read_text())
+    assert record["trainer"] == "dpo:modpo"
+    assert record["weights"] == {"helpful": pytest.approx(0.9), "conciseness": pytest.approx(0.1)}
+    # MODPO's implied margin of the trained objective (the implicit reward minus the weighted conciseness margins)
+    margins = record["evaluation"]
+    before, after = margins["rewards/margins_helpful/before"], margins["rewards/margins_helpful/after"]
+    assert "Implicit reward" in capsys.readouterr().out
+    with capsys.disabled():
+        print(f"\nrecipe modpo held-out helpful margin {before:+.4f} -> {after:+.4f}")
+    assert after > before
+    assert (output_dir / "README.md").read_text().count("conciseness") >= 1
+    assert AutoModelForCausalLM.from_pretrained(output_dir) is not None
+
+
+def test_malformed_file_fails_before_any_model_is_loaded(tmp_path):
+    recipe = load_recipe()
+    data = tmp_path / "pairs.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": "c"}\n')
+    args = recipe.parse_args(["--dataset", str(data), "--num_eval_rows", "0", "--output_dir", str(tmp_path / "out"),
+                              "--loss", "cardinal", "--objectives", "overall", "--model_name_or_path", "does/not-exist"])
+    with pytest.raises(ValueError, match=r"pairs.jsonl, row 1, field 'score_gap': missing"):
+        recipe.main(*args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_rejects_unknown_loss_and_trl_loss_options():
+    with pytest.raises(ValueError, match="unknown loss 'dpo'"):
+        MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="dpo", use_cpu=True)
+    with pytest.raises(ValueError, match="TRL loss options"):
+        MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="modpo", use_cpu=True, ld_alpha=0.5)
+    with pytest.raises(ValueError, match="precompute_ref_log_probs"):
+        MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="lipo", use_cpu=True, precompute_ref_log_probs=True)
+
+
+def test_trainer_names_missing_columns_and_bad_weights_before_training(tiny_policy_path, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
+    pairs = Dataset.from_list([{"prompt": "p", "chosen": "c", "rejected": "r"}])
+    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="modpo", use_cpu=True, report_to="none")
+    with pytest.raises(ValueError, match=r"train_dataset: loss 'modpo' needs column\(s\) \['chosen_margins', 'rejected_margins'\]"):
+        MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="cardinal", use_cpu=True, report_to="none",
+                                   objectives=["overall"], preference_weights="helpful=1")
+    with pytest.raises(PreferenceWeightsError, match="unknown objective"):
+        MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="mah", use_cpu=True, report_to="none",
+                                   objectives=["helpful", "harmless"])
+    with pytest.raises(ValueError, match="one head per objective"):
+        MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)

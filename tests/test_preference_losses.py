@@ -1,0 +1,150 @@
+"""Each preference loss against values worked out by hand from its formula on small tensors."""
+
+import math
+
+import pytest
+import torch
+
+from alignment.preference_losses import (
+    cardinal_dpo_loss,
+    dpo_loss,
+    labels_from_ranks,
+    labels_from_reward_vector,
+    lipo_lambda_loss,
+    mah_dpo_loss,
+    mdpo_loss,
+    mipo_loss,
+    modpo_loss,
+    modpo_objective_margin,
+)
+
+
+def neg_log_sigmoid(x: float) -> float:
+    return math.log(1.0 + math.exp(-x))
+
+
+def test_dpo_loss_matches_minus_log_sigmoid_of_scaled_logratio_gap():
+    chosen, rejected = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 1.0])
+    losses = dpo_loss(chosen, rejected, beta=0.5)
+    expected = [neg_log_sigmoid(0.5 * (2 - 1)), neg_log_sigmoid(0.5 * (-1 - 1))]
+    assert torch.allclose(losses, torch.tensor(expected), atol=1e-6)
+
+
+def test_cardinal_weight_mode_scales_each_pair_by_its_score_gap_and_ties_vanish():
+    chosen, rejected = torch.tensor([2.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 3.0])
+    gap = torch.tensor([4.0, 0.0, 0.5])
+    losses = cardinal_dpo_loss(chosen, rejected, gap, beta=1.0, mode="weight", scale=0.5)
+    expected = [2.0 * neg_log_sigmoid(1.0), 0.0, 0.25 * neg_log_sigmoid(-2.0)]
+    assert torch.allclose(losses, torch.tensor(expected), atol=1e-6)
+
+
+def test_cardinal_offset_mode_demands_a_margin_that_grows_with_the_gap():
+    chosen, rejected = torch.tensor([2.0, 2.0]), torch.tensor([1.0, 1.0])
+    gap = torch.tensor([1.0, 6.0])
+    losses = cardinal_dpo_loss(chosen, rejected, gap, beta=0.1, mode="offset", scale=0.2)
+    expected = [neg_log_sigmoid(0.1 * 1 - 0.2 * 1), neg_log_sigmoid(0.1 * 1 - 0.2 * 6)]
+    assert torch.allclose(losses, torch.tensor(expected), atol=1e-6)
+    assert losses[1] > losses[0]
+
+
+def test_cardinal_rejects_negative_gap_and_unknown_mode():
+    one = torch.ones(1)
+    with pytest.raises(ValueError, match="negative"):
+        cardinal_dpo_loss(one, one, -one, beta=0.1)
+    with pytest.raises(ValueError, match="unknown mode"):
+        cardinal_dpo_loss(one, one, one, beta=0.1, mode="scale")
+
+
+def test_modpo_divides_by_trained_weight_and_subtracts_weighted_margin_gap():
+    chosen, rejected = torch.tensor([3.0]), torch.tensor([1.0])
+    chosen_margins, rejected_margins = torch.tensor([[0.5, 2.0]]), torch.tensor([[1.5, 1.0]])
+    weights = torch.tensor([0.5, 0.3, 0.2])
+    losses = modpo_loss(chosen, rejected, chosen_margins, rejected_margins, weights, beta=0.1)
+    margin_gap = 0.3 * (0.5 - 1.5) + 0.2 * (2.0 - 1.0)  # -0.1
+    expected = neg_log_sigmoid((0.1 * (3 - 1) - margin_gap) / 0.5)
+    assert losses.item() == pytest.approx(expected, abs=1e-6)
+    # the logit is the trained objective's implied reward gap, logged as its held-out margin
+    margin = modpo_objective_margin(chosen, rejected, chosen_margins, rejected_margins, weights, beta=0.1)
+    assert margin.item() == pytest.approx((0.2 + 0.1) / 0.5, abs=1e-6)
+
+
+def test_modpo_with_all_weight_on_trained_objective_is_dpo():
+    chosen, rejected = torch.tensor([0.3, -2.0]), torch.tensor([0.1, 0.4])
+    margins = torch.tensor([[5.0], [-3.0]])
+    losses = modpo_loss(chosen, rejected, margins, torch.zeros(2, 1), torch.tensor([1.0, 0.0]), beta=0.2)
+    assert torch.allclose(losses, dpo_loss(chosen, rejected, beta=0.2))
+
+
+def test_modpo_rejects_zero_trained_weight_and_wrong_weight_count():
+    one = torch.ones(1)
+    with pytest.raises(ValueError, match="w_0"):
+        modpo_loss(one, one, torch.ones(1, 1), torch.ones(1, 1), torch.tensor([0.0, 1.0]), beta=0.1)
+    with pytest.raises(ValueError, match="one weight per objective"):
+        modpo_loss(one, one, torch.ones(1, 1), torch.ones(1, 1), torch.tensor([1.0]), beta=0.1)
+
+
+def test_mah_dpo_averages_per_head_means_over_heads_present():
+    chosen = torch.tensor([1.0, 2.0, 3.0])
+    rejected = torch.zeros(3)
+    head_ids = torch.tensor([0, 0, 2])
+    loss, per_head = mah_dpo_loss(chosen, rejected, head_ids, beta=1.0)
+    head0 = (neg_log_sigmoid(1.0) + neg_log_sigmoid(2.0)) / 2
+    head2 = neg_log_sigmoid(3.0)
+    assert set(per_head) == {0, 2}
+    assert loss.item() == pytest.approx((head0 + head2) / 2, abs=1e-6)
+
+
+def test_mdpo_compares_group_means():
+    chosen = torch.tensor([[1.0, 3.0]])
+    rejected = torch.tensor([[0.0, -2.0]])
+    loss = mdpo_loss(chosen, rejected, beta=0.5)
+    assert loss.item() == pytest.approx(neg_log_sigmoid(0.5 * (2.0 - (-1.0))), abs=1e-6)
+
+
+def test_mdpo_mask_leaves_padding_out_of_the_mean():
+    chosen = torch.tensor([[1.0, 100.0]])
+    rejected = torch.tensor([[0.0, -2.0]])
+    loss = mdpo_loss(chosen, rejected, beta=1.0, chosen_mask=torch.tensor([[1, 0]]))
+    assert loss.item() == pytest.approx(neg_log_sigmoid(1.0 - (-1.0)), abs=1e-6)
+
+
+def test_mipo_regresses_group_mean_gap_onto_half_inverse_beta():
+    chosen = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+    rejected = torch.tensor([[0.0, -2.0], [1.0, 1.0]])
+    loss = mipo_loss(chosen, rejected, beta=0.25)
+    expected = [(3.0 - 2.0) ** 2, (-1.0 - 2.0) ** 2]
+    assert torch.allclose(loss, torch.tensor(expected))
+
+
+def test_lipo_lambda_matches_hand_computed_lambda_weights():
+    logratios = torch.tensor([[2.0, 0.0, 1.0]])
+    labels = torch.tensor([[1.0, 0.0, 0.5]])
+    loss = lipo_lambda_loss(logratios, labels, beta=1.0)
+    # ranks under scores (2, 0, 1): (1, 3, 2); gains 2^psi - 1: (1, 0, sqrt2 - 1); 1/D = 1/log(1 + rank)
+    gain = [1.0, 0.0, math.sqrt(2.0) - 1.0]
+    inv_d = [1 / math.log(2), 1 / math.log(4), 1 / math.log(3)]
+    scores = [2.0, 0.0, 1.0]
+    expected = 0.0
+    for i, j in [(0, 1), (0, 2), (2, 1)]:  # the pairs with psi_i > psi_j
+        lam = abs(gain[i] - gain[j]) * abs(inv_d[i] - inv_d[j])
+        expected += lam * math.log(1 + math.exp(-(scores[i] - scores[j])))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lipo_lambda_mask_drops_padded_responses_and_gradients_flow_to_scores():
+    logratios = torch.tensor([[2.0, 0.0, 1.0, 50.0]], requires_grad=True)
+    labels = torch.tensor([[1.0, 0.0, 0.5, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    masked = lipo_lambda_loss(logratios, labels, beta=1.0, mask=mask)
+    unpadded = lipo_lambda_loss(logratios[:, :3].detach(), labels[:, :3], beta=1.0)
+    assert masked.item() == pytest.approx(unpadded.item(), abs=1e-6)
+    masked.sum().backward()
+    assert logratios.grad[0, 3] == 0 and logratios.grad[0, 0] < 0
+
+
+def test_list_labels_from_weighted_reward_vectors_and_ranks():
+    reward_vector = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    helpful_first = labels_from_reward_vector(reward_vector, torch.tensor([0.8, 0.2]))
+    # scalarized: 0.8, 0.2, 0.5 -> min-max scaled
+    assert torch.allclose(helpful_first, torch.tensor([1.0, 0.0, 0.5]), atol=1e-6)
+    assert torch.allclose(labels_from_ranks(torch.tensor([2, 1, 3])), torch.tensor([0.5, 1.0, 0.0]))
