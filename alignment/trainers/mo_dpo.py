@@ -30,7 +30,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
-from alignment.checkpoint_record import build_record, save_record
+from alignment.checkpoint_record import build_record, save_record, write_training_args_json
 from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
 from alignment.preference_losses import (
     CARDINAL_MODES,
@@ -384,8 +384,8 @@ class MultiObjectiveDPOTrainer(DPOTrainer):
             save_multi_head_model(self.accelerator.unwrap_model(self.model), output_dir, state_dict=state_dict)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
         if self.args.should_save:
+            write_training_args_json(output_dir, self.args)
             save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:

@@ -1,0 +1,118 @@
+"""Train a multi-head reward model: one head per objective, each trained only by the data that labels it.
+
+CPU default (all-MiniLM-L6-v2 encoder, helpful + harmless heads from HH-RLHF pairs, relevance / factuality /
+completeness heads from the fine-grained QA feedback):
+
+    accelerate launch recipes/reward_model.py --config recipes/configs/reward_model_cpu.yaml
+
+Override anything from the command line, e.g. a two-head model on the HH pairs alone:
+
+    accelerate launch recipes/reward_model.py --config recipes/configs/reward_model_cpu.yaml \
+        --heads helpful harmless --rated_train_files "" --rated_eval_files "" --output_dir /tmp/rm-2head
+
+GPU, decoder backbone with LoRA (last-token pooling, Qwen chat template):
+
+    accelerate launch recipes/reward_model.py --config recipes/configs/reward_model_qwen_lora.yaml
+
+The checkpoint is a plain `AutoModelForSequenceClassification` (safetensors, LoRA merged in) with `id2label`
+naming the heads and per-head mean/std in its config, plus `objectives.json` and a model card.
+"""
+
+import logging
+import os
+import sys
+
+import transformers
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, TrlParser
+
+from alignment.checkpoint_record import build_record, save_record
+from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
+from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
+from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig, model_args: ModelConfig):
+    # Seed and logging
+    set_seed(training_args.seed)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+    # Data first: every row is validated before a model is loaded or a step is taken
+    tokenizer = load_reward_tokenizer(model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code,
+                                      revision=model_args.model_revision)
+    heads = list(script_args.heads)
+    train_examples = load_examples(script_args, "train")
+    eval_examples = load_examples(script_args, "eval")
+    if not train_examples:
+        raise ValueError("no training data: give pairwise_train_files and/or rated_train_files")
+    head_kinds = {h: "pairwise" for h in heads if any(e.objective == h for e in train_examples)}
+    head_kinds |= {h: "rated" for h in heads if any(h in e.ratings for e in train_examples)}
+    untrained = [h for h in heads if h not in head_kinds]
+    if untrained:
+        raise ValueError(f"head(s) {untrained} have no training data; drop them from `heads` or add a source")
+    train_dataset = build_mixture(train_examples, heads, tokenizer)
+    eval_dataset = build_eval_mixtures(eval_examples, heads, tokenizer) if eval_examples else None
+    logger.info("training rows: %d, evaluation sets: %s", len(train_dataset),
+                {k: len(v) for k, v in (eval_dataset or {}).items()})
+
+    # Resume from the last checkpoint in output_dir, if any
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint:
+            logger.info("resuming from %s", last_checkpoint)
+
+    # Model: a K-head sequence classifier on the backbone, LoRA on the backbone if asked
+    model = build_reward_model(
+        model_args.model_name_or_path, heads, tokenizer, head_kinds=head_kinds, max_length=training_args.max_length,
+        dtype=model_args.dtype, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+    )
+    if model_args.use_peft:
+        model = add_lora(model, model_args)
+
+    # Train
+    trainer = MultiHeadRewardTrainer(model=model, args=training_args, train_dataset=train_dataset,
+                                     eval_dataset=eval_dataset, processing_class=tokenizer)
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+    # Normalization statistics, then evaluation
+    trainer.measure_head_statistics(seed=training_args.seed)
+    evaluation = {}
+    if eval_dataset is not None:
+        evaluation = trainer.evaluate()
+        trainer.log_metrics("eval", evaluation)
+        trainer.save_metrics("eval", evaluation)
+
+    # Save a plain checkpoint (LoRA merged) with its tokenizer and objectives record
+    trainer.model = merge_lora(trainer.model)
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(training_args.output_dir)
+        datasets = [s for s in script_args.pairwise_train_files + script_args.rated_train_files if s.strip()]
+        record = build_record(
+            trainer="reward_model", base_model=model_args.model_name_or_path,
+            objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None, "kind": head_kinds[h]}
+                        for h in heads],
+            datasets=datasets, extra={"margin_mode": training_args.margin_mode},
+        )
+        save_record(training_args.output_dir, record, evaluation={
+            k: v for k, v in evaluation.items() if k.startswith("eval_") and ("accuracy" in k or "spearman" in k)
+        })
+    logger.info("saved the reward model to %s", training_args.output_dir)
+
+
+if __name__ == "__main__":
+    parser = TrlParser((RewardDataArguments, MultiHeadRewardConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    main(script_args, training_args, model_args)

@@ -1,0 +1,324 @@
+"""Data mixtures for the multi-head reward model: pairwise and rated sources, one row format, label masks.
+
+Each source feeds some heads and not others:
+- a *pairwise* source gives (chosen, rejected) pairs for ONE objective and trains that head with Bradley-Terry
+  (`helpful=../shared/data/hh_rlhf_helpful_base_train.jsonl`). Rows hold `chosen` and `rejected` (HH dialogue
+  strings, TRL message lists, or completions of an optional `prompt`), and, for margin weighting, the score gap
+  from `score_chosen`/`score_rejected` (top level or under `metadata`, as in UltraFeedback).
+- a *rated* source gives per-aspect scores of single responses and trains those heads by regression. Rows hold
+  `completion` (or `text`), an optional `prompt`, and `ratings: {objective: number}`; an objective missing from a
+  row leaves that head unlabelled for that row. `qa_feedback:PATH` reads the fine-grained QA feedback file
+  directly (see `qa_feedback_ratings` for how the ratings are derived).
+
+Spec strings (YAML or CLI): `OBJECTIVE=PATH` for pairwise, `PATH` or `qa_feedback:PATH` for rated; a slice such as
+`PATH[:400]` or `PATH[340:]` keeps those rows. Every row of the mixture looks the same:
+
+    first, second       rendered texts (second = "" for rated rows)
+    pair_mask    [K]    1 on the head this pair trains
+    pair_margin         the pair's score gap (1.0 when the source has none)
+    rating, rating_mask [K]
+
+Validation runs on every row before any training step and names the file, the row (1-based line) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from reward_models.chat_format import conversation, render_conversation
+
+QA_FEEDBACK_PREFIX = "qa_feedback:"
+_SLICE = re.compile(r"^(?P<path>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+
+# Fine-grained QA feedback (Wu et al. 2023): error categories -> the aspect they count against.
+QA_FEEDBACK_ASPECTS = {
+    "relevance": ("Irrelevant", "Redundant", "Incoherent"),
+    "factuality": ("Unverifiable", "Wrong-Grounding"),
+    "completeness": ("Missing-Answer", "Missing-Major-Auxiliary", "Missing-Minor-Auxiliary"),
+}
+
+
+class RewardDataError(ValueError):
+    """Bad reward-model data; the message names the file, the row and the field."""
+
+
+@dataclass
+class RewardDataArguments:
+    """Which data trains and evaluates which head.
+
+    Heads:   `heads` lists the objectives, i.e. the model's outputs in order.
+    Sources: `pairwise_train_files` / `pairwise_eval_files` (`OBJECTIVE=PATH[slice]`),
+             `rated_train_files` / `rated_eval_files` (`PATH[slice]` or `qa_feedback:PATH[slice]`).
+    Checks:  `rating_range` bounds every rating; `margin_mode` in the training config decides how pair margins count.
+    """
+
+    heads: list[str] = field(
+        default_factory=lambda: ["helpful", "harmless"],
+        metadata={"help": "Objective names, one reward-model head each, in output order (the model's id2label)."},
+    )
+    pairwise_train_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Pairwise training sources as OBJECTIVE=PATH[start:stop], e.g. "
+                          "helpful=../shared/data/hh_rlhf_helpful_base_train.jsonl[:600]; trains that head (Bradley-Terry)."},
+    )
+    pairwise_eval_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Pairwise evaluation sources (same format); reported as pairwise accuracy per head."},
+    )
+    rated_train_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Rated training sources: PATH[slice] of {completion, prompt?, ratings{objective: value}} rows, "
+                          "or qa_feedback:PATH[slice] for the fine-grained QA feedback file; trains those heads (MSE)."},
+    )
+    rated_eval_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Rated evaluation sources (same format); reported as Spearman correlation and MSE per head."},
+    )
+    rating_range: list[float] = field(
+        default_factory=lambda: [-100.0, 100.0],
+        metadata={"help": "Allowed [min, max] of every rating; a rating outside it is a data error, not a training signal."},
+    )
+
+
+def split_slice(spec: str) -> tuple[str, slice]:
+    """'path[10:20]' -> ('path', slice(10, 20)); no suffix keeps every row."""
+    match = _SLICE.match(spec.strip())
+    if not match:
+        return spec.strip(), slice(None)
+    to_int = lambda text: int(text) if text else None  # noqa: E731
+    return match["path"], slice(to_int(match["start"]), to_int(match["stop"]))
+
+
+def read_jsonl(path: str | Path, rows: slice = slice(None)) -> list[tuple[int, dict]]:
+    """(1-based line number, row) pairs of a JSONL file, sliced; unreadable lines name their line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RewardDataError(f"{path}: file not found")
+    records = []
+    with open(path) as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RewardDataError(f"{path}, row {line_number}: not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise RewardDataError(f"{path}, row {line_number}: expected a JSON object, got {type(row).__name__}")
+            records.append((line_number, row))
+    return records[rows]
+
+
+def _conversation_field(row: dict, name: str, where: str):
+    """A non-empty string or message list from `row[name]`, else an error naming the field."""
+    if name not in row:
+        raise RewardDataError(f"{where}: missing field '{name}' (present: {sorted(row)})")
+    value = row[name]
+    if isinstance(value, str):
+        if not value.strip():
+            raise RewardDataError(f"{where}: field '{name}' is empty")
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+        if not any(str(m["content"]).strip() for m in value):
+            raise RewardDataError(f"{where}: field '{name}' has only empty messages")
+        return value
+    raise RewardDataError(f"{where}: field '{name}' must be a non-empty string or a list of {{role, content}} messages")
+
+
+def _finite_number(value, where: str, name: str, bounds: Sequence[float] | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RewardDataError(f"{where}: field '{name}' must be a finite number, got {value!r}")
+    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise RewardDataError(f"{where}: field '{name}' = {value} is out of range [{bounds[0]}, {bounds[1]}]")
+    return float(value)
+
+
+def _pair_margin(row: dict, where: str) -> float:
+    """The cardinal score gap of a pair (UltraFeedback's score_chosen - score_rejected), 1.0 when the row has none."""
+    scores = row.get("metadata") if isinstance(row.get("metadata"), dict) else row
+    if "score_chosen" not in scores and "score_rejected" not in scores:
+        return 1.0
+    chosen = _finite_number(scores.get("score_chosen"), where, "score_chosen")
+    rejected = _finite_number(scores.get("score_rejected"), where, "score_rejected")
+    if chosen < rejected:
+        raise RewardDataError(f"{where}: field 'score_chosen' = {chosen} is below 'score_rejected' = {rejected}")
+    return chosen - rejected
+
+
+@dataclass
+class RewardExample:
+    """One row of the mixture before rendering: a pair for one objective, or one text with ratings."""
+
+    source: str
+    first: list[dict]
+    second: list[dict] | None = None
+    objective: str | None = None
+    margin: float = 1.0
+    ratings: dict[str, float] = field(default_factory=dict)
+
+
+def load_pairwise_source(spec: str, heads: Sequence[str]) -> list[RewardExample]:
+    """Pairs of `OBJECTIVE=PATH[slice]`, validated."""
+    objective, separator, path_spec = spec.partition("=")
+    objective = objective.strip()
+    if not separator or not objective or not path_spec.strip():
+        raise RewardDataError(f"pairwise source {spec!r}: expected OBJECTIVE=PATH, e.g. helpful=data/helpful.jsonl")
+    path, rows = split_slice(path_spec)
+    if objective not in heads:
+        raise RewardDataError(
+            f"{path}: pairs for objective '{objective}', which has no head; the model's heads are {list(heads)}"
+        )
+    examples = []
+    for line_number, row in read_jsonl(path, rows):
+        where = f"{path}, row {line_number}"
+        prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
+        chosen = _conversation_field(row, "chosen", where)
+        rejected = _conversation_field(row, "rejected", where)
+        examples.append(RewardExample(
+            source=objective, first=conversation(prompt, chosen),
+            second=conversation(prompt, rejected), objective=objective, margin=_pair_margin(row, where),
+        ))
+    if not examples:
+        raise RewardDataError(f"{path}: no rows selected for objective '{objective}'")
+    return examples
+
+
+def qa_feedback_ratings(row: dict, where: str) -> tuple[str, str, dict[str, float]]:
+    """(question, answer, ratings) derived from one fine-grained QA feedback row.
+
+    The human annotations (errors[], missing-info[]) are about `prediction 1`, the response the annotators
+    corrected (its error spans index into that text). Each aspect's rating is minus the number of annotated
+    errors of its categories (QA_FEEDBACK_ASPECTS): 0 is a flawless answer on that aspect, -3 three errors.
+    Counting spans keeps the unit the paper's fine-grained reward uses (one penalty per error segment).
+    The passages are left out: they are longer than a small encoder's context, and the aspects are judged
+    on the answer to the question.
+    """
+    question = _conversation_field(row, "question", where)
+    answer = _conversation_field(row, "prediction 1", where)
+    feedback = row.get("feedback")
+    if not isinstance(feedback, dict):
+        raise RewardDataError(f"{where}: missing field 'feedback' (an object with 'errors' and 'missing-info')")
+    annotations = []
+    for key in ("errors", "missing-info"):
+        if not isinstance(feedback.get(key), list):
+            raise RewardDataError(f"{where}: field 'feedback.{key}' must be a list")
+        for index, item in enumerate(feedback[key]):
+            if not isinstance(item, dict) or "error type" not in item:
+                raise RewardDataError(f"{where}: field 'feedback.{key}[{index}]' has no 'error type'")
+            annotations.append(item["error type"])
+    known = {category for categories in QA_FEEDBACK_ASPECTS.values() for category in categories}
+    unknown = sorted(set(annotations) - known)
+    if unknown:
+        raise RewardDataError(f"{where}: field 'feedback' has unknown error type(s) {unknown}; known: {sorted(known)}")
+    ratings = {
+        aspect: -float(sum(annotation in categories for annotation in annotations))
+        for aspect, categories in QA_FEEDBACK_ASPECTS.items()
+    }
+    return question, answer, ratings
+
+
+def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[float]) -> list[RewardExample]:
+    """Rated texts of `PATH[slice]` or `qa_feedback:PATH[slice]`, validated."""
+    is_qa_feedback = spec.startswith(QA_FEEDBACK_PREFIX)
+    path, rows = split_slice(spec[len(QA_FEEDBACK_PREFIX):] if is_qa_feedback else spec)
+    examples = []
+    for line_number, row in read_jsonl(path, rows):
+        where = f"{path}, row {line_number}"
+        if is_qa_feedback:
+            prompt, completion, ratings = qa_feedback_ratings(row, where)
+        else:
+            prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
+            completion = _conversation_field(row, "completion" if "completion" in row else "text", where)
+            ratings = row.get("ratings")
+            if not isinstance(ratings, dict) or not ratings:
+                raise RewardDataError(f"{where}: field 'ratings' must be a non-empty {{objective: number}} object")
+        for objective, value in ratings.items():
+            if objective not in heads:
+                raise RewardDataError(
+                    f"{where}: field 'ratings.{objective}' rates an objective with no head; heads: {list(heads)}"
+                )
+            _finite_number(value, where, f"ratings.{objective}", rating_range)
+        examples.append(RewardExample(source=Path(path).name, first=conversation(prompt, completion), ratings=ratings))
+    if not examples:
+        raise RewardDataError(f"{path}: no rows selected")
+    return examples
+
+
+def load_examples(args: RewardDataArguments, split: str) -> list[RewardExample]:
+    """Every source of one split ("train" or "eval"), validated, in the order given."""
+    if len(args.rating_range) != 2 or args.rating_range[0] > args.rating_range[1]:
+        raise RewardDataError(f"rating_range must be [min, max], got {args.rating_range}")
+    # An empty spec is skipped: it is how a YAML list is cleared from the command line (`--rated_train_files ""`).
+    pairwise = [s for s in (args.pairwise_train_files if split == "train" else args.pairwise_eval_files) if s.strip()]
+    rated = [s for s in (args.rated_train_files if split == "train" else args.rated_eval_files) if s.strip()]
+    examples = [e for spec in pairwise for e in load_pairwise_source(spec, args.heads)]
+    examples += [e for spec in rated for e in load_rated_source(spec, args.heads, args.rating_range)]
+    return examples
+
+
+def to_mixture_rows(examples: Sequence[RewardExample], heads: Sequence[str], tokenizer) -> dict[str, list]:
+    """Columns of the mixture (rendered texts, masks, ratings), ready for `datasets.Dataset.from_dict`."""
+    heads = list(heads)
+    columns = {name: [] for name in ("source", "first", "second", "pair_mask", "pair_margin", "rating", "rating_mask")}
+    for example in examples:
+        pair_mask = [float(example.objective == head) for head in heads]
+        columns["source"].append(example.source)
+        columns["first"].append(render_conversation(tokenizer, example.first))
+        columns["second"].append(render_conversation(tokenizer, example.second) if example.second else "")
+        columns["pair_mask"].append(pair_mask)
+        columns["pair_margin"].append(example.margin)
+        columns["rating"].append([float(example.ratings.get(head, 0.0)) for head in heads])
+        columns["rating_mask"].append([float(head in example.ratings) for head in heads])
+    return columns
+
+
+def build_mixture(examples: Sequence[RewardExample], heads: Sequence[str], tokenizer):
+    """A `datasets.Dataset` with one row per example (see the module docstring for the columns)."""
+    from datasets import Dataset
+
+    return Dataset.from_dict(to_mixture_rows(examples, heads, tokenizer))
+
+
+def build_eval_mixtures(examples: Sequence[RewardExample], heads: Sequence[str], tokenizer) -> dict:
+    """One evaluation dataset per source (pairs: their objective; rated: their file), reported under its own prefix."""
+    by_source: dict[str, list[RewardExample]] = {}
+    for example in examples:
+        by_source.setdefault(re.sub(r"\W+", "_", example.source.split(".")[0]).strip("_"), []).append(example)
+    return {name: build_mixture(group, heads, tokenizer) for name, group in by_source.items()}
+
+
+class RewardMixtureCollator:
+    """Tokenizes a batch of mixture rows into ONE padded tensor of texts plus the indices and masks of the loss.
+
+    Pairs contribute two texts (chosen, rejected), rated rows one, so a batch is scored by one forward pass;
+    `first_index`/`second_index` say where each row's texts landed (rated rows point `second_index` at their
+    own text, and their pair mask is 0).
+    """
+
+    def __init__(self, tokenizer, max_length: int | None):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        texts, first_index, second_index = [], [], []
+        for row in rows:
+            first_index.append(len(texts))
+            texts.append(row["first"])
+            if row["second"]:
+                texts.append(row["second"])
+            second_index.append(len(texts) - 1)
+        batch = dict(self.tokenizer(
+            texts, padding=True, truncation=self.max_length is not None, max_length=self.max_length, return_tensors="pt"
+        ))
+        batch["first_index"] = torch.tensor(first_index)
+        batch["second_index"] = torch.tensor(second_index)
+        for name in ("pair_mask", "pair_margin", "rating", "rating_mask"):
+            batch[name] = torch.tensor([row[name] for row in rows], dtype=torch.float32)
+        return batch

@@ -1,0 +1,124 @@
+"""Scoring with a multi-head reward model: texts or (prompt, completion) pairs -> an [N, K] tensor of head scores.
+
+`load_reward_model_source` is what the GRPO reward-vector builder calls for objective specs such as
+`helpful=rm:helpful,harmless=rm:harmless`: it returns a `RewardSource` (alignment/objectives.py) that scores all the
+requested heads in ONE forward pass per batch, instead of one reward model per objective.
+
+Scores are raw head outputs, or normalized per head with the mean/std stored in the model config at training time
+(`(raw - mean) / std`), which puts pairwise heads (whose offset is arbitrary) and rated heads on one scale.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from reward_models.chat_format import conversation, render_conversation
+from reward_models.modeling import MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
+    """Raw head scores [N, K] (float32, on CPU) of already-rendered texts, one forward pass per batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    batches = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            list(texts[start:start + batch_size]), padding=True, truncation=max_length is not None,
+            max_length=max_length, return_tensors="pt",
+        ).to(device)
+        batches.append(model(**batch).logits.float().cpu())
+    model.train(was_training)
+    if not batches:
+        return torch.zeros(0, model.config.num_labels)
+    return torch.cat(batches)
+
+
+class MultiHeadRewardScorer:
+    """A loaded multi-head reward model with its tokenizer: `score(...)` returns [N, K] in `head_names` order."""
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, max_length: int | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_length = max_length or getattr(model.config, MAX_LENGTH_KEY, None) or tokenizer.model_max_length
+        self.head_names = head_names_of(model.config)
+        self.statistics = head_statistics(model.config)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, *, device=None, batch_size: int = 32, trust_remote_code: bool = False,
+                        dtype: str | torch.dtype | None = None):
+        from transformers import AutoModelForSequenceClassification
+
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        tokenizer = load_reward_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, dtype=dtype
+        )
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model.to(device), tokenizer, batch_size=batch_size)
+
+    def render(self, prompts: Sequence | None, completions: Sequence) -> list[str]:
+        """The texts the model reads: whole conversations in the backbone's chat format (see chat_format)."""
+        if prompts is None:
+            return [c if isinstance(c, str) else render_conversation(self.tokenizer, conversation(None, c))
+                    for c in completions]
+        if len(prompts) != len(completions):
+            raise ValueError(f"got {len(prompts)} prompts for {len(completions)} completions")
+        return [render_conversation(self.tokenizer, conversation(p, c)) for p, c in zip(prompts, completions)]
+
+    def normalize(self, scores: torch.Tensor) -> torch.Tensor:
+        if self.statistics is None:
+            logger.warning("reward model has no per-head statistics in its config; returning raw scores")
+            return scores
+        mean, std = self.statistics
+        return (scores - mean) / std
+
+    def score(self, prompts: Sequence | None, completions: Sequence, *, normalize: bool = True) -> torch.Tensor:
+        """[N, K] scores of completions (strings or message lists) to prompts; prompts=None scores plain texts."""
+        scores = score_texts(self.model, self.tokenizer, self.render(prompts, completions),
+                             batch_size=self.batch_size, max_length=self.max_length)
+        return self.normalize(scores) if normalize else scores
+
+
+class RewardModelSource:
+    """A `RewardSource` for several objectives read from heads of one reward model (one forward pass per batch)."""
+
+    def __init__(self, scorer: MultiHeadRewardScorer, heads: dict[str, str], *, normalize: bool = True):
+        unknown = [label for label in heads.values() if label not in scorer.head_names]
+        if not heads or unknown:
+            raise ValueError(
+                f"reward model heads {unknown or '(none requested)'} not found; the model's heads are {scorer.head_names}"
+            )
+        self.scorer = scorer
+        self.normalize = normalize
+        self.objective_names = list(heads)
+        self._columns = [scorer.head_names.index(label) for label in heads.values()]
+
+    def __call__(self, prompts: list, completions: list, **kwargs) -> torch.Tensor:
+        return self.scorer.score(prompts, completions, normalize=self.normalize)[:, self._columns]
+
+
+def load_reward_model_source(
+    name_or_path: str,
+    heads: dict[str, str],
+    *,
+    normalize: bool = True,
+    device=None,
+    batch_size: int = 32,
+    trust_remote_code: bool = False,
+) -> RewardModelSource:
+    """Load a (multi-head) reward model as a RewardSource; `heads` maps objective name -> head label (id2label)."""
+    scorer = MultiHeadRewardScorer.from_pretrained(
+        name_or_path, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
+    )
+    return RewardModelSource(scorer, heads, normalize=normalize)
