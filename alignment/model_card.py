@@ -29,6 +29,8 @@ def render_model_card(record: dict) -> str:
         threshold = objective.get("threshold")
         lines.append(f"| {objective['name']} | `{objective['source']}` | {'' if threshold is None else threshold} |")
     lines.append("")
+    if record.get("datasets"):
+        lines += ["## Data", "", *[f"- `{name}`" for name in record["datasets"]], ""]
     lines += ["## Weights", ""]
     if record.get("weights"):
         lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
@@ -40,6 +42,8 @@ def render_model_card(record: dict) -> str:
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
     lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]
+    if record.get("merged_lora"):
+        lines += ["The LoRA adapter is merged into the base weights: load it with `AutoModelForCausalLM` alone.", ""]
     evaluation = record.get("evaluation")
     if evaluation:
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]

@@ -15,7 +15,6 @@ is touched.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from alignment.jsonl import iter_jsonl
 from alignment.preference_losses import labels_from_ranks, labels_from_reward_vector
 from alignment.reward_vector import RewardVectorBuilder
 
@@ -44,24 +44,12 @@ def _where(source: str, row: int, field: str | None = None) -> str:
 
 
 def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict]:
-    """Rows of a JSON-lines file (blank lines skipped); a bad line raises with the file and line number."""
-    path = Path(path)
-    if not path.exists():
-        raise PreferenceDataError(f"{path}: file not found")
+    """Rows of a JSON-lines file, each with its 1-based line number under `_row`; bad lines name file and line."""
     rows = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PreferenceDataError(f"{_where(str(path), line_number)}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise PreferenceDataError(f"{_where(str(path), line_number)}: expected a JSON object, got {type(row).__name__}")
-            rows.append({**row, "_row": line_number})
-            if limit and len(rows) >= limit:
-                break
+    for line_number, row in iter_jsonl(path, PreferenceDataError):
+        rows.append({**row, "_row": line_number})
+        if limit and len(rows) >= limit:
+            break
     return rows
 
 

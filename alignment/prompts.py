@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from datasets import Dataset
+
+from alignment.jsonl import iter_jsonl
 
 
 class PromptDataError(ValueError):
@@ -19,30 +20,20 @@ def load_prompt_dataset(path: str | Path, prompt_field: str = "prompt", limit: i
     Every row is checked before anything is trained: a missing field, a non-string or an empty prompt stops with
     the file, the row number (1-based) and the field.
     """
-    path = Path(path)
-    if not path.exists():
-        raise PromptDataError(f"{path}: prompt file not found")
     rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PromptDataError(f"{path}, row {number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict) or prompt_field not in row:
-                raise PromptDataError(f"{path}, row {number}: missing field '{prompt_field}'")
-            text = row[prompt_field]
-            if not isinstance(text, str):
-                raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': expected a string, "
-                                      f"got {type(text).__name__}")
-            if not text.strip():
-                raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': empty prompt")
-            messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
-            rows.append({"prompt": messages + [{"role": "user", "content": text.strip()}]})
-            if limit and len(rows) >= limit:
-                break
+    for number, row in iter_jsonl(path, PromptDataError):
+        if prompt_field not in row:
+            raise PromptDataError(f"{path}, row {number}: missing field '{prompt_field}'")
+        text = row[prompt_field]
+        if not isinstance(text, str):
+            raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': expected a string, "
+                                  f"got {type(text).__name__}")
+        if not text.strip():
+            raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': empty prompt")
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
+        rows.append({"prompt": messages + [{"role": "user", "content": text.strip()}]})
+        if limit and len(rows) >= limit:
+            break
     if not rows:
         raise PromptDataError(f"{path}: no prompts")
     return Dataset.from_list(rows)

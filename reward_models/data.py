@@ -23,7 +23,6 @@ Validation runs on every row before any training step and names the file, the ro
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from alignment.jsonl import iter_jsonl
 from reward_models.chat_format import conversation, render_conversation
 
 QA_FEEDBACK_PREFIX = "qa_feedback:"
@@ -98,22 +98,7 @@ def split_slice(spec: str) -> tuple[str, slice]:
 
 def read_jsonl(path: str | Path, rows: slice = slice(None)) -> list[tuple[int, dict]]:
     """(1-based line number, row) pairs of a JSONL file, sliced; unreadable lines name their line."""
-    path = Path(path)
-    if not path.is_file():
-        raise RewardDataError(f"{path}: file not found")
-    records = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RewardDataError(f"{path}, row {line_number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise RewardDataError(f"{path}, row {line_number}: expected a JSON object, got {type(row).__name__}")
-            records.append((line_number, row))
-    return records[rows]
+    return list(iter_jsonl(path, RewardDataError))[rows]
 
 
 def _conversation_field(row: dict, name: str, where: str):

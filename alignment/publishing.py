@@ -1,0 +1,187 @@
+"""Publishing: a training output directory -> a hub-ready folder (and optionally the hub).
+
+The folder holds safetensors weights (a LoRA adapter, or the adapter merged into its base), the tokenizer,
+`objectives.json`, the front plot when there is one, and a model card (README.md) rendered from the record by
+`alignment.model_card.render_model_card`, never typed by hand. Nothing else is copied: optimizer states, RNG states,
+`training_args.*` and intermediate `checkpoint-*` folders stay behind.
+
+The folder is built in a temporary directory beside the target and renamed into place, so a failure leaves no
+partial folder. A dry run builds and checks everything the same way (merge and card included) and then deletes it.
+Uploading uses `huggingface_hub.upload_folder` with the token huggingface_hub finds (HF_TOKEN or `hf auth login`);
+we pass it through and never write or print it, and the built folder is checked not to contain it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alignment.checkpoint_record import RECORD_FILE
+from alignment.model_card import render_model_card
+
+WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+# Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
+UNSAFE_WEIGHTS = ("pytorch_model*.bin", "adapter_model.bin", "model*.pt", "model*.pth", "*.ckpt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                   "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
+MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "multi_head.json", "lm_heads.safetensors")
+FRONT_PLOT_NAMES = ("front.png", "pareto_front.png")
+STEERING_VALUES = ("prompt", "heads", "none")
+
+
+class PublishError(ValueError):
+    """The output directory cannot be published as it is; the message names the file and what is wrong."""
+
+
+@dataclass
+class PublishPlan:
+    """What a validated output directory will publish."""
+
+    source: Path
+    record: dict
+    files: list[Path]
+    is_adapter: bool
+    front_plot: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_record(record, where: Path) -> None:
+    if not isinstance(record, dict):
+        raise PublishError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    for key in ("trainer", "base_model", "objectives", "objective_names", "steering"):
+        if key not in record:
+            raise PublishError(f"{where}: missing field '{key}'")
+    objectives = record["objectives"]
+    if not isinstance(objectives, list) or not objectives:
+        raise PublishError(f"{where}: 'objectives' must be a non-empty list")
+    for i, objective in enumerate(objectives):
+        if not isinstance(objective, dict) or not {"name", "source"} <= objective.keys():
+            raise PublishError(f"{where}: objectives[{i}] must have a 'name' and a 'source'")
+    names = [o["name"] for o in objectives]
+    if record["objective_names"] != names:
+        raise PublishError(f"{where}: objective_names {record['objective_names']} do not match the objectives {names}")
+    if record["steering"] not in STEERING_VALUES:
+        raise PublishError(f"{where}: steering '{record['steering']}' is not one of {list(STEERING_VALUES)}")
+    weights = record.get("weights")
+    if weights is not None and (not isinstance(weights, dict) or set(weights) - set(names)):
+        raise PublishError(f"{where}: 'weights' must map objective names {names} to numbers, got {weights}")
+
+
+def plan_publication(output_dir: str | Path, front_plot: str | Path | None = None) -> PublishPlan:
+    """Check an output directory (record, safetensors weights, tokenizer) and list what will be published."""
+    source = Path(output_dir)
+    if not source.is_dir():
+        raise PublishError(f"{source}: not a directory")
+    record_path = source / RECORD_FILE
+    if not record_path.exists():
+        raise PublishError(f"{source}: no {RECORD_FILE}; only checkpoints written by a moalign trainer can be published")
+    try:
+        record = json.loads(record_path.read_text())
+    except json.JSONDecodeError as error:
+        raise PublishError(f"{record_path}: not valid JSON ({error})") from None
+    validate_record(record, record_path)
+
+    unsafe = sorted(p.name for pattern in UNSAFE_WEIGHTS for p in source.glob(pattern))
+    if unsafe:
+        raise PublishError(f"{source}: weights in pickle formats {unsafe}; save with safe_serialization=True (safetensors)")
+    weights = sorted({p for pattern in WEIGHT_PATTERNS for p in source.glob(pattern)})
+    if not weights:
+        raise PublishError(f"{source}: no safetensors weights (expected model.safetensors, a sharded index, "
+                           "or adapter_model.safetensors)")
+    is_adapter = (source / "adapter_config.json").exists()
+    if not is_adapter and not (source / "config.json").exists():
+        raise PublishError(f"{source}: no config.json beside the weights")
+    tokenizer = [source / name for name in TOKENIZER_FILES if (source / name).exists()]
+    if not any(p.name in ("tokenizer.json", "tokenizer.model", "vocab.json") for p in tokenizer):
+        raise PublishError(f"{source}: no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
+                           "save the tokenizer beside the weights")
+    if record["steering"] == "heads" and not (source / "multi_head.json").exists():
+        raise PublishError(f"{source}: the record says steering 'heads' but multi_head.json is missing")
+
+    if front_plot is not None:
+        front_plot = Path(front_plot)
+        if not front_plot.is_file() or front_plot.suffix.lower() != ".png":
+            raise PublishError(f"front plot {front_plot}: not a PNG file")
+    else:
+        front_plot = next((source / n for n in FRONT_PLOT_NAMES if (source / n).is_file()), None)
+    model_files = [source / name for name in MODEL_FILES if (source / name).exists()]
+    return PublishPlan(source, record, weights + model_files + tokenizer, is_adapter, front_plot)
+
+
+def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> None:
+    """The adapter merged into its base (peft merge_and_unload), saved as plain safetensors."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter_config = json.loads((plan.source / "adapter_config.json").read_text())
+    base = base_model or adapter_config.get("base_model_name_or_path")
+    if not base:
+        raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), str(plan.source))
+    model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
+
+
+def _check_no_secret(folder: Path) -> None:
+    """Fail if the hub token from the environment appears in any file we are about to publish."""
+    secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and len(v) >= 8]
+    for path in folder.rglob("*"):
+        if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets):
+            raise PublishError(f"{path.name} contains the Hugging Face token from the environment; refusing to publish it")
+
+
+def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = False, base_model: str | None = None,
+                 overwrite: bool = False, dry_run: bool = False) -> Path:
+    """Write the hub-ready folder at `target` atomically (temp dir, then rename); with dry_run, build it and delete it."""
+    target = Path(target).resolve()
+    if target.exists() and not overwrite and not dry_run:
+        raise PublishError(f"{target} exists; choose another folder or pass overwrite")
+    if target == plan.source.resolve():
+        raise PublishError(f"{target}: the published folder must differ from the training output directory")
+    if merge_lora and not plan.is_adapter:
+        raise PublishError(f"{plan.source}: merge_lora asked for, but there is no LoRA adapter (adapter_config.json)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        record = dict(plan.record)
+        if merge_lora:
+            _merge_adapter(plan, staging, base_model)
+            record["merged_lora"] = True
+            copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
+        else:
+            copied = plan.files
+        for path in copied:
+            shutil.copy2(path, staging / path.name)
+        if plan.front_plot is not None:
+            shutil.copy2(plan.front_plot, staging / "front.png")
+            record["front_plot"] = "front.png"
+        (staging / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (staging / "README.md").write_text(render_model_card(record))
+        _check_no_secret(staging)
+        if dry_run:
+            shutil.rmtree(staging)
+            return target
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        return target
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, commit_message: str | None = None) -> str:
+    """Upload a published folder with huggingface_hub; the token is the one huggingface_hub is configured with."""
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise PublishError("no Hugging Face token configured: set HF_TOKEN or run `hf auth login`, then retry --push")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+                               commit_message=commit_message or "Upload moalign checkpoint")
+    return commit.commit_url

@@ -1,0 +1,111 @@
+"""Generate with preference weights chosen at inference time, for every kind of checkpoint the suite writes.
+
+    # a preference-conditioned GRPO checkpoint or a multi-head DPO checkpoint: the method is read from objectives.json
+    python scripts/generate.py --model outputs/grpo-steerable --weights conciseness=0.8,sentiment=0.2 \
+        --prompt "How do I bake bread?"
+    # MOD: K single-objective policies (or LoRA adapters) sharing a tokenizer; NAME=PATH names the objective of each
+    python scripts/generate.py --method mod --model helpful=outputs/helpful --model harmless=outputs/harmless \
+        --weights helpful=0.7,harmless=0.3 --prompts_file prompts.jsonl
+    # rewarded soup of the same checkpoints
+    python scripts/generate.py --method soup --model helpful=outputs/helpful --model harmless=outputs/harmless ...
+    # RMOD: one policy, a multi-head reward model (or built-in rewards) as value function
+    python scripts/generate.py --method rmod --model outputs/sft --reward_model outputs/rm \
+        --objectives helpful=rm:helpful,harmless=rm:harmless --weights helpful=0.5,harmless=0.5 --prompt "..."
+
+Prints one JSON line per prompt: {"prompt", "weights", "method", "completion"} (also written to --output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from alignment.steering import METHODS, SteeringError, load_steerable
+from alignment.weights import PreferenceWeightsError, format_preference_weights
+
+
+def read_prompts(args) -> list:
+    prompts = list(args.prompt or [])
+    if args.prompts_file:
+        with open(args.prompts_file) as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if "prompt" not in row:
+                    raise SystemExit(f"{args.prompts_file}, line {number}: no 'prompt' field")
+                prompts.append(row["prompt"])
+    if not prompts:
+        raise SystemExit("no prompts: give --prompt TEXT or --prompts_file FILE.jsonl")
+    return prompts
+
+
+def reward_sources(args) -> list:
+    """The RMOD value function: objective specs (alignment.objectives), reward-model heads loaded once."""
+    if not args.objectives:
+        return None
+    from alignment.objectives import parse_objective_specs
+
+    _, sources, heads = parse_objective_specs([s for s in args.objectives.split(",") if s])
+    if heads:
+        if not args.reward_model:
+            raise SystemExit(f"objectives {list(heads)} read reward-model heads: give --reward_model PATH")
+        from reward_models.scoring import load_reward_model_source
+
+        sources.append(load_reward_model_source(args.reward_model, heads, device=args.device))
+    return sources
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True,
+                        help="checkpoint path; repeat for mod / soup, as NAME=PATH to name the objective each stands for")
+    parser.add_argument("--method", default="auto", choices=METHODS, help="how to steer (auto: read from objectives.json)")
+    parser.add_argument("--weights", required=True, help="preference weights, e.g. helpful=0.8,harmless=0.2")
+    parser.add_argument("--prompt", action="append", help="a user prompt; repeat for several")
+    parser.add_argument("--prompts_file", help="JSONL with a 'prompt' field per line (text or chat messages)")
+    parser.add_argument("--objectives", help="rmod / best_of_k: objective specs, e.g. conciseness,sentiment or helpful=rm:helpful")
+    parser.add_argument("--reward_model", help="rmod / best_of_k: the multi-head reward model for rm:HEAD objectives")
+    parser.add_argument("--base_model", help="base model of LoRA adapters, when their adapter_config does not name one")
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling (not for rmod)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--num_candidates", type=int, default=4, help="rmod / best_of_k: candidate blocks per step (K)")
+    parser.add_argument("--block_size", type=int, default=8, help="rmod / best_of_k: tokens per block (B)")
+    parser.add_argument("--lam", type=float, default=1.0, help="rmod: lambda of the log-mean-exp worst-case objective")
+    parser.add_argument("--tau", type=float, default=0.0,
+                        help="rmod: pull of the worst-case weights toward --weights (0: the paper's robust objective)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output", help="also write the JSON lines to this file")
+    args = parser.parse_args(argv)
+
+    prompts = read_prompts(args)
+    method_kwargs = {}
+    if args.method in ("rmod", "best_of_k"):
+        method_kwargs = dict(num_candidates=args.num_candidates, block_size=args.block_size)
+        if args.method == "rmod":
+            method_kwargs.update(lam=args.lam, tau=args.tau)
+    try:
+        steerable = load_steerable(args.model if len(args.model) > 1 else args.model[0], args.method,
+                                   reward_sources=reward_sources(args), base_model=args.base_model,
+                                   device=args.device, **method_kwargs)
+        weights = steerable.parse_weights(args.weights)
+        completions = steerable.generate(prompts, weights, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
+                                         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+    except (SteeringError, PreferenceWeightsError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
+    lines = [json.dumps({"prompt": p, "weights": format_preference_weights(weights, steerable.objective_names),
+                         "method": steerable.method, "completion": c}) for p, c in zip(prompts, completions)]
+    print("\n".join(lines))
+    if args.output:
+        Path(args.output).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
