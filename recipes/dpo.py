@@ -26,14 +26,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import transformers
-from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from alignment.multi_head import add_lm_heads
+from alignment.policy import load_policy
 from alignment.preference_data import (
     add_margin_rewards,
     attach_list_labels,
@@ -41,7 +40,6 @@ from alignment.preference_data import (
     margin_reward_builder,
     to_dataset,
 )
-from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.mo_dpo import LOSS_FORMAT, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -66,23 +64,6 @@ class ScriptArguments:
     reward_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Multi-head reward model scoring MODPO's 'name=rm:HEAD' margin objectives."}
     )
-
-
-def load_policy(model_args: ModelConfig, trust_remote_code: bool = False):
-    """The tokenizer and model; 'tiny' (the default) means the offline tiny policy, built and cached on first use."""
-    name = model_args.model_name_or_path
-    if name in (None, "tiny"):
-        with PartialState().main_process_first():
-            name = str(build_tiny_policy())
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
-        name, revision=model_args.model_revision, trust_remote_code=trust_remote_code,
-        dtype=dtype, attn_implementation=model_args.attn_implementation,
-    )
-    return model, tokenizer
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
