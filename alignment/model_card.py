@@ -6,8 +6,8 @@ import yaml
 
 _STEERING_HELP = {
     "prompt": "Write your own weights into the prompt: a first system message `Preference weights: {example}` "
-              "(see `alignment.conditioning`), or `python scripts/generate.py --weights {example}` where available.",
-    "heads": "Mix the language-model heads with your weights at generation time (`alignment` head-mixing logits processor).",
+              "(see `alignment.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
+    "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.multi_head.generate_with_weights`).",
     "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
 }
 

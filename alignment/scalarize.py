@@ -11,6 +11,8 @@ Aggregations (see DESIGN.md):
 Scalarizations: `linear` (sum_k w_k r_k), `tchebycheff` (-max_k w_k (z_k - r_k), z an ideal point),
 `worst_case` (min over weighted objectives of batch-standardized r_k).
 Constraint mode `lagrangian` (Safe-RLHF): A = (A_main + lambda A_c) / (1 + lambda), lambda learned.
+Pareto mode `pama` (PAMA, He & Maghsudi 2025): per-sample min-norm combination of the Noon-clipped per-objective
+advantages, closed form, O(K) per completion (see `pama_advantages`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from trl.trainer.utils import nanstd
 
 AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
-SCALARIZATIONS = ("linear", "tchebycheff", "worst_case", "lagrangian")
+SCALARIZATIONS = ("linear", "tchebycheff", "worst_case", "lagrangian", "pama")
 EPS = 1e-4  # TRL's epsilon, so `sum_then_normalize` + `linear` reproduces TRL's advantages exactly
 
 
@@ -104,6 +106,10 @@ def compute_advantages(
         main, constraint, lam = lagrangian
         per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
         advantages = lagrangian_advantages(per_objective[:, main], per_objective[:, constraint], lam)
+    elif scalarization == "pama":
+        # PAMA works on per-objective advantages whatever the aggregation, like the Lagrangian mode.
+        per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
+        advantages, _ = pama_advantages(per_objective, _broadcast_weights(weights, rewards))
     elif aggregation == "sum_then_normalize":
         scalar = scalarize(rewards, weights, scalarization, ideal_point)
         advantages = group_normalize(scalar, group_size, scale=scale_rewards)
@@ -133,3 +139,81 @@ def update_ideal_point(ideal_point: torch.Tensor | None, reward_vector: torch.Te
     """Running per-objective maximum of the observed rewards: the Tchebycheff ideal point z."""
     batch_max = torch.nan_to_num(reward_vector, nan=-math.inf).max(dim=0).values
     return batch_max if ideal_point is None else torch.maximum(ideal_point.to(batch_max), batch_max)
+
+
+# ---- PAMA: the min-norm weights in closed form ----
+def noon_clip(per_objective_advantages: torch.Tensor) -> torch.Tensor:
+    """Noon PPO's advantage, A = max(A', 0) (PAMA, arXiv:2508.07768): negative advantages carry no gradient,
+    so a noisy low-scoring completion cannot push the policy around; NaN stays NaN."""
+    return per_objective_advantages.clamp(min=0.0)
+
+
+def pama_min_norm(values: torch.Tensor, active: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise min over alpha in the simplex of (sum_k alpha_k v_k)^2, in closed form. values: [N, K].
+
+    PAMA (He & Maghsudi 2025, arXiv:2508.07768, MGDA's min-norm problem made convex with a closed form): with
+    the per-sample gradient of objective k equal to v_k * grad log pi, the problem is over the scalar
+    s = sum_k alpha_k v_k, which sweeps exactly [min_k v_k, max_k v_k] as alpha moves on the simplex. The
+    minimizer of s^2 on that
+    interval is the projection of 0 onto it: s* = clamp(0, min_k v_k, max_k v_k). O(K) per row.
+
+    The weights that reach s*: all mass on the argmin when min > 0, on the argmax when max < 0, otherwise the
+    mix of argmin j and argmax l with alpha_j v_j + alpha_l v_l = 0. Tied objectives share their mass; a row whose
+    values are all equal gets uniform weights (every point is optimal). `active` [N, K] leaves objectives out
+    of a row (they get weight 0). Rows with a NaN give NaN. Returns (weights [N, K], s* [N]).
+    """
+    if values.dim() != 2:
+        raise ValueError(f"pama_min_norm: expected [N, K] values, got shape {tuple(values.shape)}")
+    if active is None:
+        active = torch.ones_like(values, dtype=torch.bool)
+    if active.shape != values.shape:
+        raise ValueError(f"pama_min_norm: active mask {tuple(active.shape)} does not match values {tuple(values.shape)}")
+    if not active.any(dim=1).all():
+        raise ValueError("pama_min_norm: a row has no active objective")
+    low = values.masked_fill(~active, math.inf).min(dim=1, keepdim=True).values
+    high = values.masked_fill(~active, -math.inf).max(dim=1, keepdim=True).values
+    combined = torch.maximum(torch.minimum(torch.zeros_like(low), high), low)
+
+    at_low = (active & (values == low)).to(values.dtype)
+    at_high = (active & (values == high)).to(values.dtype)
+    at_low, at_high = at_low / at_low.sum(1, keepdim=True).clamp(min=1), at_high / at_high.sum(1, keepdim=True).clamp(min=1)
+    span = (high - low).clamp(min=torch.finfo(values.dtype).tiny)
+    mixed = (high / span) * at_low + (-low / span) * at_high
+    weights = torch.where(low > 0, at_low, torch.where(high < 0, at_high, mixed))
+    uniform = active.to(values.dtype) / active.sum(1, keepdim=True)
+    weights = torch.where(low == high, uniform, weights)
+    nan_rows = torch.isnan(values).any(dim=1, keepdim=True)
+    weights = weights.masked_fill(nan_rows, math.nan)
+    return weights, combined.squeeze(1).masked_fill(nan_rows.squeeze(1), math.nan)
+
+
+def pama_advantages(per_objective_advantages: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PAMA's advantage for every completion: the min-norm combination of its Noon-clipped advantages.
+
+    Granularity: per sample (per completion). Each completion's own advantages A_ik give its own weights and
+    s*_i = min_k max(A_ik, 0) (with Noon clipping the interval lies in [0, inf), so the projection of 0 is its
+    lower end): a completion is reinforced only as far as it beats its group on EVERY objective. Collapsing to
+    batch means first (mean_i A_ik, as the verl port does) yields one weight vector per step that puts all mass on
+    the currently worst objective, and a completion that trades that objective away still gets reinforced.
+
+    Preference weights (our extension, exact PAMA at equal weights): objective k's advantage is measured in units
+    of its weight, A_ik^+ / (K w_ik), so a completion must do well on the objectives the user cares about most;
+    an objective with weight 0 is left out of the minimum. Returns (advantages [N], pama weights [N, K]).
+    """
+    if weights.shape[-1] != per_objective_advantages.shape[-1]:
+        raise ValueError(f"pama_advantages: {weights.shape[-1]} weights do not match "
+                         f"{per_objective_advantages.shape[-1]} objectives")
+    weights = _broadcast_weights(weights, per_objective_advantages)
+    active = weights > 0
+    scaled = noon_clip(per_objective_advantages) / (weights * weights.shape[1]).masked_fill(~active, 1.0)
+    pama_weights, combined = pama_min_norm(scaled, active)
+    return combined, pama_weights
+
+
+def pama_step_weights(reward_vector: torch.Tensor, weights: torch.Tensor, group_size: int,
+                      scale_rewards: bool = True) -> torch.Tensor:
+    """[K] mean over the batch's scored completions of PAMA's per-completion weights: what the step optimized."""
+    rewards = reward_vector.masked_fill(~_valid_rows(reward_vector).unsqueeze(1), math.nan)
+    per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
+    _, pama_weights = pama_advantages(per_objective, weights)
+    return torch.nan_to_num(torch.nanmean(pama_weights, dim=0), nan=0.0)

@@ -10,9 +10,12 @@ each objective's mean before and after training and writes a checkpoint with `ob
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint
     accelerate launch recipes/grpo.py --weights_mode dirichlet --output_dir outputs/grpo-conditioned
+    # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process)
+    accelerate launch recipes/grpo.py --scalarization pama
+    python recipes/grpo.py --pareto_method mgda
     # two CPU processes (gloo), or DeepSpeed ZeRO-2
     accelerate launch --config_file accelerate_configs/cpu_2proc.yaml recipes/grpo.py
-    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/grpo.py --use_cpu false
+    accelerate launch --config_file accelerate_configs/zero2.yaml recipes/grpo.py
     # a real hub model on a GPU (LoRA optional)
     accelerate launch --config_file accelerate_configs/ddp.yaml recipes/grpo.py --config recipes/configs/grpo_qwen2.5_0.5b_gpu.yaml
 
@@ -24,17 +27,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import transformers
 from accelerate import PartialState
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from alignment.evaluation import evaluate_objectives, format_before_after_table
+from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
-from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_tiny_cpu.yaml"
@@ -53,24 +56,11 @@ class ScriptArguments:
         default=64, metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."}
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
-
-
-def load_policy(model_args: ModelConfig, trust_remote_code: bool = False):
-    """The tokenizer and model; 'tiny' (the default) means the offline tiny policy, built and cached on first use."""
-    name = model_args.model_name_or_path
-    if name in (None, "tiny"):
-        with PartialState().main_process_first():
-            name = str(build_tiny_policy())
-    tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
-                                              trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:  # generation and batching need one; EOS is the usual stand-in
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(
-        name, revision=model_args.model_revision, trust_remote_code=trust_remote_code,
-        dtype=dtype, attn_implementation=model_args.attn_implementation,
+    pareto_method: str = field(
+        default="none",
+        metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
+                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
-    return model, tokenizer
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
@@ -91,9 +81,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     train_dataset = prompts.select(range(len(prompts) - num_eval))
     if script_args.num_train_prompts:
         train_dataset = train_dataset.select(range(min(script_args.num_train_prompts, len(train_dataset))))
-    eval_prompts = [row["prompt"] for row in prompts.select(range(len(prompts) - num_eval, len(prompts)))]
+    eval_prompts = [row["prompt"] for row in prompts.select(range(len(prompts) - num_eval, len(prompts)))] if num_eval else []
 
-    trainer = MultiObjectiveGRPOTrainer(
+    if script_args.pareto_method not in ("none", "mgda"):
+        raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
+    trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
+    trainer = trainer_class(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
         peft_config=get_peft_config(model_args), dataset_names=[script_args.dataset_path],
     )

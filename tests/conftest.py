@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,3 +18,11 @@ def tiny_policy_path():
     from alignment.tiny_policy import build_tiny_policy
 
     return build_tiny_policy()
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Some tests pin torch to one thread to be quick on a shared machine; never let that leak into the next test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -38,7 +38,8 @@ def last_steps_mean(trainer, key, steps=5):
 def test_weight_on_conciseness_shortens_completions(tiny_policy_path, tmp_path):
     results = {}
     for label, weights in (("concise", "conciseness=0.8,sentiment=0.2"), ("positive", "conciseness=0.2,sentiment=0.8")):
-        trainer = make_trainer(tiny_policy_path, tmp_path / label, max_steps=25, preference_weights=weights)
+        trainer = make_trainer(tiny_policy_path, tmp_path / label, max_steps=15, preference_weights=weights,
+                               max_completion_length=24)
         trainer.train()
         results[label] = {key: last_steps_mean(trainer, key) for key in
                           ("completions/mean_length", "rewards/sentiment/mean", "rewards/conciseness/mean")}
@@ -116,3 +117,61 @@ def test_bad_configuration_is_rejected_before_training(tiny_policy_path, tmp_pat
         make_trainer(tiny_policy_path, tmp_path, max_steps=1, **overrides)
     assert message in str(error.value)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_reward_model_heads_are_objectives_scored_in_one_forward_pass(tiny_policy_path, tmp_path):
+    from reward_models.modeling import build_reward_model, load_reward_tokenizer
+
+    reward_tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+    reward_model = build_reward_model(str(tiny_policy_path), ["helpful", "harmless"], reward_tokenizer, max_length=64)
+    reward_model.save_pretrained(tmp_path / "rm")
+    reward_tokenizer.save_pretrained(tmp_path / "rm")
+
+    trainer = make_trainer(tiny_policy_path, tmp_path / "grpo", max_steps=1, per_device_train_batch_size=16,
+                           objectives=["conciseness", "helpful=rm:helpful", "safe=rm:harmless"],
+                           reward_model_name_or_path=str(tmp_path / "rm"))
+    (reward_source,) = [s for s in trainer.reward_vector_builder.sources if hasattr(s, "scorer")]
+    forwards = []
+    reward_source.scorer.model.register_forward_hook(lambda module, inputs, output: forwards.append(1))
+    trainer.train()
+    assert len(forwards) == 1  # 16 completions, both heads, one batch, one forward
+    logged = trainer.state.log_history[0]
+    assert {"rewards/helpful/mean", "rewards/safe/mean", "rewards/conciseness/mean"} <= set(logged)
+    trainer.save_model(str(tmp_path / "final"))
+    record = json.loads((tmp_path / "final" / "objectives.json").read_text())
+    assert [o["source"] for o in record["objectives"]] == ["builtin:conciseness", "reward_model_head:helpful",
+                                                           "reward_model_head:harmless"]
+    assert record["reward_model"] == str(tmp_path / "rm")
+
+
+def test_reward_model_without_the_requested_head_is_rejected(tiny_policy_path, tmp_path):
+    from reward_models.modeling import build_reward_model, load_reward_tokenizer
+
+    reward_tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+    build_reward_model(str(tiny_policy_path), ["helpful"], reward_tokenizer).save_pretrained(tmp_path / "rm")
+    reward_tokenizer.save_pretrained(tmp_path / "rm")
+    with pytest.raises(ValueError, match="harmless"):
+        make_trainer(tiny_policy_path, tmp_path / "grpo", max_steps=1, objectives=["harmless=rm:harmless"],
+                     reward_model_name_or_path=str(tmp_path / "rm"))
+
+
+def test_lora_training_through_trl_options_saves_an_adapter_with_its_record(tiny_policy_path, tmp_path):
+    from peft import LoraConfig
+
+    args = MultiObjectiveGRPOConfig(
+        output_dir=str(tmp_path), objectives=["conciseness", "sentiment"], num_generations=4,
+        per_device_train_batch_size=16, max_completion_length=16, max_steps=1, use_cpu=True,
+        activation_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True,
+        loss_type="grpo", beta=0.04,  # TRL's own loss options and KL to the (adapter-disabled) reference
+    )
+    trainer = MultiObjectiveGRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+        processing_class=AutoTokenizer.from_pretrained(tiny_policy_path),
+        train_dataset=load_prompt_dataset(PROMPTS, limit=64),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    assert "kl" in trainer.state.log_history[0]
+    trainer.save_model(str(tmp_path / "final"))
+    assert (tmp_path / "final" / "adapter_model.safetensors").exists()
+    assert json.loads((tmp_path / "final" / "objectives.json").read_text())["objective_names"] == ["conciseness", "sentiment"]

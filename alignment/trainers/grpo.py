@@ -77,7 +77,8 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     )
     scalarization: str = field(
         default="linear",
-        metadata={"help": "How weights combine objectives: linear, tchebycheff, worst_case, or lagrangian "
+        metadata={"help": "How weights combine objectives: linear, tchebycheff, worst_case, pama (PAMA's closed-form "
+                          "min-norm weights per completion, Noon-clipped), or lagrangian "
                           "(maximize main_objective subject to constraint_objective >= constraint_threshold)."},
     )
     main_objective: str | None = field(
@@ -141,7 +142,8 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
             from reward_models.scoring import load_reward_model_source
 
             sources.append(load_reward_model_source(
-                args.reward_model_name_or_path, reward_model_heads, trust_remote_code=args.trust_remote_code
+                args.reward_model_name_or_path, reward_model_heads, trust_remote_code=args.trust_remote_code,
+                device=args.device,  # this rank's device, not cuda:0 on every rank
             ))
         self.objective_names = [o.name for o in self.objectives]
         self.reward_vector_builder = RewardVectorBuilder(

@@ -1,0 +1,96 @@
+"""MGDA on GRPO: the classical Pareto baseline, one gradient per objective and the min-norm combination of them.
+
+MGDA (Desideri 2012; Sener & Koltun 2018, "Multi-Task Learning as Multi-Objective Optimization"): with g_k the
+gradient of objective k's loss, step along d = sum_k alpha_k g_k where alpha* = argmin over the simplex of
+||sum_k alpha_k g_k||^2. d is a descent direction for every objective at once, and d = 0 exactly at a
+Pareto-stationary point. No hand-set weights: the preference weights still condition the prompt (when
+`condition_on_weights`), but they do not enter the update.
+
+Per step, on each micro-batch:
+1. the per-objective advantages A_k (each objective normalized within its group, `alignment.scalarize.group_normalize`,
+   the same A_k that `normalize_then_sum` and PAMA start from) travel with the batch as `objective_advantages`;
+2. K passes of TRL's own GRPO loss, pass k with advantages A_k, each followed by a backward pass on the trainable
+   parameters (`torch.autograd.grad`): g_1 .. g_K;
+3. alpha* from the K x K Gram matrix (`alignment.pareto.min_norm_weights`);
+4. the combined gradient sum_k alpha_k g_k is handed to the Trainer's usual backward through a linear surrogate.
+This is K forward and K backward passes per step, against one of each for GRPO or PAMA: the cost PAMA removes
+(`benchmarks/pareto_step.py`). Logged every step: `mgda/weight/<objective>` and `mgda/combined_grad_norm`.
+
+One process only: per-objective gradients by `torch.autograd.grad` bypass DDP's gradient all-reduce, and sharded
+parameters (ZeRO-3, FSDP) would need a gathered Gram matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from alignment.pareto import min_norm_weights
+from alignment.scalarize import group_normalize
+from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+
+
+class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
+    """MultiObjectiveGRPOTrainer whose update is MGDA's min-norm combination of the per-objective gradients.
+
+    Construct exactly like `MultiObjectiveGRPOTrainer` (same `MultiObjectiveGRPOConfig`; `scalarization` and
+    `preference_weights` only shape the logged scalar advantage, not the update).
+    """
+
+    def __init__(self, model, args: MultiObjectiveGRPOConfig, **kwargs):
+        super().__init__(model=model, args=args, **kwargs)
+        if self.accelerator.num_processes > 1:
+            raise ValueError("MGDAGRPOTrainer runs on one process: its per-objective gradients bypass DDP's all-reduce")
+
+    # ---- per-objective advantages travel with the batch ----
+    def _advantages(self, reward_vector, weights, group_size, update_state):
+        advantages = super()._advantages(reward_vector, weights, group_size, update_state)
+        valid = ~torch.isnan(reward_vector).any(dim=1, keepdim=True)
+        per_objective = group_normalize(reward_vector.masked_fill(~valid, math.nan), group_size,
+                                        scale=self.args.scale_rewards != "none")
+        self._objective_advantages = torch.nan_to_num(per_objective.masked_fill(~valid, 0.0), nan=0.0)
+        return advantages
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        output["objective_advantages"] = self._objective_advantages
+        return output
+
+    # ---- K gradients, min-norm weights, one combined update ----
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("MGDAGRPOTrainer does not support returning outputs")
+        if not (model.training and torch.is_grad_enabled()):  # evaluation: no update to combine
+            return super().compute_loss(model, inputs)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        objective_advantages = inputs["objective_advantages"]
+        losses, flat_gradients = [], []
+        for column in range(objective_advantages.shape[1]):
+            loss = self._compute_loss(model, {**inputs, "advantages": objective_advantages[:, column]})
+            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+            flat_gradients.append(torch.cat([
+                (torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(parameters, gradients)
+            ]))
+            losses.append(loss.detach())
+        stacked = torch.stack(flat_gradients)  # [K, D]
+        gram = (stacked.double() @ stacked.double().T).cpu().numpy()
+        alpha = torch.as_tensor(min_norm_weights(gram), dtype=stacked.dtype, device=stacked.device)
+        combined = alpha @ stacked
+
+        metrics = self._metrics["train"]
+        for name, weight in zip(self.objective_names, alpha.tolist()):
+            metrics[f"mgda/weight/{name}"].append(weight)
+        metrics["mgda/combined_grad_norm"].append(combined.norm().item())
+
+        # A surrogate linear in the parameters, sum_p <p, d_p>, has gradient d exactly: the Trainer's backward
+        # then writes the combined direction into .grad (and through its clipping and optimizer) at the cost of
+        # an elementwise product, not a (K+1)-th pass through the model. Its value is the alpha-weighted loss.
+        surrogate = sum((p * d.view_as(p)).sum() for p, d in zip(parameters, combined.split([p.numel() for p in parameters])))
+        weighted_loss = (alpha * torch.stack(losses)).sum()
+        return surrogate - surrogate.detach() + weighted_loss
+
+    def objectives_record(self, evaluation: dict | None = None) -> dict:
+        record = super().objectives_record(evaluation)
+        record["pareto_method"] = "mgda"
+        return record
