@@ -10,11 +10,11 @@ dropped and the median step time is compared. The ratio (ours / TRL) is printed 
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from timing import StepTimer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from alignment.prompts import load_prompt_dataset
@@ -25,17 +25,6 @@ from reward_models.verifiable import conciseness, profanity_free, sentiment
 PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
 OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]
 WEIGHTS = [0.5, 0.4, 0.1]
-
-
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.times, self._start = [], None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def run(kind: str, policy: Path, steps: int, output_dir: str) -> list[float]:

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from timing import StepTimer
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.prompts import load_prompt_dataset
 from alignment.scalarize import compute_advantages
@@ -33,17 +34,6 @@ from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
 OBJECTIVES = ["conciseness", "sentiment"]
 KINDS = ("plain", "pama", "mgda")
-
-
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.times, self._start = [], None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:

@@ -22,15 +22,15 @@ Rerunning the same command after an interruption resumes from the last checkpoin
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, get_peft_config
 
+from alignment.cli import parse_recipe_args
 from alignment.multi_head import add_lm_heads
 from alignment.policy import load_policy
 from alignment.preference_data import (
@@ -133,11 +133,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
 
 def parse_args(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv  # the embedded default; CLI flags still override it
-    parser = TrlParser((ScriptArguments, MultiObjectiveDPOConfig, ModelConfig))
-    return parser.parse_args_and_config(args=argv)
+    return parse_recipe_args((ScriptArguments, MultiObjectiveDPOConfig, ModelConfig), DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

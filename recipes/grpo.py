@@ -23,7 +23,6 @@ Rerunning the same command after an interruption resumes from the last checkpoin
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +30,9 @@ import transformers
 from accelerate import PartialState
 from transformers import set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, get_peft_config
 
+from alignment.cli import parse_recipe_args
 from alignment.evaluation import evaluate_objectives, format_before_after_table
 from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
@@ -112,11 +112,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
 
 
 def parse_args(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        argv = ["--config", str(DEFAULT_CONFIG)] + argv  # the embedded default; CLI flags still override it
-    parser = TrlParser((ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig))
-    return parser.parse_args_and_config(args=argv)
+    return parse_recipe_args((ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig), DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":
