@@ -11,12 +11,12 @@ Rounds alternate baseline / mixed and the medians are compared. The ratio mixed 
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from timing import timed
 from alignment.multi_head import add_lm_heads, generate_with_weights, head_modules
 from alignment.tiny_policy import DATA_DIR, build_tiny_policy
 
@@ -31,16 +31,6 @@ def load_prompts(tokenizer, path: str, count: int) -> list[str]:
             if len(prompts) == count:
                 break
     return prompts
-
-
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def main():

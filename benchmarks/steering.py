@@ -16,12 +16,12 @@ Goals: prompt conditioning and head mixing <= 1.15 x plain; RMOD <= 1.5 x best-o
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from timing import timed
 from alignment.multi_head import add_lm_heads, head_modules
 from alignment.objectives import FunctionSource
 from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, RewardedSoup, RobustDecoding
@@ -29,16 +29,6 @@ from alignment.tiny_policy import DATA_DIR, build_tiny_policy
 from reward_models.verifiable import conciseness, sentiment
 
 NAMES = ["conciseness", "sentiment"]
-
-
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
 
 
 def load(path: str, device: str, dtype: str, perturb_seed: int | None = None):

@@ -2,6 +2,7 @@
 
 import time
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -16,3 +17,14 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.times.append(time.perf_counter() - self._start)
+
+
+def timed(fn, device: str) -> float:
+    """Seconds `fn()` takes, with CUDA synchronized on both sides so queued kernels are counted."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start

@@ -26,3 +26,9 @@ def restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: on a shared 2-core machine two threads are several times slower for a model this small."""
+    torch.set_num_threads(1)  # restore_torch_threads puts the previous count back

@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 from alignment.weights import PreferenceWeightsError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dpo.py"
 
@@ -22,12 +23,6 @@ def load_recipe():
     return module
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.slow

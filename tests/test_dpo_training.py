@@ -11,16 +11,9 @@ from alignment.multi_head import add_lm_heads, head_modules, load_multi_head_mod
 from alignment.preference_data import load_preference_splits, to_dataset
 from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine are several times slower than one for a model this small.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def config(tmp_path, loss, **overrides):
