@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
+from alignment.checkpointing import ResumableCheckpointsMixin
 from reward_models.data import RewardMixtureCollator
 from reward_models.losses import MARGIN_MODES, multi_head_reward_loss
 from reward_models.metrics import per_head_metrics
@@ -67,7 +68,7 @@ class MultiHeadRewardConfig(TrainingArguments):
         super().__post_init__()
 
 
-class MultiHeadRewardTrainer(Trainer):
+class MultiHeadRewardTrainer(ResumableCheckpointsMixin, Trainer):
     """Trains every head of a K-head reward model in one forward pass per batch of mixed sources."""
 
     _LOSS_KEYS = ("first_index", "second_index", "pair_mask", "pair_margin", "rating", "rating_mask")

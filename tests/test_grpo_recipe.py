@@ -1,56 +1,95 @@
-"""The recipe end to end, as a user runs it: accelerate launch, 2 CPU processes (gloo), resume, checkpoint record."""
+"""The recipe end to end, as a user runs it: accelerate launch, 2 CPU processes (gloo), a SIGKILL and a rerun that
+resumes, the checkpoint record, and a hub token that reaches no output."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
+import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
 
-def launch(output_dir, *overrides, config="accelerate_configs/cpu_2proc.yaml"):
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "recipes/grpo.py",
-               "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
-               "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
-               "--disable_tqdm", "true", *overrides]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+def command(output_dir, *overrides, config="accelerate_configs/cpu_2proc.yaml"):
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "recipes/grpo.py",
+            "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
+            "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
+            "--disable_tqdm", "true", *overrides]
+
+
+FAKE_ENV_TOKEN = "hf_FakeEnvironmentTokenNeverWritten456"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_TOKEN": FAKE_ENV_TOKEN}
+
+
+def launch(output_dir, *overrides):
+    result = subprocess.run(command(output_dir, *overrides), cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
+def launch_and_kill_after(checkpoint: Path, output_dir, *overrides):
+    """SIGKILL the launcher and both ranks as soon as `checkpoint` appears: no handler runs, nothing is flushed."""
+    process = subprocess.Popen(command(output_dir, *overrides), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while not checkpoint.exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    launcher = psutil.Process(process.pid)
+    for proc in [launcher, *launcher.children(recursive=True)]:
+        proc.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_recipe_trains_on_two_processes_resumes_and_records_its_objectives(tmp_path):
-    output_dir = tmp_path / "grpo"
-    first = launch(output_dir, "--max_steps", "2")
-    assert (output_dir / "checkpoint-2" / "multi_objective_state.json").exists()
-    assert first.count("Mean of each objective on 16 held-out prompts") == 1  # printed by the main process only
+def test_two_process_run_killed_midway_resumes_to_the_same_result_and_records_its_objectives(tmp_path):
+    same_command = ("--max_steps", "4", "--hub_token", FAKE_TOKEN)
+    uninterrupted = tmp_path / "uninterrupted"
+    log = launch(uninterrupted, *same_command)
+    assert log.count("Mean of each objective on 16 held-out prompts") == 1  # printed by the main process only
 
-    # rerun after the "interruption" with a longer schedule: it picks up checkpoint-2 instead of starting over
-    second = launch(output_dir, "--max_steps", "4", "--hub_token", FAKE_TOKEN)
-    assert "Resuming from" in second and "checkpoint-2" in second
-    state = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
-    steps = [entry["step"] for entry in state["log_history"] if "rewards/conciseness/mean" in entry]
-    assert steps == [1, 2, 3, 4]
-    # both ranks' completions reached the rewards: 2 processes x 32 completions per step
-    assert all(entry["objectives/dropped_rows"] == 0 for entry in state["log_history"] if "objectives/dropped_rows" in entry)
+    # SIGKILL right after checkpoint-2 is complete, then rerun the same command: it resumes from checkpoint-2
+    interrupted = tmp_path / "interrupted"
+    launch_and_kill_after(interrupted / "checkpoint-2", interrupted, *same_command)
+    assert not (interrupted / "checkpoint-4").exists() and not (interrupted / "model.safetensors").exists()
+    rerun_log = launch(interrupted, *same_command)
+    assert "Resuming from" in rerun_log and "checkpoint-2" in rerun_log
 
-    record = json.loads((output_dir / "objectives.json").read_text())
+    # Same final parameters, per-step rewards and held-out objective means as the uninterrupted run, exactly:
+    # the checkpoint restores weights, Adam moments, scheduler, data position and every rank's RNG (CPU kernels
+    # are deterministic for a fixed thread count).
+    final, resumed = load_file(uninterrupted / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert all(torch.equal(final[name], resumed[name]) for name in final)
+    history = [json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+               for run in (uninterrupted, interrupted)]
+    per_step = [[(e["step"], e["loss"], e["rewards/conciseness/mean"], e["rewards/sentiment/mean"])
+                 for e in h if "rewards/conciseness/mean" in e] for h in history]
+    assert [step for step, *_ in per_step[0]] == [1, 2, 3, 4] and per_step[0] == per_step[1]
+    records = [json.loads((run / "objectives.json").read_text()) for run in (uninterrupted, interrupted)]
+    assert records[0]["evaluation"] == records[1]["evaluation"]
+    # both ranks' completions reached the rewards
+    assert all(e["objectives/dropped_rows"] == 0 for e in history[0] if "objectives/dropped_rows" in e)
+
+    record = records[0]
     assert record["objective_names"] == ["conciseness", "sentiment", "profanity_free"]
     assert record["weights"] == {"conciseness": 0.5, "sentiment": 0.4, "profanity_free": 0.1}
     assert record["aggregation"] == "normalize_then_sum"
     assert set(record["evaluation"]) >= {"conciseness/before", "conciseness/after"}
-    card = (output_dir / "README.md").read_text()
+    card = (uninterrupted / "README.md").read_text()
     assert "Fixed preference weights: conciseness=0.5, sentiment=0.4, profanity_free=0.1." in card
-    assert (output_dir / "model.safetensors").exists() and not list(output_dir.glob("*.bin"))
-    assert json.loads((output_dir / "training_args.json").read_text())["hub_token"] == "<HUB_TOKEN>"
-    # the token given on the command line reaches no log line and no file of the run
-    assert FAKE_TOKEN not in second
-    leaks = [path for path in output_dir.rglob("*") if path.is_file() and FAKE_TOKEN.encode() in path.read_bytes()]
-    assert not leaks
+    assert (uninterrupted / "checkpoint-2" / "multi_objective_state.json").exists()
+    assert (uninterrupted / "model.safetensors").exists() and not list(tmp_path.rglob("*.bin"))
+    assert json.loads((uninterrupted / "training_args.json").read_text())["hub_token"] == "<HUB_TOKEN>"
+    # neither the token given on the command line nor the one in the environment reaches a log line or a file
+    for secret in (FAKE_TOKEN, FAKE_ENV_TOKEN):
+        assert secret not in log and secret not in rerun_log
+        leaks = [path for path in tmp_path.rglob("*") if path.is_file() and secret.encode() in path.read_bytes()]
+        assert not leaks, (secret, leaks)

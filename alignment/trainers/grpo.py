@@ -21,6 +21,7 @@ import torch
 from accelerate.utils import gather
 from trl import GRPOConfig, GRPOTrainer
 
+from alignment.checkpointing import ResumableCheckpointsMixin
 from alignment.checkpoint_record import build_record, save_record, write_training_args_json
 from alignment.conditioning import condition_prompt
 from alignment.objectives import objectives_to_dict, parse_objective_specs
@@ -121,7 +122,7 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
                 raise ValueError("lagrange_init and lagrange_max must be > 0")
 
 
-class MultiObjectiveGRPOTrainer(GRPOTrainer):
+class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
     """GRPO on a reward vector. Construct like TRL's GRPOTrainer, without `reward_funcs`:
     the objectives come from `args.objectives`, or from `reward_sources` (any `alignment.objectives.RewardSource`).
     """
@@ -306,13 +307,12 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier and the ideal point are training state too ----
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+    def _save_optimizer_and_scheduler(self, output_dir):
+        super()._save_optimizer_and_scheduler(output_dir)  # output_dir is the checkpoint being staged
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             state = {"log_lagrange_multiplier": self.log_lagrange_multiplier,
                      "ideal_point": None if self.ideal_point is None else self.ideal_point.tolist()}
-            with open(os.path.join(folder, STATE_FILE), "w") as f:
+            with open(os.path.join(output_dir, STATE_FILE), "w") as f:
                 json.dump(state, f)
 
     def _load_optimizer_and_scheduler(self, checkpoint):

@@ -30,6 +30,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
+from alignment.checkpointing import ResumableCheckpointsMixin
 from alignment.checkpoint_record import build_record, save_record, write_training_args_json
 from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
 from alignment.preference_losses import (
@@ -123,7 +124,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         return parse_preference_weights(weights, self.objective_names)
 
 
-class MultiObjectiveDPOTrainer(DPOTrainer):
+class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
     """TRL's DPOTrainer with a multi-objective preference loss (see the module docstring).
 
     Datasets, by `args.loss` (see `alignment.preference_data` for loaders and validators):

@@ -1,0 +1,115 @@
+"""Atomic checkpoints and reruns: a kill while saving leaves the previous checkpoint whole, and a rerun resumes
+to the same parameters as a run that was never interrupted. A tiny regression model keeps this fast; the
+2-process GRPO recipe is killed for real in test_grpo_recipe.py."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alignment.checkpointing import STAGING_DIR, last_checkpoint
+
+SCRIPT = textwrap.dedent('''
+    import os, signal, sys
+    import torch
+    from torch.utils.data import Dataset
+    from transformers import Trainer, TrainingArguments
+    from alignment.checkpointing import ResumableCheckpointsMixin, last_checkpoint
+
+    class Regression(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, x, y):
+            return {"loss": torch.nn.functional.mse_loss(self.linear(x).squeeze(-1), y)}
+
+    class Rows(Dataset):
+        def __init__(self):
+            generator = torch.Generator().manual_seed(0)
+            self.x = torch.randn(64, 4, generator=generator)
+            self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        def __len__(self):
+            return len(self.x)
+        def __getitem__(self, i):
+            return {"x": self.x[i], "y": self.y[i]}
+
+    class KillableTrainer(ResumableCheckpointsMixin, Trainer):
+        """Dies by SIGKILL halfway through writing checkpoint KILL_AT (after the weights, before the RNG states)."""
+        def _save_rng_state(self, output_dir):
+            if self.state.global_step == int(os.environ.get("KILL_AT", "-1")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            super()._save_rng_state(output_dir)
+
+    output_dir, max_steps = sys.argv[1], int(sys.argv[2])
+    torch.manual_seed(0)
+    args = TrainingArguments(output_dir=output_dir, max_steps=max_steps, save_steps=2, per_device_train_batch_size=8,
+                             learning_rate=0.05, use_cpu=True, report_to="none", disable_tqdm=True, seed=0,
+                             save_total_limit=None)
+    trainer = KillableTrainer(model=Regression(), args=args, train_dataset=Rows())
+    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
+    trainer.save_model(output_dir)
+''')
+
+
+def run(workdir, output_dir, max_steps, kill_at=None):
+    script = workdir / "train_regression.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"KILL_AT": str(kill_at)} if kill_at else {})}
+    return subprocess.run([sys.executable, str(script), str(output_dir), str(max_steps)], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def global_step(checkpoint):
+    return json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("checkpointing")
+    result = run(workdir, workdir / "uninterrupted", 6)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir / "uninterrupted"
+
+
+def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_an_uninterrupted_run(tmp_path, uninterrupted):
+    interrupted = tmp_path / "interrupted"
+    killed = run(tmp_path, interrupted, 6, kill_at=4)
+    assert killed.returncode == -9  # SIGKILL, halfway through writing checkpoint-4
+    # the half-written checkpoint is in staging, under a name no resume picks; checkpoint-2 is the last one
+    assert (interrupted / STAGING_DIR / "checkpoint-4" / "model.safetensors").exists()
+    assert not (interrupted / "checkpoint-4").exists()
+    assert last_checkpoint(str(interrupted)).endswith("checkpoint-2")
+    assert global_step(interrupted / "checkpoint-2") == 2
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {p.name for p in (interrupted / "checkpoint-2").iterdir()}
+
+    rerun = run(tmp_path, interrupted, 6)  # the same command
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert not (interrupted / STAGING_DIR).exists()
+    assert global_step(interrupted / "checkpoint-6") == 6
+    for name, tensor in weights(uninterrupted).items():  # same seed, data order and optimizer state: exact on CPU
+        assert torch.equal(weights(interrupted)[name], tensor), name
+
+
+def test_rerunning_a_finished_run_trains_no_further_step_and_a_longer_schedule_continues(tmp_path, uninterrupted):
+    output_dir = tmp_path / "finished"
+    shutil.copytree(uninterrupted, output_dir)
+    rerun = run(tmp_path, output_dir, 6)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    for name, tensor in weights(output_dir).items():
+        assert torch.equal(tensor, weights(uninterrupted)[name]), name
+
+    assert run(tmp_path, output_dir, 8).returncode == 0
+    assert global_step(output_dir / "checkpoint-8") == 8
+    assert not torch.equal(weights(output_dir)["linear.weight"], weights(uninterrupted)["linear.weight"])
