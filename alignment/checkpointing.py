@@ -5,6 +5,8 @@
   picks on the rerun and that then fails to load (or loads half a state). Here the Trainer writes into a staging
   folder that `get_last_checkpoint` never matches; once every rank is done it is renamed to `checkpoint-N`. A rename
   within one filesystem is atomic, so a kill at any moment leaves the previous checkpoint as the last one, intact.
+- No pickle. The Trainer pickles its arguments to `training_args.bin` beside every save (with `hub_token` in
+  clear, readable only with `torch.load(weights_only=False)`); it becomes a redacted `training_args.json`.
 - Finished runs stay finished. Resuming from a checkpoint at `max_steps`, transformers' loop runs one more step
   before it checks the limit (5.24): rerunning a finished command would train past it, once per rerun.
 """
@@ -13,15 +15,21 @@ import os
 import shutil
 from pathlib import Path
 
+from accelerate import PartialState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+
+from alignment.checkpoint_record import write_training_args_json
 
 STAGING_DIR = ".checkpoint-staging"  # never matches get_last_checkpoint's ^checkpoint-\d+$
 
 
-def last_checkpoint(output_dir: str) -> str | None:
-    """The checkpoint a rerun of the same command resumes from, or None for a fresh run."""
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+def last_checkpoint(output_dir: str, announce: bool = True) -> str | None:
+    """The checkpoint a rerun of the same command resumes from (said once, on the main process), or None."""
+    checkpoint = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    if checkpoint and announce and PartialState().is_main_process:
+        print(f"Resuming from {checkpoint}", flush=True)
+    return checkpoint
 
 
 def _fsync_dir(path: str) -> None:
@@ -73,6 +81,11 @@ class ResumableCheckpointsMixin:
             rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
         self.accelerator.wait_for_everyone()
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            write_training_args_json(output_dir or self.args.output_dir, self.args)
 
     def _run_epoch(self, *args, **kwargs):
         if 0 < self.state.max_steps <= self.state.global_step:  # resumed from the final checkpoint

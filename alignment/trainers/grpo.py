@@ -22,7 +22,7 @@ from accelerate.utils import gather
 from trl import GRPOConfig, GRPOTrainer
 
 from alignment.checkpointing import ResumableCheckpointsMixin
-from alignment.checkpoint_record import build_record, save_record, write_training_args_json
+from alignment.checkpoint_record import build_record, save_record
 from alignment.conditioning import condition_prompt
 from alignment.objectives import objectives_to_dict, parse_objective_specs
 from alignment.reward_vector import RewardVectorBuilder
@@ -303,7 +303,6 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         super()._save(output_dir, state_dict)
         if self.args.should_save:
             output_dir = output_dir or self.args.output_dir
-            write_training_args_json(output_dir, self.args)
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier and the ideal point are training state too ----

@@ -31,7 +31,7 @@ from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
 from alignment.checkpointing import ResumableCheckpointsMixin
-from alignment.checkpoint_record import build_record, save_record, write_training_args_json
+from alignment.checkpoint_record import build_record, save_record
 from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
 from alignment.preference_losses import (
     CARDINAL_MODES,
@@ -386,7 +386,6 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
         if self.args.should_save:
-            write_training_args_json(output_dir, self.args)
             save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
