@@ -13,14 +13,23 @@ def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterato
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: file not found")
-    with open(path) as f:
-        for line_number, line in enumerate(f, start=1):
+    # Bytes, decoded line by line: a bad byte is reported at its line instead of as a bare UnicodeDecodeError,
+    # and a UTF-8 byte-order mark (common in files saved on Windows) is ignored.
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as decode_error:
+                raise error(f"{path}, row {line_number}: not UTF-8 text ({decode_error.reason} at byte "
+                            f"{decode_error.start})") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as decode_error:
                 raise error(f"{path}, row {line_number}: not valid JSON ({decode_error.msg})") from None
+            except RecursionError:  # json's decoder recurses per nesting level
+                raise error(f"{path}, row {line_number}: JSON nested too deeply to read") from None
             if not isinstance(row, dict):
                 raise error(f"{path}, row {line_number}: expected a JSON object, got {type(row).__name__}")
             yield line_number, row

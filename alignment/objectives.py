@@ -51,14 +51,16 @@ class FunctionSource:
 
     def __call__(self, prompts, completions, **kwargs) -> torch.Tensor:
         scores = self.function(prompts=prompts, completions=completions, **kwargs)
-        if isinstance(scores, torch.Tensor):
+        if hasattr(scores, "tolist"):  # a torch tensor or numpy array
             scores = scores.tolist()
+        if not isinstance(scores, Sequence) or isinstance(scores, str):  # a bare number, None, a generator...
+            raise ValueError(f"returned {type(scores).__name__}; expected a list with one reward per completion")
         scores = list(scores)
         if len(scores) != len(completions):
             raise ValueError(f"returned {len(scores)} rewards for {len(completions)} completions")
         try:
             values = [float("nan") if s is None else float(s) for s in scores]
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise ValueError(f"returned a value that is not a number ({error})") from None
         return torch.tensor(values, dtype=torch.float32).unsqueeze(1)
 

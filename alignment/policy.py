@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.tiny_policy import build_tiny_policy
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_pad_token(tokenizer, name: str):
+    """Give a tokenizer without a pad token its EOS token as pad (said in the log), or stop if it has neither.
+
+    Batched generation and padding need a pad token; many decoders ship without one and EOS is the usual stand-in
+    (padding is masked out, so it never reads as an end of text). Without EOS either there is nothing safe to pick.
+    """
+    if tokenizer.pad_token is not None:
+        return tokenizer
+    if tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer of '{name}' has neither a pad token nor an EOS token; set one, e.g. "
+                         "tokenizer.add_special_tokens({'pad_token': '<pad>'}), resize the model's embeddings and save it")
+    logger.warning(f"tokenizer of '{name}' has no pad token; using its EOS token {tokenizer.eos_token!r} as pad")
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
@@ -17,8 +37,7 @@ def load_policy(model_args, trust_remote_code: bool = False):
             name = str(build_tiny_policy())
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:  # generation and batching need one; EOS is the usual stand-in
-        tokenizer.pad_token = tokenizer.eos_token
+    ensure_pad_token(tokenizer, name)
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     model = AutoModelForCausalLM.from_pretrained(
         name, revision=model_args.model_revision, trust_remote_code=trust_remote_code,

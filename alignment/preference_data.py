@@ -60,17 +60,29 @@ def _is_messages(value) -> bool:
 
 
 def _check_text(value, where: str, conversational: bool) -> None:
-    if conversational:
-        if not _is_messages(value) or not value:
-            raise PreferenceDataError(f"{where}: expected a non-empty list of {{'role', 'content'}} messages, got {value!r:.80}")
-    elif not isinstance(value, str) or not value.strip():
-        raise PreferenceDataError(f"{where}: expected a non-empty string, got {value!r:.80}")
+    if not conversational:
+        if not isinstance(value, str) or not value.strip():
+            raise PreferenceDataError(f"{where}: expected a non-empty string, got {value!r:.80}")
+        return
+    if not isinstance(value, list) or not value:
+        raise PreferenceDataError(f"{where}: expected a non-empty list of {{'role', 'content'}} messages, got {value!r:.80}")
+    for i, message in enumerate(value):
+        # The chat template reads role and content as text: anything else fails later inside the tokenizer.
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise PreferenceDataError(f"{where}: message {i} must be {{'role': str, 'content': str}}, got {message!r:.80}")
+    if not any(message["content"].strip() for message in value):
+        raise PreferenceDataError(f"{where}: every message is empty")
 
 
 def _check_number(value, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PreferenceDataError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    # float() first: a JSON integer too large for a float (10**400) must be reported, not raise OverflowError.
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise PreferenceDataError(f"{where}: expected a finite number, got {value!r:.80}")
+    return number
 
 
 def _check_list(row: dict, field: str, source: str, row_number: int, length: int | None = None) -> list:
@@ -82,71 +94,127 @@ def _check_list(row: dict, field: str, source: str, row_number: int, length: int
     return value
 
 
+def _missing(source: str, number: int, field: str, row: dict) -> PreferenceDataError:
+    # Listing the fields that are there makes a misnamed column ("response" for "chosen") obvious.
+    present = sorted(k for k in row if k != "_row")
+    return PreferenceDataError(f"{_where(source, number, field)}: missing (the row has {present})")
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, str) and isinstance(b, str) and a.strip() == b.strip())
+
+
 def validate_rows(rows: Sequence[dict], format: str, source: str, objective_names: Sequence[str] | None = None,
                   required: Sequence[str] = ()) -> None:
-    """Check every row of a `pairs`, `lists` or `groups` dataset; `required` names extra numeric fields (e.g. score_gap)."""
+    """Check every row of a `pairs`, `lists` or `groups` dataset.
+
+    `objective_names`: what a pair's `objective` (when present) and a list's `reward_vector` columns must match.
+    `required` names extra fields every row must have: `objective` (one of `objective_names`, for multi-head DPO)
+    or numeric ones such as `score_gap` (>= 0, for cardinal margins).
+    """
     if format not in FORMATS:
         raise PreferenceDataError(f"{source}: unknown preference format '{format}'; expected one of {FORMATS}")
     if not rows:
         raise PreferenceDataError(f"{source}: no rows")
-    conversational = _is_messages(rows[0].get("prompt"))
+    # The first row decides text vs messages; a list prompt with bad messages is then reported as such.
+    conversational = isinstance(rows[0].get("prompt"), list)
     for index, row in enumerate(rows, start=1):
         number = row.get("_row", index)
         if "prompt" not in row:
-            raise PreferenceDataError(f"{_where(source, number, 'prompt')}: missing")
+            raise _missing(source, number, "prompt", row)
         _check_text(row["prompt"], _where(source, number, "prompt"), conversational)
         if format == "pairs":
             for field in ("chosen", "rejected"):
                 if field not in row:
-                    raise PreferenceDataError(f"{_where(source, number, field)}: missing")
+                    raise _missing(source, number, field, row)
                 _check_text(row[field], _where(source, number, field), conversational)
-            if objective_names is not None and row.get("objective") not in objective_names:
-                raise PreferenceDataError(
-                    f"{_where(source, number, 'objective')}: {row.get('objective')!r} is not one of {list(objective_names)}"
-                )
+            if _same(row["chosen"], row["rejected"]):
+                raise PreferenceDataError(f"{_where(source, number, 'rejected')}: identical to 'chosen'; the pair states "
+                                          "no preference (remove the row)")
+            if "objective" in required and "objective" not in row:
+                raise _missing(source, number, "objective", row)
+            objective = row.get("objective")
+            if "objective" in row and (not isinstance(objective, str)
+                                       or objective_names is not None and objective not in objective_names):
+                raise PreferenceDataError(f"{_where(source, number, 'objective')}: {objective!r:.80} is not one of "
+                                          f"{list(objective_names or [])}")
         elif format == "groups":
             chosen = _check_list(row, "chosen", source, number)
             rejected = _check_list(row, "rejected", source, number)
             for field, items in (("chosen", chosen), ("rejected", rejected)):
                 for i, item in enumerate(items):
                     _check_text(item, _where(source, number, f"{field}[{i}]"), conversational)
+            for i, item in enumerate(rejected):
+                if any(_same(item, other) for other in chosen):
+                    raise PreferenceDataError(f"{_where(source, number, f'rejected[{i}]')}: also in 'chosen'; a response "
+                                              "cannot be both preferred and dispreferred")
         else:
-            completions = _check_list(row, "completions", source, number)
-            if len(completions) < 2:
-                raise PreferenceDataError(f"{_where(source, number, 'completions')}: a list needs at least 2 responses")
-            for i, item in enumerate(completions):
-                _check_text(item, _where(source, number, f"completions[{i}]"), conversational)
-            given = [f for f in ("labels", "ranks", "reward_vector") if f in row]
-            if len(given) != 1:
-                raise PreferenceDataError(
-                    f"{_where(source, number)}: a list needs exactly one of 'labels', 'ranks', 'reward_vector'; got {given}"
-                )
-            values = _check_list(row, given[0], source, number, length=len(completions))
-            for i, value in enumerate(values):
-                if given[0] == "reward_vector":
-                    if not isinstance(value, list) or not value:
-                        raise PreferenceDataError(f"{_where(source, number, f'reward_vector[{i}]')}: expected a list of scores")
-                    if objective_names is not None and len(value) != len(objective_names):
-                        raise PreferenceDataError(
-                            f"{_where(source, number, f'reward_vector[{i}]')}: {len(value)} scores for objectives {list(objective_names)}"
-                        )
-                    for v in value:
-                        _check_number(v, _where(source, number, f"reward_vector[{i}]"))
-                else:
-                    _check_number(value, _where(source, number, f"{given[0]}[{i}]"))
-        for field in required:
+            _validate_list(row, source, number, conversational, objective_names)
+        # Numeric fields: required ones, and a score_gap whenever present (it would reach the Dataset either way).
+        numeric = (set(required) - {"objective"}) | ({"score_gap"} & set(row))
+        for field in sorted(numeric):
             if field not in row:
-                raise PreferenceDataError(f"{_where(source, number, field)}: missing")
-            value = _check_number(row[field], _where(source, number, field))
-            if field == "score_gap" and value < 0:
-                raise PreferenceDataError(f"{_where(source, number, field)}: is {value}; chosen must score >= rejected")
+                raise _missing(source, number, field, row)
+            row[field] = _check_number(row[field], _where(source, number, field))  # as float: Arrow holds no 10**30 int
+            if field == "score_gap" and row[field] < 0:
+                raise PreferenceDataError(f"{_where(source, number, field)}: is {row[field]}; chosen must score >= rejected")
+
+
+def _validate_list(row: dict, source: str, number: int, conversational: bool, objective_names) -> None:
+    completions = _check_list(row, "completions", source, number)
+    if len(completions) < 2:
+        raise PreferenceDataError(f"{_where(source, number, 'completions')}: a list needs at least 2 responses")
+    for i, item in enumerate(completions):
+        _check_text(item, _where(source, number, f"completions[{i}]"), conversational)
+    given = [f for f in ("labels", "ranks", "reward_vector") if f in row]
+    if len(given) != 1:
+        present = sorted(k for k in row if k != "_row")
+        raise PreferenceDataError(
+            f"{_where(source, number)}: a list needs exactly one of 'labels', 'ranks', 'reward_vector'; got {given} "
+            f"(the row has {present})"
+        )
+    field = given[0]
+    values = _check_list(row, field, source, number, length=len(completions))
+    scores = []
+    for i, value in enumerate(values):
+        where = _where(source, number, f"{field}[{i}]")
+        if field == "reward_vector":
+            if not isinstance(value, list) or not value:
+                raise PreferenceDataError(f"{where}: expected a list of scores, got {value!r:.80}")
+            # Its columns are the objectives the weights scalarize: a wrong width would fail inside torch later.
+            if objective_names is not None and len(value) != len(objective_names):
+                raise PreferenceDataError(f"{where}: {len(value)} scores; expected one per objective {list(objective_names)}")
+            if len(value) != len(values[0]):
+                raise PreferenceDataError(f"{where}: {len(value)} scores, but reward_vector[0] has {len(values[0])}")
+            scores.append(tuple(_check_number(v, where) for v in value))
+        else:
+            scores.append(_check_number(value, where))
+    if field == "ranks":
+        for i, rank in enumerate(scores):
+            if rank != int(rank) or not 1 <= rank <= len(completions):
+                raise PreferenceDataError(f"{_where(source, number, f'ranks[{i}]')}: is {values[i]!r}; ranks are whole "
+                                          f"numbers from 1 (best) to {len(completions)}")
+    for i in range(len(completions)):
+        for j in range(i):
+            if _same(completions[i], completions[j]) and scores[i] != scores[j]:
+                raise PreferenceDataError(f"{_where(source, number, f'completions[{i}]')}: repeats completions[{j}] "
+                                          f"with a different {field} entry")
+    # Stored as floats: Arrow and torch cannot hold a JSON integer beyond 64 bits (10**30 is a finite label).
+    row[field] = [list(score) if isinstance(score, tuple) else score for score in scores]
+
+
+# Columns the trainers read (see alignment.trainers.mo_dpo); any other field of a file stays out of the Dataset,
+# where an id that is a number in one row and a string in another would stop Arrow with no file or row.
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins")
+LIST_COLUMNS = ("prompt", "completions", "labels")
 
 
 def to_dataset(rows: Sequence[dict]):
-    """A `datasets.Dataset` of validated rows (the bookkeeping `_row` field dropped)."""
+    """A `datasets.Dataset` of validated rows (pairs or groups; lists with labels): the columns the trainers read."""
     from datasets import Dataset
 
-    return Dataset.from_list([{k: v for k, v in row.items() if k != "_row"} for row in rows])
+    columns = LIST_COLUMNS if rows and "completions" in rows[0] else PAIR_COLUMNS
+    return Dataset.from_list([{k: v for k, v in row.items() if k in columns} for row in rows])
 
 
 # ---------------------------------------------------------------------------------------------- real data loaders
@@ -207,6 +275,10 @@ def hh_files(split: str, objectives: Sequence[str] = ("helpful", "harmless"), da
     return {o: Path(data_dir) / HH_FILES[o][split] for o in objectives}
 
 
+def _blank(messages: list[dict]) -> bool:
+    return not any(str(m["content"]).strip() for m in messages)
+
+
 def _last_assistant_turn(value):
     """A reply given as text, or as a message list (prompt + reply): the reply as a one-message completion."""
     if isinstance(value, str):
@@ -219,7 +291,7 @@ def _last_assistant_turn(value):
 def load_ultrafeedback_pairs(path: str | Path, limit: int | None = None) -> list[dict]:
     """UltraFeedback binarized pairs with `score_gap = score_chosen - score_rejected` (GPT-4 overall, 1-10)."""
     path = Path(path)
-    rows = []
+    rows, skipped = [], 0
     for raw in read_jsonl(path, limit):
         number = raw["_row"]
         metadata = raw.get("metadata")
@@ -227,11 +299,17 @@ def load_ultrafeedback_pairs(path: str | Path, limit: int | None = None) -> list
             raise PreferenceDataError(f"{_where(str(path), number, 'metadata')}: expected an object with score_chosen, score_rejected")
         scores = [_check_number(metadata.get(f), _where(str(path), number, f"metadata.{f}")) for f in ("score_chosen", "score_rejected")]
         prompt = raw.get("prompt")
+        chosen, rejected = _last_assistant_turn(raw.get("chosen")), _last_assistant_turn(raw.get("rejected"))
+        if _is_messages(chosen) and _is_messages(rejected) and (chosen == rejected or _blank(chosen) or _blank(rejected)):
+            skipped += 1  # upstream noise (6 rows of the shared files): no clean preference, as for HH-RLHF
+            continue
         rows.append({
             "prompt": [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
-            "chosen": _last_assistant_turn(raw.get("chosen")), "rejected": _last_assistant_turn(raw.get("rejected")),
+            "chosen": chosen, "rejected": rejected,
             "objective": "overall", "score_gap": scores[0] - scores[1], "_row": number,
         })
+    if skipped:
+        logger.info(f"{path}: left out {skipped} pairs whose chosen and rejected replies are identical or empty")
     validate_rows(rows, "pairs", str(path), required=("score_gap",))
     return rows
 
@@ -248,7 +326,7 @@ def load_qa_feedback_lists(path: str | Path, limit: int | None = None) -> list[d
     for raw in read_jsonl(path, limit):
         number = raw["_row"]
         preference = raw.get("preference")
-        if not isinstance(preference, list) or len(preference) != 6 or any(p not in (0, 1, 2) for p in preference):
+        if not isinstance(preference, list) or len(preference) != 6 or any(isinstance(p, bool) or p not in (0, 1, 2) for p in preference):
             raise PreferenceDataError(f"{_where(str(path), number, 'preference')}: expected 6 labels in {{0, 1, 2}}")
         predictions = []
         for i in range(1, 5):
@@ -271,6 +349,8 @@ def lists_to_groups(rows: Sequence[dict], group_size: int) -> list[dict]:
 
     Lists whose top and bottom groups tie on every label carry no preference and are skipped.
     """
+    if not isinstance(group_size, int) or group_size < 1:
+        raise PreferenceDataError(f"group_size must be a whole number >= 1, got {group_size!r}")
     groups = []
     for row in rows:
         if len(row["completions"]) < 2 * group_size:
@@ -342,7 +422,18 @@ def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[
     """
     if data_format not in FORMATS:
         raise PreferenceDataError(f"unknown data format '{data_format}'; expected one of {FORMATS}")
-    data_dir = Path(data_dir)
+    if num_eval_rows < 0:
+        raise PreferenceDataError(f"num_eval_rows must be >= 0, got {num_eval_rows}")
+    train, evaluation, names = _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows, eval_dataset,
+                                            max_prompt_chars, group_size, required, Path(data_dir))
+    if not train:  # the trainer would fail on an empty dataset without saying why
+        raise PreferenceDataError(f"{', '.join(names)}: no training rows left (num_train_rows={num_train_rows}, "
+                                  f"max_prompt_chars={max_prompt_chars}, num_eval_rows={num_eval_rows})")
+    return train, evaluation, names
+
+
+def _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows, eval_dataset, max_prompt_chars,
+                 group_size, required, data_dir):
     limit = None if num_train_rows is None or max_prompt_chars else num_train_rows
 
     def trim(rows: list[dict], count: int | None) -> list[dict]:
@@ -379,10 +470,13 @@ def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[
     if path.suffix != ".jsonl":
         raise PreferenceDataError(f"dataset '{dataset}': expected one of {BUILTIN_DATASETS} or a .jsonl file")
     rows = read_jsonl(path)
-    validate_rows(rows, data_format, str(path), required=required)
+    validate_rows(rows, data_format, str(path), objective_names=objectives, required=required)
     if eval_dataset:
         evaluation = read_jsonl(eval_dataset)
-        validate_rows(evaluation, data_format, str(eval_dataset), required=required)
+        validate_rows(evaluation, data_format, str(eval_dataset), objective_names=objectives, required=required)
+    elif num_eval_rows >= len(rows):
+        raise PreferenceDataError(f"{path}: has {len(rows)} rows and num_eval_rows={num_eval_rows} would hold them all "
+                                  "out for evaluation; set num_eval_rows lower or give eval_dataset")
     else:
         rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
     return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [str(path)]

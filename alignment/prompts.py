@@ -23,11 +23,13 @@ def load_prompt_dataset(path: str | Path, prompt_field: str = "prompt", limit: i
     rows = []
     for number, row in iter_jsonl(path, PromptDataError):
         if prompt_field not in row:
-            raise PromptDataError(f"{path}, row {number}: missing field '{prompt_field}'")
+            # The fields that are there make a misnamed column obvious (or name the prompt_field to set).
+            raise PromptDataError(f"{path}, row {number}: missing field '{prompt_field}' (present: {sorted(row)}); "
+                                  "set prompt_field to the column that holds the prompt")
         text = row[prompt_field]
         if not isinstance(text, str):
             raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': expected a string, "
-                                  f"got {type(text).__name__}")
+                                  f"got {type(text).__name__} {text!r:.60}")
         if not text.strip():
             raise PromptDataError(f"{path}, row {number}, field '{prompt_field}': empty prompt")
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])

@@ -24,6 +24,8 @@ def _parse_weight_string(text: str, objective_names: Sequence[str]) -> dict[str,
     if not text:
         raise PreferenceWeightsError("preference weights: got an empty string; expected e.g. 'helpful=0.7,harmless=0.3'")
     parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise PreferenceWeightsError(f"preference weights: '{text}' holds no weights; expected e.g. 'helpful=0.7,harmless=0.3'")
     if all("=" in part for part in parts):
         mapping = {}
         for part in parts:
@@ -45,9 +47,12 @@ def _to_float(value, where: str) -> float:
         raise PreferenceWeightsError(f"preference weights: weight for {where} is a boolean ({value}); expected a number")
     try:
         return float(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        raise PreferenceWeightsError(f"preference weights: weight for {where} is {str(value)[:12]}..., too large for a "
+                                     "float") from None
     except (TypeError, ValueError):
         raise PreferenceWeightsError(
-            f"preference weights: weight for {where} is {value!r}, which is not a number"
+            f"preference weights: weight for {where} is {value!r:.60}, which is not a number"
         ) from None
 
 
@@ -70,7 +75,10 @@ def parse_preference_weights(weights, objective_names: Sequence[str], normalize:
                 f"preference weights: unknown objective(s) {unknown}; the known objectives are {objective_names}"
             )
         values = [_to_float(weights.get(name, 0.0), f"'{name}'") for name in objective_names]
-    elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)):
+    elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) and not isinstance(weights, (bytes, bytearray)):
+        if isinstance(weights, (np.ndarray, torch.Tensor)) and weights.ndim != 1:
+            raise PreferenceWeightsError(f"preference weights: expected one weight per objective, got an array of shape "
+                                         f"{tuple(weights.shape)}")
         flat = weights.tolist() if isinstance(weights, (np.ndarray, torch.Tensor)) else list(weights)
         if len(flat) != len(objective_names):
             raise PreferenceWeightsError(
@@ -87,11 +95,18 @@ def parse_preference_weights(weights, objective_names: Sequence[str], normalize:
             raise PreferenceWeightsError(f"preference weights: weight for '{name}' is {value}; weights must be finite")
         if value < 0:
             raise PreferenceWeightsError(f"preference weights: weight for '{name}' is {value}; weights must be >= 0")
-    total = sum(values)
-    if total <= 0:
+    largest = max(values)
+    if largest <= 0:
         raise PreferenceWeightsError(f"preference weights: all weights are zero for {objective_names}; at least one must be > 0")
-    tensor = torch.tensor(values, dtype=torch.float32)
-    return tensor / total if normalize else tensor
+    if normalize:
+        # Divide by the largest weight first, in float64: '1e308,1e308' would overflow the sum, and '1e300,1e300'
+        # float32, both into NaN weights.
+        scaled = [value / largest for value in values]
+        return torch.tensor([value / sum(scaled) for value in scaled], dtype=torch.float32)
+    if largest > torch.finfo(torch.float32).max:
+        name = objective_names[values.index(largest)]
+        raise PreferenceWeightsError(f"preference weights: weight for '{name}' is {largest}, too large for float32")
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def format_preference_weights(weights: torch.Tensor | Sequence[float], objective_names: Sequence[str]) -> str:
@@ -103,11 +118,12 @@ def format_preference_weights(weights: torch.Tensor | Sequence[float], objective
 def parse_dirichlet_alpha(alpha, objective_names: Sequence[str]) -> torch.Tensor:
     """Concentration of the weight distribution: one positive float for all objectives, or one per objective."""
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        values = [float(alpha)] * len(objective_names)
+        values = [_to_float(alpha, "dirichlet alpha")] * len(objective_names)
     else:
         values = parse_preference_weights(alpha, objective_names, normalize=False).tolist()
-    if any(v <= 0 for v in values):
-        raise PreferenceWeightsError(f"dirichlet alpha: every concentration must be > 0, got {values} for {list(objective_names)}")
+    if any(not 0 < v <= torch.finfo(torch.float32).max for v in values):  # False for NaN and inf too
+        raise PreferenceWeightsError(f"dirichlet alpha: every concentration must be a finite number > 0, got {values} "
+                                     f"for {list(objective_names)}")
     return torch.tensor(values, dtype=torch.float32)
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import transformers
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
+from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.multi_head import add_lm_heads
 from alignment.policy import load_policy
@@ -73,25 +73,21 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
     # Resume from the last checkpoint of an interrupted run
-    last_checkpoint = None
-    if Path(training_args.output_dir).is_dir():
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint:
-            logger.info(f"Resuming from {last_checkpoint}")
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
 
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]
     train_rows, eval_rows, dataset_names = load_preference_splits(
         script_args.dataset, data_format, training_args.objective_names, script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
-        required=("score_gap",) if training_args.loss == "cardinal" else (),
+        required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
     )
+    weights = training_args.weights_tensor()  # checked when the config was parsed
     if training_args.loss == "modpo":  # frozen margin rewards, scored once
         builder = margin_reward_builder(training_args.objectives[1:], script_args.reward_model_name_or_path,
                                         training_args.trust_remote_code)
         train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
     if data_format == "lists":
-        weights = training_args.weights_tensor()
         train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)
         eval_rows = attach_list_labels(eval_rows, training_args.objective_names, weights, training_args.list_scalarization)
 
@@ -106,7 +102,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
         peft_config=get_peft_config(model_args), dataset_names=dataset_names,
     )
-    before = trainer.evaluate() if eval_rows and last_checkpoint is None else None
+    before = trainer.evaluate() if eval_rows else None  # the untrained policy, on a resumed run too
 
     # Train
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)

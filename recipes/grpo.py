@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
-from accelerate import PartialState
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
+from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.evaluation import evaluate_objectives, format_before_after_table
+from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
@@ -63,28 +63,39 @@ class ScriptArguments:
     )
 
 
+def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
+    """The 'rm:' objectives against the reward model's config (its heads), before any model is loaded.
+    Objective specs and weights were checked when the config was parsed."""
+    heads = parse_objective_specs(args.objectives)[2]
+    if heads:
+        if not args.reward_model_name_or_path:
+            raise ValueError(f"objectives {sorted(heads)} read reward-model heads, but reward_model_name_or_path is not set")
+        from reward_models.scoring import check_reward_model_source
+
+        check_reward_model_source(args.reward_model_name_or_path, heads, args.trust_remote_code)
+
+
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
     set_seed(training_args.seed)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
-    last_checkpoint = None
-    if Path(training_args.output_dir).is_dir():
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint and PartialState().is_main_process:
-            print(f"Resuming from {last_checkpoint}")
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
+
+    # Data, objectives and weights first: bad input fails here, before any model is loaded
+    prompts = load_prompt_dataset(script_args.dataset_path, script_args.prompt_field)
+    check_reward_model_heads(training_args)
+    if script_args.pareto_method not in ("none", "mgda"):
+        raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
 
     model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
 
-    prompts = load_prompt_dataset(script_args.dataset_path, script_args.prompt_field)
     num_eval = min(script_args.num_eval_prompts, len(prompts) // 2)
     train_dataset = prompts.select(range(len(prompts) - num_eval))
     if script_args.num_train_prompts:
         train_dataset = train_dataset.select(range(min(script_args.num_train_prompts, len(train_dataset))))
     eval_prompts = [row["prompt"] for row in prompts.select(range(len(prompts) - num_eval, len(prompts)))] if num_eval else []
 
-    if script_args.pareto_method not in ("none", "mgda"):
-        raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
     trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
     trainer = trainer_class(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,

@@ -18,21 +18,36 @@ The checkpoint is a plain `AutoModelForSequenceClassification` (safetensors, LoR
 naming the heads and per-head mean/std in its config, plus `objectives.json` and a model card.
 """
 
+import json
 import logging
 import os
 import sys
 
 import transformers
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser
 
+from alignment import checkpointing
 from alignment.checkpoint_record import build_record, save_record
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
 
 logger = logging.getLogger(__name__)
+
+
+def check_resumed_heads(checkpoint: str, heads: list[str]) -> None:
+    """Resuming a checkpoint trained with other heads would load them into the wrong rows (same count) or fail inside
+    torch (another count): stop first, naming both."""
+    path = os.path.join(checkpoint, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        id2label = json.load(f).get("id2label") or {}
+    saved = [id2label[key] for key in sorted(id2label, key=int)]
+    if saved != heads:
+        raise ValueError(f"{checkpoint} was trained with heads {saved}, but `heads` is {heads}; use the same heads in "
+                         "the same order, or another output_dir")
 
 
 def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig, model_args: ModelConfig):
@@ -44,9 +59,7 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     logger.setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
 
-    # Data first: every row is validated before a model is loaded or a step is taken
-    tokenizer = load_reward_tokenizer(model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code,
-                                      revision=model_args.model_revision)
+    # Data first: every row is validated before a tokenizer or model is loaded or a step is taken
     heads = list(script_args.heads)
     train_examples = load_examples(script_args, "train")
     eval_examples = load_examples(script_args, "eval")
@@ -57,17 +70,19 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     untrained = [h for h in heads if h not in head_kinds]
     if untrained:
         raise ValueError(f"head(s) {untrained} have no training data; drop them from `heads` or add a source")
+
+    # Resume from the last checkpoint in output_dir, if any (its heads must be these heads)
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
+    if last_checkpoint:
+        check_resumed_heads(last_checkpoint, heads)
+
+    # Tokenizer and the mixture of rendered texts
+    tokenizer = load_reward_tokenizer(model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code,
+                                      revision=model_args.model_revision)
     train_dataset = build_mixture(train_examples, heads, tokenizer)
     eval_dataset = build_eval_mixtures(eval_examples, heads, tokenizer) if eval_examples else None
     logger.info("training rows: %d, evaluation sets: %s", len(train_dataset),
                 {k: len(v) for k, v in (eval_dataset or {}).items()})
-
-    # Resume from the last checkpoint in output_dir, if any
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint:
-            logger.info("resuming from %s", last_checkpoint)
 
     # Model: a K-head sequence classifier on the backbone, LoRA on the backbone if asked
     model = build_reward_model(

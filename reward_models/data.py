@@ -23,6 +23,7 @@ Validation runs on every row before any training step and names the file, the ro
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ import torch
 from alignment.jsonl import iter_jsonl
 from reward_models.chat_format import conversation, render_conversation
 
+logger = logging.getLogger(__name__)
 QA_FEEDBACK_PREFIX = "qa_feedback:"
 _SLICE = re.compile(r"^(?P<path>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
 
@@ -56,7 +58,8 @@ class RewardDataArguments:
     Heads:   `heads` lists the objectives, i.e. the model's outputs in order.
     Sources: `pairwise_train_files` / `pairwise_eval_files` (`OBJECTIVE=PATH[slice]`),
              `rated_train_files` / `rated_eval_files` (`PATH[slice]` or `qa_feedback:PATH[slice]`).
-    Checks:  `rating_range` bounds every rating; `margin_mode` in the training config decides how pair margins count.
+    Checks:  `rating_range` bounds every rating; `drop_degenerate_pairs` leaves out identical or empty pairs instead of
+             stopping; `margin_mode` in the training config decides how pair margins count.
     """
 
     heads: list[str] = field(
@@ -85,6 +88,12 @@ class RewardDataArguments:
         default_factory=lambda: [-100.0, 100.0],
         metadata={"help": "Allowed [min, max] of every rating; a rating outside it is a data error, not a training signal."},
     )
+    drop_degenerate_pairs: bool = field(
+        default=False,
+        metadata={"help": "Leave out (and count in the log) pairs whose chosen and rejected are the same conversation or "
+                          "whose reply is empty, instead of stopping at the row; the shared UltraFeedback train file has "
+                          "four (rows 307, 479, 656, 834)."},
+    )
 
 
 def split_slice(spec: str) -> tuple[str, slice]:
@@ -108,21 +117,31 @@ def _conversation_field(row: dict, name: str, where: str):
     value = row[name]
     if isinstance(value, str):
         if not value.strip():
-            raise RewardDataError(f"{where}: field '{name}' is empty")
+            hint = "; set drop_degenerate_pairs to leave such pairs out" if name in ("chosen", "rejected") else ""
+            raise RewardDataError(f"{where}: field '{name}' is empty{hint}")
         return value
-    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        if not any(str(m["content"]).strip() for m in value):
+    if isinstance(value, list) and value:
+        for i, m in enumerate(value):
+            # The chat template reads both as text: None or a number here would fail later inside the tokenizer.
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise RewardDataError(f"{where}: field '{name}[{i}]' must be {{'role': str, 'content': str}}, got {m!r:.80}")
+        if not any(m["content"].strip() for m in value):
             raise RewardDataError(f"{where}: field '{name}' has only empty messages")
         return value
-    raise RewardDataError(f"{where}: field '{name}' must be a non-empty string or a list of {{role, content}} messages")
+    raise RewardDataError(f"{where}: field '{name}' must be a non-empty string or a list of {{role, content}} messages, "
+                          f"got {value!r:.80}")
 
 
 def _finite_number(value, where: str, name: str, bounds: Sequence[float] | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RewardDataError(f"{where}: field '{name}' must be a finite number, got {value!r}")
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
+    try:  # a JSON integer too large for a float (10**400) is reported like inf, not raised as OverflowError
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise RewardDataError(f"{where}: field '{name}' must be a finite number, got {value!r:.80}")
+    if bounds is not None and not bounds[0] <= number <= bounds[1]:
         raise RewardDataError(f"{where}: field '{name}' = {value} is out of range [{bounds[0]}, {bounds[1]}]")
-    return float(value)
+    return number
 
 
 def _pair_margin(row: dict, where: str) -> float:
@@ -149,8 +168,17 @@ class RewardExample:
     ratings: dict[str, float] = field(default_factory=dict)
 
 
-def load_pairwise_source(spec: str, heads: Sequence[str]) -> list[RewardExample]:
-    """Pairs of `OBJECTIVE=PATH[slice]`, validated."""
+def _blank(value) -> bool:
+    """An empty string, or messages without any text: a side of a pair that says nothing."""
+    if isinstance(value, str):
+        return not value.strip()
+    return isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                           and not m["content"].strip() for m in value)
+
+
+def load_pairwise_source(spec: str, heads: Sequence[str], drop_degenerate: bool = False) -> list[RewardExample]:
+    """Pairs of `OBJECTIVE=PATH[slice]`, validated. A pair with an empty side, or whose two sides are the same
+    conversation, stops here naming the row; with `drop_degenerate` it is left out and counted instead."""
     objective, separator, path_spec = spec.partition("=")
     objective = objective.strip()
     if not separator or not objective or not path_spec.strip():
@@ -160,16 +188,25 @@ def load_pairwise_source(spec: str, heads: Sequence[str]) -> list[RewardExample]
         raise RewardDataError(
             f"{path}: pairs for objective '{objective}', which has no head; the model's heads are {list(heads)}"
         )
-    examples = []
+    examples, dropped = [], 0
     for line_number, row in read_jsonl(path, rows):
         where = f"{path}, row {line_number}"
+        if drop_degenerate and (_blank(row.get("chosen")) or _blank(row.get("rejected"))):
+            dropped += 1
+            continue
         prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
-        chosen = _conversation_field(row, "chosen", where)
-        rejected = _conversation_field(row, "rejected", where)
-        examples.append(RewardExample(
-            source=objective, first=conversation(prompt, chosen),
-            second=conversation(prompt, rejected), objective=objective, margin=_pair_margin(row, where),
-        ))
+        chosen = conversation(prompt, _conversation_field(row, "chosen", where))
+        rejected = conversation(prompt, _conversation_field(row, "rejected", where))
+        margin = _pair_margin(row, where)
+        if chosen == rejected:  # the Bradley-Terry gradient of a pair with itself is zero: it teaches nothing
+            if not drop_degenerate:
+                raise RewardDataError(f"{where}: field 'rejected' is the same conversation as 'chosen'; remove the row, "
+                                      "or set drop_degenerate_pairs to leave such pairs out")
+            dropped += 1
+            continue
+        examples.append(RewardExample(source=objective, first=chosen, second=rejected, objective=objective, margin=margin))
+    if dropped:
+        logger.warning("%s: left out %d pair(s) with identical sides or an empty reply", path, dropped)
     if not examples:
         raise RewardDataError(f"{path}: no rows selected for objective '{objective}'")
     return examples
@@ -195,8 +232,8 @@ def qa_feedback_ratings(row: dict, where: str) -> tuple[str, str, dict[str, floa
         if not isinstance(feedback.get(key), list):
             raise RewardDataError(f"{where}: field 'feedback.{key}' must be a list")
         for index, item in enumerate(feedback[key]):
-            if not isinstance(item, dict) or "error type" not in item:
-                raise RewardDataError(f"{where}: field 'feedback.{key}[{index}]' has no 'error type'")
+            if not isinstance(item, dict) or not isinstance(item.get("error type"), str):
+                raise RewardDataError(f"{where}: field 'feedback.{key}[{index}]' has no 'error type' name")
             annotations.append(item["error type"])
     known = {category for categories in QA_FEEDBACK_ASPECTS.values() for category in categories}
     unknown = sorted(set(annotations) - known)
@@ -220,6 +257,8 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
             prompt, completion, ratings = qa_feedback_ratings(row, where)
         else:
             prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
+            if "completion" not in row and "text" not in row:
+                raise RewardDataError(f"{where}: missing field 'completion' (or 'text') (present: {sorted(row)})")
             completion = _conversation_field(row, "completion" if "completion" in row else "text", where)
             ratings = row.get("ratings")
             if not isinstance(ratings, dict) or not ratings:
@@ -236,14 +275,22 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
     return examples
 
 
+def check_heads(heads: Sequence[str]) -> None:
+    """Head names become the model's id2label and the objectives' names: non-empty, distinct, text."""
+    if not heads or any(not isinstance(h, str) or not h.strip() for h in heads) or len(set(heads)) != len(heads):
+        raise RewardDataError(f"heads must be distinct non-empty names, one per objective, got {list(heads)}")
+
+
 def load_examples(args: RewardDataArguments, split: str) -> list[RewardExample]:
     """Every source of one split ("train" or "eval"), validated, in the order given."""
-    if len(args.rating_range) != 2 or args.rating_range[0] > args.rating_range[1]:
-        raise RewardDataError(f"rating_range must be [min, max], got {args.rating_range}")
+    check_heads(args.heads)
+    bounds = args.rating_range
+    if len(bounds) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
+        raise RewardDataError(f"rating_range must be [min, max] of finite numbers, got {args.rating_range}")
     # An empty spec is skipped: it is how a YAML list is cleared from the command line (`--rated_train_files ""`).
     pairwise = [s for s in (args.pairwise_train_files if split == "train" else args.pairwise_eval_files) if s.strip()]
     rated = [s for s in (args.rated_train_files if split == "train" else args.rated_eval_files) if s.strip()]
-    examples = [e for spec in pairwise for e in load_pairwise_source(spec, args.heads)]
+    examples = [e for spec in pairwise for e in load_pairwise_source(spec, args.heads, args.drop_degenerate_pairs)]
     examples += [e for spec in rated for e in load_rated_source(spec, args.heads, args.rating_range)]
     return examples
 

@@ -48,10 +48,11 @@ def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
     """The backbone's tokenizer, with a pad token and left truncation (keep the end of the conversation)."""
     from transformers import AutoTokenizer
 
+    from alignment.policy import ensure_pad_token
+
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
-    if tokenizer.pad_token is None:
-        # Decoders often ship without one; the eos token is the usual stand-in and keeps the vocabulary unchanged.
-        tokenizer.pad_token = tokenizer.eos_token
+    # Decoders often ship without one; the eos token is the usual stand-in and keeps the vocabulary unchanged.
+    ensure_pad_token(tokenizer, name_or_path)
     tokenizer.truncation_side = "left"
     return tokenizer
 

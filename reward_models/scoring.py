@@ -11,12 +11,15 @@ Scores are raw head outputs, or normalized per head with the mean/std stored in 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
 import torch
 
 from reward_models.chat_format import conversation, render_conversation
-from reward_models.modeling import MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer
+from reward_models.modeling import (
+    HEAD_MEAN_KEY, HEAD_STD_KEY, MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,51 @@ def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int = 32,
     if not batches:
         return torch.zeros(0, model.config.num_labels)
     return torch.cat(batches)
+
+
+class RewardModelHeadsError(ValueError):
+    """A reward model's heads (num_labels, id2label) do not match the objectives that read them."""
+
+
+def check_reward_model_heads(config, heads: dict[str, str], name_or_path: str = "the reward model") -> list[str]:
+    """The model's head names, after checking they can serve `heads` (objective -> head label); raises naming both.
+
+    Runs on the config alone, so a mismatch stops before any weights are loaded.
+    """
+    id2label = getattr(config, "id2label", None) or {}
+    labels = [id2label.get(index, id2label.get(str(index))) for index in range(config.num_labels)]
+    if None in labels:
+        raise RewardModelHeadsError(f"{name_or_path}: num_labels is {config.num_labels} but id2label names only "
+                                    f"{sorted(id2label)}; every head needs a name")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise RewardModelHeadsError(f"{name_or_path}: head name(s) {repeated} repeat in id2label {labels}; "
+                                    "an objective could not tell which head it reads")
+    if not heads:
+        raise RewardModelHeadsError(f"reward model heads (none requested) not found; the model's heads are {labels}")
+    unknown = {objective: label for objective, label in heads.items() if label not in labels}
+    if unknown:
+        # transformers' default id2label (LABEL_0, ...) means the heads were never named: not our reward model.
+        hint = ("; its id2label is the transformers default, so it is not a multi-head reward model from "
+                "recipes/reward_model.py" if all(re.fullmatch(r"LABEL_\d+", label) for label in labels) else "")
+        raise RewardModelHeadsError(
+            f"reward model heads {sorted(set(unknown.values()))} not found (read by objective(s) {sorted(unknown)}); "
+            f"the model's heads are {labels} ({len(labels)} head(s) in {name_or_path}){hint}"
+        )
+    for key in (HEAD_MEAN_KEY, HEAD_STD_KEY):
+        values = getattr(config, key, None)
+        if values is not None and len(values) != len(labels):
+            raise RewardModelHeadsError(f"{name_or_path}: config '{key}' has {len(values)} values for {len(labels)} heads "
+                                        f"{labels}; the checkpoint's normalization does not match its heads")
+    return labels
+
+
+def check_reward_model_source(name_or_path: str, heads: dict[str, str], trust_remote_code: bool = False) -> list[str]:
+    """`check_reward_model_heads` on the config at `name_or_path` (config.json only: no weights are read)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    return check_reward_model_heads(config, heads, name_or_path)
 
 
 class MultiHeadRewardScorer:
@@ -94,11 +142,7 @@ class RewardModelSource:
     """A `RewardSource` for several objectives read from heads of one reward model (one forward pass per batch)."""
 
     def __init__(self, scorer: MultiHeadRewardScorer, heads: dict[str, str], *, normalize: bool = True):
-        unknown = [label for label in heads.values() if label not in scorer.head_names]
-        if not heads or unknown:
-            raise ValueError(
-                f"reward model heads {unknown or '(none requested)'} not found; the model's heads are {scorer.head_names}"
-            )
+        check_reward_model_heads(scorer.model.config, heads, getattr(scorer.model.config, "_name_or_path", None) or "the reward model")
         self.scorer = scorer
         self.normalize = normalize
         self.objective_names = list(heads)
@@ -118,6 +162,7 @@ def load_reward_model_source(
     trust_remote_code: bool = False,
 ) -> RewardModelSource:
     """Load a (multi-head) reward model as a RewardSource; `heads` maps objective name -> head label (id2label)."""
+    check_reward_model_source(name_or_path, heads, trust_remote_code)  # before the weights: a mismatch fails fast
     scorer = MultiHeadRewardScorer.from_pretrained(
         name_or_path, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
     )

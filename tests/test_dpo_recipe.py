@@ -55,7 +55,8 @@ def test_malformed_file_fails_before_any_model_is_loaded(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": "c"}\n')
     args = recipe.parse_args(["--dataset", str(data), "--num_eval_rows", "0", "--output_dir", str(tmp_path / "out"),
-                              "--loss", "cardinal", "--objectives", "overall", "--model_name_or_path", "does/not-exist"])
+                              "--loss", "cardinal", "--objectives", "overall", "--preference_weights", "overall=1",
+                              "--model_name_or_path", "does/not-exist"])
     with pytest.raises(ValueError, match=r"pairs.jsonl, row 1, field 'score_gap': missing"):
         recipe.main(*args)
     assert not (tmp_path / "out").exists()
@@ -77,10 +78,9 @@ def test_trainer_names_missing_columns_and_bad_weights_before_training(tiny_poli
     args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="modpo", use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match=r"train_dataset: loss 'modpo' needs column\(s\) \['chosen_margins', 'rejected_margins'\]"):
         MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
-    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="cardinal", use_cpu=True, report_to="none",
-                                   objectives=["overall"], preference_weights="helpful=1")
-    with pytest.raises(PreferenceWeightsError, match="unknown objective"):
-        MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    with pytest.raises(PreferenceWeightsError, match="unknown objective"):  # refused by the config already
+        MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="cardinal", use_cpu=True, report_to="none",
+                                objectives=["overall"], preference_weights="helpful=1")
     args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="mah", use_cpu=True, report_to="none",
                                    objectives=["helpful", "harmless"])
     with pytest.raises(ValueError, match="one head per objective"):

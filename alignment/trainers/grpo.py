@@ -120,6 +120,26 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
                 raise ValueError(f"scalarization 'lagrangian' needs {missing}")
             if self.lagrange_init <= 0 or self.lagrange_max <= 0:
                 raise ValueError("lagrange_init and lagrange_max must be > 0")
+        # Objectives and weights are checked when the config is parsed, before a recipe loads any model.
+        names = self.objective_names
+        self.fixed_weight_vector() if self.weights_mode == "fixed" else self.dirichlet_alpha_vector()
+        if self.scalarization == "lagrangian":
+            for field_name in ("main_objective", "constraint_objective"):
+                if getattr(self, field_name) not in names:
+                    raise ValueError(f"{field_name} '{getattr(self, field_name)}' is not one of the objectives {names}")
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [objective.name for objective in parse_objective_specs(self.objectives)[0]]
+
+    def fixed_weight_vector(self) -> torch.Tensor:
+        """`preference_weights` on the simplex, in objective order (equal weights when unset)."""
+        names = self.objective_names
+        return parse_preference_weights(self.preference_weights or [1.0] * len(names), names)
+
+    def dirichlet_alpha_vector(self) -> torch.Tensor:
+        """`dirichlet_alpha` as one concentration per objective."""
+        return parse_dirichlet_alpha(_number_or_text(self.dirichlet_alpha), self.objective_names)
 
 
 class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
@@ -152,22 +172,16 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         )
 
         if args.weights_mode == "fixed":
-            self.fixed_weights = parse_preference_weights(
-                args.preference_weights or [1.0] * len(self.objective_names), self.objective_names
-            )
+            self.fixed_weights = args.fixed_weight_vector()
             mean_weights = self.fixed_weights
         else:
             self.fixed_weights = None
-            self.dirichlet_alpha = parse_dirichlet_alpha(_number_or_text(args.dirichlet_alpha), self.objective_names)
+            self.dirichlet_alpha = args.dirichlet_alpha_vector()
             mean_weights = self.dirichlet_alpha / self.dirichlet_alpha.sum()
         # TRL logs its "reward" metric with these; per-row weights drive the advantages.
         args.reward_weights = mean_weights.tolist()
 
-        if args.scalarization == "lagrangian":
-            for field_name in ("main_objective", "constraint_objective"):
-                if getattr(args, field_name) not in self.objective_names:
-                    raise ValueError(f"{field_name} '{getattr(args, field_name)}' is not one of the objectives "
-                                     f"{self.objective_names}")
+        if args.scalarization == "lagrangian":  # names checked by the config
             self.objectives[self.objective_names.index(args.constraint_objective)].threshold = args.constraint_threshold
         self.dataset_names = dataset_names or []
         self.log_lagrange_multiplier = math.log(args.lagrange_init)

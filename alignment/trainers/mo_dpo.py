@@ -113,6 +113,11 @@ class MultiObjectiveDPOConfig(DPOConfig):
         if self.loss in ("mdpo", "mipo", "lipo") and self.precompute_ref_log_probs:
             raise ValueError(f"loss '{self.loss}': precompute_ref_log_probs stores one chosen/rejected value per row "
                              "and does not fit lists or groups; leave it false")
+        # Weights are checked when the config is parsed, before a recipe loads any data or model.
+        weights = self.weights_tensor()
+        if self.loss == "modpo" and weights[0] <= 0:
+            raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
+                             f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
 
     @property
     def objective_names(self) -> list[str]:
@@ -147,10 +152,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self.dataset_names = list(dataset_names or [])
         self.final_evaluation = None
         self.objective_names = args.objective_names
-        self.preference_weights = args.weights_tensor()
-        if args.loss == "modpo" and self.preference_weights[0] <= 0:
-            raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
-                             f"(MODPO divides by it); got preference_weights={args.preference_weights!r}")
+        self.preference_weights = args.weights_tensor()  # checked by the config
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
