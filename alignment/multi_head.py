@@ -251,7 +251,7 @@ def load_multi_head_model(path: str | Path, **from_pretrained_kwargs):
     if not (path / HEADS_RECORD).exists():
         raise FileNotFoundError(f"{path}: no {HEADS_RECORD}; this is not a multi-head checkpoint")
     record = json.loads((path / HEADS_RECORD).read_text())
-    model = AutoModelForCausalLM.from_pretrained(path, **from_pretrained_kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **from_pretrained_kwargs)
     add_lm_heads(model, record["head_names"])
     load_lm_heads(model, path)
     model.config.multi_head["plain_head"] = record["plain_head"]

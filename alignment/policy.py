@@ -41,6 +41,6 @@ def load_policy(model_args, trust_remote_code: bool = False):
     dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
     model = AutoModelForCausalLM.from_pretrained(
         name, revision=model_args.model_revision, trust_remote_code=trust_remote_code,
-        dtype=dtype, attn_implementation=model_args.attn_implementation,
+        dtype=dtype, attn_implementation=model_args.attn_implementation, use_safetensors=True,  # never unpickle
     )
     return model, tokenizer

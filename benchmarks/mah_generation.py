@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from timing import timed
 from alignment.multi_head import add_lm_heads, generate_with_weights, head_modules
+from alignment.policy import ensure_pad_token
 from alignment.tiny_policy import DATA_DIR, build_tiny_policy
 
 
@@ -52,8 +53,7 @@ def main():
     path = str(build_tiny_policy()) if args.model == "tiny" else args.model
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    ensure_pad_token(tokenizer, path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype)).to(args.device).eval()
     names = [f"objective_{i}" for i in range(args.num_heads)]
     add_lm_heads(model, names)

@@ -86,6 +86,7 @@ def build_reward_model(
         revision=revision,
         trust_remote_code=trust_remote_code,
         dtype=dtype,
+        use_safetensors=True,  # never unpickle weights
         **({"attn_implementation": attn_implementation} if attn_implementation else {}),
     )
     model.config.pad_token_id = tokenizer.pad_token_id

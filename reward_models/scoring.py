@@ -108,7 +108,7 @@ class MultiHeadRewardScorer:
             dtype = getattr(torch, dtype)
         tokenizer = load_reward_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, dtype=dtype
+            name_or_path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
         )
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id

@@ -54,7 +54,8 @@ def main():
         parser.error("give at least one --pairwise or --rated file")
 
     scorer = MultiHeadRewardScorer.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
-    sources = [(spec, load_pairwise_source(spec, scorer.head_names)) for spec in args.pairwise]
+    # identical or empty pairs state no preference to score: left out and counted, not fatal
+    sources = [(spec, load_pairwise_source(spec, scorer.head_names, drop_degenerate=True)) for spec in args.pairwise]
     sources += [(spec, load_rated_source(spec, scorer.head_names, args.rating_range)) for spec in args.rated]
 
     results = {spec: evaluate_source(scorer, spec, examples) for spec, examples in sources}

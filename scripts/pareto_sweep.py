@@ -41,6 +41,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from alignment.checkpoint_record import load_record  # noqa: E402
 from alignment.evaluation import evaluate_objectives  # noqa: E402
 from alignment.objectives import parse_objective_specs  # noqa: E402
+from alignment.policy import ensure_pad_token  # noqa: E402
 from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
 from alignment.prompts import load_prompt_dataset  # noqa: E402
 from alignment.reward_vector import RewardVectorBuilder  # noqa: E402
@@ -92,10 +93,8 @@ def build_reward_vector(record: dict, reward_model: str | None = None) -> Reward
 
 
 def load_policy(path: str):
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:  # batched generation needs one; EOS is the usual stand-in
-        tokenizer.pad_token = tokenizer.eos_token
-    return AutoModelForCausalLM.from_pretrained(path), tokenizer
+    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path), path)
+    return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True), tokenizer
 
 
 def sweep(args) -> dict:

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -605,3 +606,27 @@ def test_random_weights_parse_onto_the_simplex_or_fail_clearly(weights):
     assert parsed.shape == (2,) and parsed.dtype == torch.float32
     assert torch.isfinite(parsed).all() and (parsed >= 0).all()
     assert math.isclose(parsed.sum().item(), 1.0, rel_tol=1e-5)
+
+
+# ---- safety: pickled weights and remote code are refused unless asked for ----
+
+def test_a_checkpoint_with_only_pickled_weights_is_refused(tmp_path, tiny_policy_path):
+    from transformers import AutoModelForCausalLM
+
+    from alignment.policy import load_policy
+
+    for path in Path(tiny_policy_path).iterdir():
+        if path.is_file() and path.suffix != ".safetensors":
+            shutil.copy(path, tmp_path / path.name)
+    torch.save(AutoModelForCausalLM.from_pretrained(tiny_policy_path).state_dict(), tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError, match="model.safetensors"):  # torch.load of a pickle can run arbitrary code
+        load_policy(ModelConfig(model_name_or_path=str(tmp_path)))
+
+
+def test_remote_code_is_off_unless_the_user_turns_it_on(tmp_path):
+    from alignment.trainers.grpo import MultiObjectiveGRPOConfig
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig
+    from reward_models.trainer import MultiHeadRewardConfig
+
+    for config in (MultiObjectiveGRPOConfig, MultiObjectiveDPOConfig, MultiHeadRewardConfig):
+        assert config(output_dir=str(tmp_path), use_cpu=True, report_to="none").trust_remote_code is False
