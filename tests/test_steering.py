@@ -240,8 +240,10 @@ def test_head_mixing_weight_on_conciseness_shortens_replies(multi_head_path, pro
 @pytest.fixture(scope="module")
 def conditioned_path(tiny_policy_path, tmp_path_factory):
     """A checkpoint recorded as preference-conditioned (`steering: prompt`). What is tested is that steering writes
-    the trained format; teaching the 0.6M-parameter policy to read the digits takes a GRPO run (recipes/grpo.py
-    with weights_mode dirichlet), too slow for this file, so there is no direction test for this method here."""
+    the trained format. There is no direction test for this method: no tiny model we can train here reads its
+    weights from the header (GRPO with Dirichlet weights up to 300 steps, conditioned SFT up to 400 steps, the
+    0.6M Qwen2 policy and a from-scratch GPT-2: samples identical whatever the weights). `a=1.00,b=0.00` and
+    `a=0.00,b=1.00` are the same tokens in another order, so the model must learn to read by position."""
     path = tmp_path_factory.mktemp("conditioned") / "grpo"
     AutoModelForCausalLM.from_pretrained(tiny_policy_path).save_pretrained(path)
     AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(path)
