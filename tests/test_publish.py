@@ -162,3 +162,33 @@ def test_push_without_a_token_is_refused(output_dir, tmp_path):
                              str(tmp_path / "hub"), "--push", "--repo_id", "me/model"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "no Hugging Face token configured" in result.stderr
+
+
+def test_push_uploads_the_built_folder_with_the_configured_token(output_dir, tmp_path, monkeypatch, capsys):
+    """The hub is out of reach here: a stand-in HfApi records what --push asks of huggingface_hub."""
+    import huggingface_hub
+
+    calls = []
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            calls.append(("token", token))
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            files = sorted(p.name for p in Path(folder_path).iterdir())
+            calls.append(("upload_folder", repo_id, files))
+            return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    target = tmp_path / "hub"
+    assert publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--push", "--repo_id", "me/x",
+                         "--private"]) == 0
+    assert calls[0] == ("token", FAKE_TOKEN) and calls[1] == ("create_repo", "me/x", True, True)
+    assert calls[2][:2] == ("upload_folder", "me/x") and {"README.md", "objectives.json", "model.safetensors"} <= set(calls[2][2])
+    out = capsys.readouterr().out
+    assert "uploaded: https://huggingface.co/me/x/commit/abc" in out and FAKE_TOKEN not in out
+    assert not [p for p in target.rglob("*") if p.is_file() and FAKE_TOKEN.encode() in p.read_bytes()]
