@@ -11,7 +11,9 @@
   before it checks the limit (5.24): rerunning a finished command would train past it, once per rerun.
 """
 
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,17 +21,39 @@ from accelerate import PartialState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from alignment.checkpoint_record import write_training_args_json
+from alignment.checkpoint_record import RECORD_FILE, write_training_args_json
 
 STAGING_DIR = ".checkpoint-staging"  # never matches get_last_checkpoint's ^checkpoint-\d+$
 
 
-def last_checkpoint(output_dir: str, announce: bool = True) -> str | None:
-    """The checkpoint a rerun of the same command resumes from (said once, on the main process), or None."""
+def last_checkpoint(output_dir: str, objective_names: list[str] | None = None, announce: bool = True) -> str | None:
+    """The checkpoint a rerun of the same command resumes from (said once, on the main process), or None.
+
+    With `objective_names`, a checkpoint trained on other objectives (or heads) is refused: resuming it would load
+    another run's weights, optimizer moments and reward scales into rows that now mean something else.
+    """
     checkpoint = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    if checkpoint and objective_names is not None:
+        saved = saved_objective_names(checkpoint)
+        if saved is not None and saved != list(objective_names):
+            raise ValueError(f"{checkpoint} was trained with objectives {saved}, but this run's objectives are "
+                             f"{list(objective_names)}; use the same objectives in the same order, or another output_dir")
     if checkpoint and announce and PartialState().is_main_process:
         print(f"Resuming from {checkpoint}", flush=True)
     return checkpoint
+
+
+def saved_objective_names(checkpoint: str) -> list[str] | None:
+    """The objectives a checkpoint was trained on: its objectives.json, else a reward model's named heads."""
+    record, config = Path(checkpoint, RECORD_FILE), Path(checkpoint, "config.json")
+    if record.exists():
+        return json.loads(record.read_text()).get("objective_names")
+    if config.exists():
+        id2label = json.loads(config.read_text()).get("id2label") or {}
+        labels = [id2label[key] for key in sorted(id2label, key=int)]
+        if labels and not all(re.fullmatch(r"LABEL_\d+", label) for label in labels):  # not transformers' default
+            return labels
+    return None
 
 
 def _fsync_dir(path: str) -> None:

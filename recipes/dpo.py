@@ -73,7 +73,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
     # Resume from the last checkpoint of an interrupted run
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
 
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]

@@ -80,7 +80,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
 
     # Data, objectives and weights first: bad input fails here, before any model is loaded
     prompts = load_prompt_dataset(script_args.dataset_path, script_args.prompt_field)

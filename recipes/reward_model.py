@@ -18,9 +18,7 @@ The checkpoint is a plain `AutoModelForSequenceClassification` (safetensors, LoR
 naming the heads and per-head mean/std in its config, plus `objectives.json` and a model card.
 """
 
-import json
 import logging
-import os
 import sys
 
 import transformers
@@ -34,20 +32,6 @@ from reward_models.modeling import add_lora, build_reward_model, load_reward_tok
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def check_resumed_heads(checkpoint: str, heads: list[str]) -> None:
-    """Resuming a checkpoint trained with other heads would load them into the wrong rows (same count) or fail inside
-    torch (another count): stop first, naming both."""
-    path = os.path.join(checkpoint, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        id2label = json.load(f).get("id2label") or {}
-    saved = [id2label[key] for key in sorted(id2label, key=int)]
-    if saved != heads:
-        raise ValueError(f"{checkpoint} was trained with heads {saved}, but `heads` is {heads}; use the same heads in "
-                         "the same order, or another output_dir")
 
 
 def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig, model_args: ModelConfig):
@@ -72,9 +56,7 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
         raise ValueError(f"head(s) {untrained} have no training data; drop them from `heads` or add a source")
 
     # Resume from the last checkpoint in output_dir, if any (its heads must be these heads)
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir)
-    if last_checkpoint:
-        check_resumed_heads(last_checkpoint, heads)
+    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, objective_names=heads)
 
     # Tokenizer and the mixture of rendered texts
     tokenizer = load_reward_tokenizer(model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code,

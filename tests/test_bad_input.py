@@ -380,8 +380,8 @@ def test_reward_model_recipe_refuses_to_resume_a_checkpoint_with_other_heads(tin
                                pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', RM_PAIR)}"],
                                rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", {"text": "a", "ratings": {"factuality": 1}})])
     args = MultiHeadRewardConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    with pytest.raises(ValueError, match=r"checkpoint-5 was trained with heads \['helpful', 'harmless'\], but `heads` is "
-                                         r"\['helpful', 'factuality'\]"):
+    with pytest.raises(ValueError, match=r"checkpoint-5 was trained with objectives \['helpful', 'harmless'\], but this "
+                                         r"run's objectives are \['helpful', 'factuality'\]"):
         main(data, args, ModelConfig(model_name_or_path="does/not-exist"))
 
 

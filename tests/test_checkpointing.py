@@ -113,3 +113,18 @@ def test_rerunning_a_finished_run_trains_no_further_step_and_a_longer_schedule_c
     assert run(tmp_path, output_dir, 8).returncode == 0
     assert global_step(output_dir / "checkpoint-8") == 8
     assert not torch.equal(weights(output_dir)["linear.weight"], weights(uninterrupted)["linear.weight"])
+
+
+def test_a_checkpoint_trained_on_other_objectives_is_not_resumed(tmp_path):
+    checkpoint = tmp_path / "run" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "objectives.json").write_text(json.dumps({"objective_names": ["conciseness", "sentiment"]}))
+    assert last_checkpoint(str(tmp_path / "run"), ["conciseness", "sentiment"]) == str(checkpoint)
+    for other in (["sentiment", "conciseness"], ["conciseness", "sentiment", "profanity_free"]):
+        with pytest.raises(ValueError, match=r"checkpoint-3 was trained with objectives \['conciseness', 'sentiment'\]"):
+            last_checkpoint(str(tmp_path / "run"), other)
+    # a policy's config.json carries transformers' default id2label, which names no objectives
+    (checkpoint / "objectives.json").unlink()
+    (checkpoint / "config.json").write_text(json.dumps({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}))
+    assert last_checkpoint(str(tmp_path / "run"), ["helpful"]) == str(checkpoint)
+    assert last_checkpoint(str(tmp_path / "missing"), ["helpful"]) is None
