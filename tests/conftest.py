@@ -32,3 +32,23 @@ def restore_torch_threads():
 def one_thread():
     """Torch on one thread: on a shared 2-core machine two threads are several times slower for a model this small."""
     torch.set_num_threads(1)  # restore_torch_threads puts the previous count back
+
+
+@pytest.fixture(scope="session")
+def random_lora(tiny_policy_path):
+    """make(seed): a LoRA adapter of the tiny policy with random low-rank updates (tests of exact combination and
+    merging need adapters that change the model, not trained ones)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    def make(seed: int):
+        torch.manual_seed(seed)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy_path),
+                               LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_alpha=8))
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if "lora_B" in name:
+                    parameter.normal_(0, 0.2)
+        return model
+
+    return make

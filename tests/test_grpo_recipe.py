@@ -60,8 +60,11 @@ def test_two_process_run_killed_midway_resumes_to_the_same_result_and_records_it
     interrupted = tmp_path / "interrupted"
     launch_and_kill_after(interrupted / "checkpoint-2", interrupted, *same_command)
     assert not (interrupted / "checkpoint-4").exists() and not (interrupted / "model.safetensors").exists()
+    saved_at = (interrupted / "checkpoint-2" / "trainer_state.json").stat().st_mtime_ns
     rerun_log = launch(interrupted, *same_command)
     assert "Resuming from" in rerun_log and "checkpoint-2" in rerun_log
+    # a rerun that started over would reach the same result (same seed) but write checkpoint-2 again
+    assert (interrupted / "checkpoint-2" / "trainer_state.json").stat().st_mtime_ns == saved_at
 
     # Same final parameters, per-step rewards and held-out objective means as the uninterrupted run, exactly:
     # the checkpoint restores weights, Adam moments, scheduler, data position and every rank's RNG (CPU kernels

@@ -132,16 +132,8 @@ def test_invalid_output_dirs_are_refused_with_the_reason(output_dir, tmp_path, b
     assert not (tmp_path / "hub").exists()
 
 
-def test_lora_adapter_is_merged_and_reloads_without_peft(tiny_policy_path, tmp_path):
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy_path),
-                           LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_alpha=8))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.2)
+def test_lora_adapter_is_merged_and_reloads_without_peft(tiny_policy_path, tmp_path, random_lora):
+    model = random_lora(0)
     adapter_dir = tmp_path / "lora-run"
     model.save_pretrained(adapter_dir)
     AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(adapter_dir)

@@ -49,9 +49,12 @@ def run_twice_with_an_interruption(run, output_dir: Path, capsys, caplog, monkey
     record = json.loads((output_dir / "objectives.json").read_text())
     first = capsys.readouterr()
     roll_back_to_checkpoint_2(output_dir)
+    saved_at = (output_dir / "checkpoint-2" / "trainer_state.json").stat().st_mtime_ns
     run()
     second = capsys.readouterr()
     assert f"Resuming from {output_dir / 'checkpoint-2'}" in second.out
+    # a run that started over would reach the same weights (same seed) but write checkpoint-2 again
+    assert (output_dir / "checkpoint-2" / "trainer_state.json").stat().st_mtime_ns == saved_at
     resumed = load_file(output_dir / "model.safetensors")
     assert final.keys() == resumed.keys() and all(torch.equal(final[k], resumed[k]) for k in final)
     assert json.loads((output_dir / "objectives.json").read_text())["evaluation"] == record["evaluation"]

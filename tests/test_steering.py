@@ -131,11 +131,16 @@ def test_mod_weight_one_reproduces_that_policy(policies, prompts):
         greedy[:, inputs["input_ids"].shape[1]:])
 
 
-def test_mod_weight_on_conciseness_shortens_replies(policies, prompts):
-    steerable = load_steerable(policies, method="mod")
+def reply_lengths(steerable, prompts, method: str) -> tuple[float, float]:
+    """Mean reply length (chars) with the weight on conciseness, then with it on verbosity."""
     short = mean_length(steerable.generate(prompts, SHORT, max_new_tokens=40, seed=0))
     long = mean_length(steerable.generate(prompts, LONG, max_new_tokens=40, seed=0))
-    print(f"MOD mean reply length: weights {SHORT} -> {short:.1f} chars, {LONG} -> {long:.1f} chars")
+    print(f"{method} mean reply length: weights {SHORT} -> {short:.1f} chars, {LONG} -> {long:.1f} chars")
+    return short, long
+
+
+def test_mod_weight_on_conciseness_shortens_replies(policies, prompts):
+    short, long = reply_lengths(load_steerable(policies, method="mod"), prompts, "MOD")
     assert short < long
 
 
@@ -153,30 +158,18 @@ def test_soup_weight_one_reproduces_that_checkpoint(policies):
 
 
 def test_soup_weight_on_conciseness_shortens_replies(policies, prompts):
-    steerable = load_steerable(policies, method="soup")
-    short = mean_length(steerable.generate(prompts, SHORT, max_new_tokens=40, seed=0))
-    long = mean_length(steerable.generate(prompts, LONG, max_new_tokens=40, seed=0))
-    print(f"soup mean reply length: weights {SHORT} -> {short:.1f} chars, {LONG} -> {long:.1f} chars")
+    short, long = reply_lengths(load_steerable(policies, method="soup"), prompts, "soup")
     assert short < long
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_policy_path, tmp_path_factory):
+def adapters(tiny_policy_path, tmp_path_factory, random_lora):
     """Two LoRA adapters of the tiny policy (random low-rank updates: the test is about exact combination)."""
-    from peft import LoraConfig, get_peft_model
-
     root = tmp_path_factory.mktemp("adapters")
     paths = {}
     for seed, name in enumerate(NAMES):
-        torch.manual_seed(seed)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_policy_path),
-                               LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_alpha=8))
-        with torch.no_grad():
-            for parameter_name, parameter in model.named_parameters():
-                if "lora_B" in parameter_name:
-                    parameter.normal_(0, 0.2)
         paths[name] = root / name
-        model.save_pretrained(paths[name])
+        random_lora(seed).save_pretrained(paths[name])
         AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(paths[name])
     return paths
 
@@ -228,10 +221,7 @@ def test_head_mixing_weight_one_reproduces_that_head(multi_head_path, prompts):
 
 
 def test_head_mixing_weight_on_conciseness_shortens_replies(multi_head_path, prompts):
-    steerable = load_steerable(str(multi_head_path))
-    short = mean_length(steerable.generate(prompts, SHORT, max_new_tokens=40, seed=0))
-    long = mean_length(steerable.generate(prompts, LONG, max_new_tokens=40, seed=0))
-    print(f"head mixing mean reply length: weights {SHORT} -> {short:.1f} chars, {LONG} -> {long:.1f} chars")
+    short, long = reply_lengths(load_steerable(str(multi_head_path)), prompts, "head mixing")
     assert short < long
 
 
