@@ -28,7 +28,10 @@ from trl import ModelConfig, TrlParser
 from alignment import checkpointing
 from alignment.checkpoint_record import build_record, save_record
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
-from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
+from reward_models.modeling import (
+    add_lora, append_mean_pooling_layer, build_reward_model, freeze_lower_layers, load_reward_tokenizer, merge_lora,
+    supports_mean_pooling_layer,
+)
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,9 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
         dtype=model_args.dtype, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
     )
+    if training_args.encoder_pooling == "mean" and supports_mean_pooling_layer(model):
+        append_mean_pooling_layer(model)  # same structure on resume: the checkpoint's weights then overwrite it
+    freeze_lower_layers(model, training_args.freeze_layers)
     if model_args.use_peft:
         model = add_lora(model, model_args)
 
