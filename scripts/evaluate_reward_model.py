@@ -115,15 +115,21 @@ def compare(joint: dict, joint_correct: dict, single: dict, single_correct: dict
     return rows
 
 
-def single_head_recipe_args(config: str, head: str, output_dir: Path, extra: list[str]):
-    """The recipe's (data, training, model) arguments for a single-head model of `head`, from the joint's config."""
-    from trl import ModelConfig, TrlParser
+def recipe_args(config: str, extra: list[str] = ()):
+    """(data, training, model) arguments of the reward-model recipe from its YAML (paths anchored to the YAML's folder)."""
+    from trl import ModelConfig
 
+    from alignment.cli import parse_recipe_args
     from reward_models.data import RewardDataArguments
     from reward_models.trainer import MultiHeadRewardConfig
 
-    parser = TrlParser((RewardDataArguments, MultiHeadRewardConfig, ModelConfig))
-    data, training, model = parser.parse_args_and_config(["--config", config, *extra])
+    return parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), config,
+                             ["--config", config, *extra])
+
+
+def single_head_recipe_args(config: str, head: str, output_dir: Path, extra: list[str]):
+    """The recipe's (data, training, model) arguments for a single-head model of `head`, from the joint's config."""
+    data, training, model = recipe_args(config, extra)
     if head not in data.heads:
         raise ValueError(f"{config}: head {head!r} is not among its heads {data.heads}")
     own = lambda specs: [s for s in specs if s.partition("=")[0].strip() == head]  # noqa: E731
@@ -219,14 +225,11 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="Where to write the metrics as JSON (the PNG goes beside it).")
     args = parser.parse_args(argv)
 
-    config = {}
-    if args.config:
-        import yaml
-
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-    pairwise = args.pairwise if args.pairwise is not None else config.get("pairwise_eval_files", [])
-    rated = args.rated if args.rated is not None else config.get("rated_eval_files", [])
-    rating_range = args.rating_range or config.get("rating_range", [-100.0, 100.0])
+    config = recipe_args(args.config, args.recipe_args)[0] if args.config else None
+    pairwise = args.pairwise if args.pairwise is not None else (config.pairwise_eval_files if config else [])
+    rated = args.rated if args.rated is not None else (config.rated_eval_files if config else [])
+    rating_range = args.rating_range or (config.rating_range if config else [-100.0, 100.0])
+    pairwise, rated = [s for s in pairwise if s.strip()], [s for s in rated if s.strip()]
     if not pairwise and not rated:
         parser.error("give --pairwise / --rated files, or a --config with evaluation files")
     if args.train_single_heads and not args.config:
