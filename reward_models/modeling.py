@@ -60,8 +60,15 @@ def build_reward_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    encoder_pooling: str = "mean",
 ):
-    """A K-head reward model on a backbone (hub name, local path or offline alias); new heads, pretrained backbone."""
+    """A K-head reward model on a backbone (hub name, local path or offline alias); new heads, pretrained backbone.
+
+    `encoder_pooling="mean"` gives BERT-style encoders the mean-pooling layer (`append_mean_pooling_layer`); "cls"
+    keeps their pretrained [CLS] pooler. Decoders ignore it (they score the last token).
+    """
+    if encoder_pooling not in ("mean", "cls"):
+        raise ValueError(f"encoder_pooling must be 'mean' or 'cls', got {encoder_pooling!r}")
     from transformers import AutoModelForSequenceClassification
 
     head_names = list(head_names)
@@ -88,6 +95,8 @@ def build_reward_model(
         HEAD_MEAN_KEY: [0.0] * len(head_names),
         HEAD_STD_KEY: [1.0] * len(head_names),
     })
+    if encoder_pooling == "mean" and supports_mean_pooling_layer(model):
+        append_mean_pooling_layer(model)
     return model
 
 
