@@ -217,6 +217,8 @@ def main(argv=None):
     parser.add_argument("--rating_range", nargs=2, type=float, default=None, help="Allowed [min, max] rating.")
     parser.add_argument("--train_single_heads", action="store_true",
                         help="Train (or reuse) one single-head model per head with --config and compare.")
+    parser.add_argument("--single_heads", nargs="*", default=None,
+                        help="With --train_single_heads: only these heads get a single-head model (default: every head).")
     parser.add_argument("--single_dir", default=None, help="Where single-head models live (default: beside --output).")
     parser.add_argument("--recipe_args", nargs=argparse.REMAINDER, default=[],
                         help="Extra recipe overrides for the single-head models (the ones the joint was trained with).")
@@ -242,7 +244,9 @@ def main(argv=None):
     if args.train_single_heads:
         single_dir = Path(args.single_dir) if args.single_dir else output.parent / "single_head_models"
         single, single_correct = {}, {}
-        for head in joint:
+        for head in args.single_heads or list(joint):
+            if head not in joint:
+                parser.error(f"--single_heads: {head!r} is not a head of {args.model} ({list(joint)})")
             path = trained_single_head_model(args.config, head, single_dir, args.recipe_args)
             metrics, correct = evaluate_model(str(path), pairwise, rated, rating_range, args.batch_size, args.device)
             single[head] = metrics[head]
