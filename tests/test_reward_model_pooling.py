@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
+from alignment.packaged_models import PACKAGED_MINILM
 from reward_models.modeling import (
-    PACKAGED_MINILM, append_mean_pooling_layer, freeze_lower_layers, load_reward_tokenizer, supports_mean_pooling_layer,
+    append_mean_pooling_layer, freeze_lower_layers, load_reward_tokenizer, supports_mean_pooling_layer,
 )
 
 TEXTS = ["Human: How do I bake bread?\n\nAssistant: Mix flour, water and yeast, knead, let it rise, then bake.",
