@@ -296,7 +296,7 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
         if ratings:
             examples.append(RewardExample(source=data_display_name(path), first=conversation(prompt, completion),
                                           ratings=ratings))
-    if not examples:
+    if not examples and not drop_other_objectives:  # dropping may leave none: the caller decides if a head lacks data
         raise RewardDataError(f"{path}: no rows selected")
     return examples
 

@@ -85,6 +85,8 @@ def evaluate_model(model: str, pairwise: list[str], rated: list[str], rating_ran
         all_scores.append(predictions.reshape(-1, len(heads)))
     for spec in rated:
         examples = load_rated_source(spec, heads, rating_range, drop_other_objectives=True)
+        if not examples:
+            continue  # the file rates none of this model's heads (a pairwise single-head model)
         predictions, labels = score_source(scorer, examples)
         metrics = per_head_metrics(predictions, labels, heads)
         for head in heads:
