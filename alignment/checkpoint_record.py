@@ -49,11 +49,15 @@ def build_record(
     datasets: list[str] | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...)."""
+    """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...).
+
+    A packaged offline model is recorded by its public name, never by the cache folder it was loaded from."""
+    from alignment.packaged_policy import public_model_name
+
     return _scrub({
         "format_version": RECORD_VERSION,
         "trainer": trainer,
-        "base_model": base_model,
+        "base_model": public_model_name(base_model),
         "objectives": objectives,
         "objective_names": [o["name"] for o in objectives],
         "weights": weights,

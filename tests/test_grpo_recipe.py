@@ -20,6 +20,7 @@ FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
 def command(output_dir, *overrides, config="accelerate_configs/cpu_2proc.yaml"):
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "recipes/grpo.py",
+            "--config", "recipes/configs/grpo_tiny_cpu.yaml",  # the tiny smoke run, not the SmolLM2 default
             "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
             "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
             "--disable_tqdm", "true", *overrides]
