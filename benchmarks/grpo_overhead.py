@@ -22,13 +22,13 @@ from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
-from alignment.packaged_policy import resolve_model_name
+from alignment.data import resolve_data
+from alignment.packaged_models import resolve_model_path
 from alignment.prompts import load_prompt_dataset
-from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from reward_models.verifiable import conciseness, profanity_free, sentiment
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]
 WEIGHTS = [0.5, 0.4, 0.1]
 
@@ -68,7 +68,7 @@ def main():
                         help="time steps by the wall clock, or by this process's CPU time")
     options = parser.parse_args()
     lora = options.model != "tiny"
-    policy = str(build_tiny_policy()) if not lora else resolve_model_name(options.model)
+    policy = resolve_model_path(options.model)
     clock = time.process_time if options.clock == "cpu" else time.perf_counter
     times = {"trl": [], "ours": []}
     with tempfile.TemporaryDirectory() as scratch:

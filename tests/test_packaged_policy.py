@@ -13,7 +13,8 @@ import pytest
 from alignment import packaged_policy
 from alignment.cache import build_once
 from alignment.checkpoint_record import build_record, save_record
-from alignment.packaged_policy import PACKAGED_SMOLLM2, PUBLIC_NAME, PackagedModelMissing, packaged_policy_path
+from alignment.packaged_models import SMOLLM2, SMOLLM2_ID, resolve_model_path
+from alignment.packaged_policy import CONVERSION_FILE, PackagedModelMissing, packaged_policy_path
 
 
 def _build_slowly(staging: Path, log: Path) -> None:
@@ -74,39 +75,42 @@ def test_missing_wheel_says_how_to_install_it(monkeypatch):
 
 
 def test_the_packaged_name_resolves_to_one_cached_conversion_everywhere_a_model_path_goes(tmp_path, monkeypatch):
-    """The policy loader and the reward-model backbone both accept the name; the GGUF is converted on first use only."""
+    """resolve_model_path (the policy loader's and the reward-model backbone's) takes the short and the public name;
+    the GGUF is converted on first use only."""
     conversions = []
 
     def fake_convert(gguf_file, output_dir):
         conversions.append(gguf_file.name)
-        (output_dir / "model.safetensors").write_bytes(b"")
+        (output_dir / CONVERSION_FILE).write_text("{}")
 
     monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
     monkeypatch.setattr(packaged_policy, "_convert_gguf", fake_convert)
-    from reward_models.modeling import resolve_backbone
-
-    first, second = packaged_policy.resolve_model_name(PACKAGED_SMOLLM2), resolve_backbone(PACKAGED_SMOLLM2)
+    first, second = resolve_model_path(SMOLLM2), resolve_model_path(SMOLLM2_ID)
     assert first == second and Path(first).parent == tmp_path
     assert Path(first).name.startswith("smollm2-135m-instruct-0.1.2-")  # keyed by the wheel's version
     assert conversions == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
-    assert packaged_policy.resolve_model_name("some/hub-model") == "some/hub-model"
+    assert resolve_model_path("some/hub-model") == "some/hub-model"
 
 
 def test_records_and_cards_name_the_packaged_model_publicly_never_by_its_cache_path(tmp_path):
-    cache_path = "/home/someone/.cache/moalign/smollm2-135m-instruct-0.1.2-98362432"
+    converted = tmp_path / "cache" / "smollm2-135m-instruct-0.1.2-98362432"
+    converted.mkdir(parents=True)
+    (converted / CONVERSION_FILE).write_text("{}")
+    cache_path = str(converted)
     samples = [{"prompt": "How do I bake bread?", "base": "Mix | knead\nthen bake.", "trained": "Knead, rest, bake."}]
     record = build_record(trainer="grpo", base_model=cache_path, objectives=[{"name": "sentiment", "source": "builtin"}],
                           extra={"samples": samples})
-    save_record(tmp_path, record)
-    card = (tmp_path / "README.md").read_text()
-    assert json.loads((tmp_path / "objectives.json").read_text())["base_model"] == PUBLIC_NAME
-    assert f"base_model: {PUBLIC_NAME}" in card and ".cache" not in card and "/home" not in card
+    save_record(tmp_path / "out", record)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert json.loads((tmp_path / "out" / "objectives.json").read_text())["base_model"] == SMOLLM2_ID
+    assert f"base_model: {SMOLLM2_ID}" in card and str(tmp_path) not in card and "cache" not in card
     assert "| How do I bake bread? | Mix \\| knead then bake. | Knead, rest, bake. |" in card  # one row per sample
-    # other models keep their names, even local folders that merely start like the cache folder
+    # other models keep their names; a folder that is not our conversion is not called SmolLM2 because of its name
     assert build_record(trainer="grpo", base_model="Qwen/Qwen2.5-0.5B-Instruct", objectives=[])["base_model"] == \
         "Qwen/Qwen2.5-0.5B-Instruct"
-    assert build_record(trainer="grpo", base_model="outputs/smollm2-135m-instruct-lora", objectives=[])["base_model"] == \
-        "outputs/smollm2-135m-instruct-lora"
+    lookalike = tmp_path / "smollm2-135m-instruct-0.1.2-1"
+    lookalike.mkdir()
+    assert build_record(trainer="grpo", base_model=str(lookalike), objectives=[])["base_model"] == lookalike.name
 
 
 @pytest.mark.slow
@@ -118,7 +122,7 @@ def test_the_packaged_real_model_loads_and_answers(one_thread):
     from alignment.evaluation import generate_completions
     from alignment.policy import load_policy
 
-    model, tokenizer = load_policy(ModelConfig(model_name_or_path=PACKAGED_SMOLLM2))
+    model, tokenizer = load_policy(ModelConfig(model_name_or_path=SMOLLM2))
     assert type(model).__name__ == "LlamaForCausalLM" and sum(p.numel() for p in model.parameters()) == 134_515_008
     assert model.dtype == torch.float32 and not hasattr(model.config, "quantization_config")
     prompts = [[{"role": "user", "content": "What is the capital of France?"}],
