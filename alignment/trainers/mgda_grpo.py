@@ -48,7 +48,7 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         advantages = super()._advantages(reward_vector, weights, group_size, update_state)
         valid = ~torch.isnan(reward_vector).any(dim=1, keepdim=True)
         per_objective = group_normalize(reward_vector.masked_fill(~valid, math.nan), group_size,
-                                        scale=self.args.scale_rewards != "none")
+                                        scale=self.args.scale_rewards)
         self._objective_advantages = torch.nan_to_num(per_objective.masked_fill(~valid, 0.0), nan=0.0)
         return advantages
 
