@@ -54,9 +54,6 @@ class RewardVectorBuilder:
                 raise RewardFunctionError(
                     f"reward for objective {label} failed{where}: {type(error).__name__}: {error}"
                 ) from error
-            if isinstance(scores, (list, tuple)):  # None is a missing reward, as in TRL
-                scores = [math.nan if s is None else [math.nan if v is None else v for v in s]
-                          if isinstance(s, (list, tuple)) else s for s in scores]
             scores = torch.as_tensor(scores, dtype=torch.float32).cpu()
             if scores.dim() == 1 and len(columns) == 1:
                 scores = scores.unsqueeze(1)

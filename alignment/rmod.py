@@ -26,11 +26,13 @@ from alignment.reward_vector import RewardVectorBuilder
 
 
 def worst_case_weights(values: torch.Tensor, user_weights: torch.Tensor, lam: float = 1.0, tau: float = 0.0,
-                       steps: int = 50, step_size: float = 0.5, tolerance: float = 1e-7) -> torch.Tensor:
+                       steps: int = 200, step_size: float = 0.5, tolerance: float = 1e-7) -> torch.Tensor:
     """w* on the simplex minimizing log mean_k exp(lam w.V_k) + tau KL(w || u), by exponentiated gradient.
 
     values: [K, n_obj] candidate values, or [N, K, n_obj] to solve N independent problems at once (one per prompt);
-    user_weights u: [n_obj] on the simplex. Returns [n_obj] (or [N, n_obj]). Objectives with u_i = 0 stay at 0.
+    user_weights u: [n_obj] on the simplex. Returns [n_obj] (or [N, n_obj]) in the dtype of `values` (float32 for
+    integer values). Objectives with u_i = 0 stay at 0. With the default 200 steps the objective is within 1e-3 of
+    an exact projected-gradient solution (tests/test_peer_equivalence.py).
     The arrays are tiny, so the iterations run in NumPy (per-op overhead ~10x below torch's on CPU).
     """
     V = values.detach().double().cpu().numpy()
@@ -55,10 +57,11 @@ def worst_case_weights(values: torch.Tensor, user_weights: torch.Tensor, lam: fl
         w = updated
         if converged:
             break
-    return torch.from_numpy(w).float()
+    dtype = values.dtype if values.is_floating_point() else torch.float32
+    return torch.from_numpy(w).to(dtype)
 
 
-def rmod_selector(lam: float = 1.0, tau: float = 0.0, steps: int = 50) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def rmod_selector(lam: float = 1.0, tau: float = 0.0, steps: int = 200) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Per prompt, pick argmax_k w*.V_k with w* the worst-case weights of its candidates. values: [N, K, n_obj] -> [N]."""
 
     def select(values: torch.Tensor, user_weights: torch.Tensor) -> torch.Tensor:
