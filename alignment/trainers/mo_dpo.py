@@ -36,6 +36,7 @@ from alignment.multi_head import head_names, load_lm_heads, save_multi_head_mode
 from alignment.preference_losses import (
     CARDINAL_MODES,
     cardinal_dpo_loss,
+    LIPO_REDUCTIONS,
     lipo_lambda_loss,
     mah_dpo_loss,
     mdpo_loss,
@@ -92,6 +93,13 @@ class MultiObjectiveDPOConfig(DPOConfig):
         metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.scalarize: "
                           "linear, tchebycheff, worst_case); ignored for lists that carry labels or ranks."},
     )
+    lipo_reduction: str = field(
+        default="rax",
+        metadata={"help": "lipo: 'rax' (default) is the loss scale of RAX's pairwise_logistic_loss with "
+                          "dcg_lambdaweight and a mean over pairs, the call in LiPO's Algorithm 1 (lambda weights "
+                          "times the list size, mean over the batch's valid pairs); 'sum' sums each list's pair "
+                          "losses (eq. 11 unnormalized) and averages the lists."},
+    )
     plain_head: str | None = field(
         default=None,
         metadata={"help": "mah: the head written as the plain `lm_head` of saved checkpoints, so plain transformers "
@@ -102,6 +110,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"loss: unknown loss '{self.loss}'; expected one of {LOSSES}")
+        if self.lipo_reduction not in LIPO_REDUCTIONS:
+            raise ValueError(f"lipo_reduction: unknown reduction '{self.lipo_reduction}'; expected one of {LIPO_REDUCTIONS}")
         if self.cardinal_mode not in CARDINAL_MODES:
             raise ValueError(f"cardinal_mode: unknown mode '{self.cardinal_mode}'; expected one of {CARDINAL_MODES}")
         if isinstance(self.objectives, str):
@@ -318,7 +328,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         labels, mask = inputs["list_labels"], inputs["list_mask"]
         logratios = logratios.view(labels.shape)
         if self.args.loss == "lipo":
-            loss = lipo_lambda_loss(logratios, labels, self.beta, mask).mean()
+            loss = lipo_lambda_loss(logratios, labels, self.beta, mask, reduction=self.args.lipo_reduction).mean()
             scores = self.beta * logratios.detach()
             better = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & mask.bool().unsqueeze(-1) & mask.bool().unsqueeze(-2)
             gaps = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[better]
@@ -365,7 +375,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if self.args.loss == "mah":
             extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
         if self.args.loss == "lipo":
-            extra["list_scalarization"] = self.args.list_scalarization
+            extra.update(list_scalarization=self.args.list_scalarization, lipo_reduction=self.args.lipo_reduction)
         weighted = self.args.loss in ("modpo", "lipo")  # the losses whose labels or margins use the weights
         return build_record(
             trainer=f"dpo:{self.args.loss}",
