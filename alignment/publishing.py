@@ -121,6 +121,9 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
     base = base_model or adapter_config.get("base_model_name_or_path")
     if not base:
         raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
+    from alignment.policy import check_safetensors_adapter
+
+    check_safetensors_adapter(plan.source)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, use_safetensors=True), str(plan.source))
     model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
 

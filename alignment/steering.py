@@ -35,6 +35,7 @@ from alignment.checkpoint_record import RECORD_FILE, load_record
 from alignment.conditioning import condition_prompt
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
+from alignment.policy import check_safetensors_adapter
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
 from alignment.weights import parse_preference_weights
 
@@ -367,7 +368,9 @@ def _load_peft_adapters(named: dict[str, Path], base_model: str | None, dtype, d
     base = base_model or (bases.pop() if len(bases) == 1 else None)
     if base is None:
         raise SteeringError(f"the LoRA adapters name different base models {sorted(map(str, bases))}; pass base_model")
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).to(device)
+    for path in named.values():
+        check_safetensors_adapter(path)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True).to(device)
     names = list(named)
     model = PeftModel.from_pretrained(model, str(named[names[0]]), adapter_name=names[0])
     for name in names[1:]:
@@ -416,7 +419,7 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
                 raise SteeringError(f"{path}: no {HEADS_RECORD}; head mixing needs a multi-head checkpoint")
             model = load_multi_head_model(path, dtype=dtype).to(device).eval()
             return HeadMixing(model, tokenizer, names, device)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         if method == "prompt":
             if not names:
                 raise SteeringError(f"{path}: no objective names in a record; pass objective_names")
@@ -446,7 +449,8 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
             return AdapterSoup(peft_model, tokenizer, names, device)
         eos = _eos_ids(peft_model)
         return LogProbMixture([_adapter_policy(peft_model, n) for n in names], tokenizer, names, eos, device)
-    models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype).to(device).eval() for p in named.values()]
+    models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype, use_safetensors=True).to(device).eval()
+              for p in named.values()]
     if method == "soup":
         states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
         return RewardedSoup(models[0], states, tokenizer, names, device)

@@ -97,7 +97,7 @@ def main(argv=None):
         weights = steerable.parse_weights(args.weights)
         completions = steerable.generate(prompts, weights, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
                                          temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
-    except (SteeringError, PreferenceWeightsError, FileNotFoundError) as error:
+    except (SteeringError, PreferenceWeightsError, OSError) as error:  # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
     lines = [json.dumps({"prompt": p, "weights": format_preference_weights(weights, steerable.objective_names),
                          "method": steerable.method, "completion": c}) for p, c in zip(prompts, completions)]

@@ -623,6 +623,44 @@ def test_a_checkpoint_with_only_pickled_weights_is_refused(tmp_path, tiny_policy
         load_policy(ModelConfig(model_name_or_path=str(tmp_path)))
 
 
+def _pickle_only_copy(source, target):
+    """A copy of a checkpoint folder whose weights are pickles only (the safetensors file replaced by a .bin)."""
+    from safetensors.torch import load_file
+
+    target.mkdir()
+    for path in Path(source).iterdir():
+        if path.is_file() and path.suffix != ".safetensors":
+            shutil.copy(path, target / path.name)
+    for path in Path(source).glob("*.safetensors"):
+        torch.save(load_file(str(path)), target / path.name.replace(".safetensors", ".bin").replace("model.", "pytorch_model."
+                   if path.name == "model.safetensors" else "model."))
+
+
+def test_generate_refuses_pickle_only_checkpoints_and_adapters(tmp_path, tiny_policy_path, random_lora):
+    """scripts/generate.py (every steering loader): a pickle-only policy, and pickle-only LoRA adapters, are refused."""
+    from alignment.checkpoint_record import build_record, save_record
+    from scripts.generate import main as generate
+
+    policy = tmp_path / "policy"
+    _pickle_only_copy(tiny_policy_path, policy)
+    assert (policy / "pytorch_model.bin").exists() and not list(policy.glob("*.safetensors"))
+    save_record(policy, build_record(trainer="grpo", base_model="tiny", steering="prompt",
+                                     objectives=[{"name": "a", "source": "x"}, {"name": "b", "source": "y"}]))
+    with pytest.raises(SystemExit, match="model.safetensors"):
+        generate(["--model", str(policy), "--weights", "a=0.5,b=0.5", "--prompt", "hi", "--max_new_tokens", "2"])
+
+    adapters = []
+    for seed, name in ((0, "a"), (1, "b")):
+        random_lora(seed).save_pretrained(tmp_path / f"saved-{name}")
+        AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(tmp_path / f"saved-{name}")
+        _pickle_only_copy(tmp_path / f"saved-{name}", tmp_path / name)
+        assert (tmp_path / name / "adapter_model.bin").exists()
+        adapters += ["--model", f"{name}={tmp_path / name}"]
+    with pytest.raises(SystemExit, match="pickled adapter weights"):
+        generate([*adapters, "--method", "soup", "--base_model", str(tiny_policy_path), "--weights", "a=0.5,b=0.5",
+                  "--prompt", "hi", "--max_new_tokens", "2"])
+
+
 def test_remote_code_is_off_unless_the_user_turns_it_on(tmp_path):
     from alignment.trainers.grpo import MultiObjectiveGRPOConfig
     from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig
