@@ -24,6 +24,7 @@ String prompts become a user message when the tokenizer has a chat template; cha
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -296,11 +297,17 @@ class RobustDecoding(Steerable):
         self.reward = reward_builder(self.objective_names, sources)
         self.method = "rmod" if robust else "best_of_k"
         self.select = rmod_selector(lam=lam, tau=tau) if robust else best_of_k_selector
+        self.tau = tau
         self.num_candidates, self.block_size = num_candidates, block_size
 
     def _generate(self, prompts, weights, decoding):
         if not decoding["do_sample"]:
             raise SteeringError(f"{self.method}: candidates are sampled; do_sample=False would give K identical blocks")
+        support = weights[weights > 0]
+        if self.method == "rmod" and self.tau == 0 and not torch.allclose(support, support.mean().expand_as(support)):
+            warnings.warn("rmod at tau=0 uses only which objectives have weight > 0, not their values (the paper's "
+                          "robust objective); set tau > 0 to pull the worst-case weights toward yours",
+                          UserWarning, stacklevel=3)
         prompt_ids = [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
         generated = blockwise_decode(
             self.model, self.tokenizer, prompt_ids, [self.as_messages(p) for p in prompts], self.reward, weights,

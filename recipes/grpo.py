@@ -59,7 +59,8 @@ class ScriptArguments:
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+                          "process; the preference weights do not enter its update, and a warning says so when they "
+                          "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 

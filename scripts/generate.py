@@ -78,7 +78,8 @@ def main(argv=None):
     parser.add_argument("--block_size", type=int, default=8, help="rmod / best_of_k: tokens per block (B)")
     parser.add_argument("--lam", type=float, default=1.0, help="rmod: lambda of the log-mean-exp worst-case objective")
     parser.add_argument("--tau", type=float, default=0.0,
-                        help="rmod: pull of the worst-case weights toward --weights (0: the paper's robust objective)")
+                        help="rmod: pull of the worst-case weights toward --weights. 0 is the paper's robust objective, "
+                             "which uses only WHICH objectives have weight > 0, not the values (a warning says so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", help="also write the JSON lines to this file")

@@ -303,14 +303,22 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         return advantages
 
     # ---- what the checkpoint records ----
+    pareto_method = "none"  # MGDAGRPOTrainer: "mgda"
+
+    @property
+    def weights_used(self) -> bool:
+        """Whether the preference weights enter the update (they do not for MGDA and the Lagrangian mode)."""
+        return self.pareto_method == "none" and self.args.scalarization != "lagrangian"
+
     def objectives_record(self, evaluation: dict | None = None) -> dict:
         args = self.args
         conditioned = bool(args.condition_on_weights)
+        fixed = self.fixed_weights is not None and self.weights_used
         return build_record(
             trainer="grpo",
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(self.objectives),
-            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if self.fixed_weights is not None else None,
+            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if fixed else None,
             weight_distribution=None if self.fixed_weights is not None else {
                 "type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}},
             aggregation=args.multi_objective_aggregation,
@@ -320,6 +328,10 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             extra={
                 "prompt_format": "system message 'Preference weights: name=w,...'" if conditioned else None,
                 "reward_model": args.reward_model_name_or_path,
+                "pareto_method": self.pareto_method,
+                "weights_used": self.weights_used,
+                "scale_rewards": args.scale_rewards,
+                "partial_rewards": args.partial_rewards,
                 "lagrangian": {"main_objective": args.main_objective, "constraint_objective": args.constraint_objective,
                                "constraint_threshold": args.constraint_threshold,
                                "final_lambda": self.lagrange_multiplier} if args.scalarization == "lagrangian" else None,

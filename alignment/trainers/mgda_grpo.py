@@ -23,6 +23,7 @@ parameters (ZeRO-3, FSDP) would need a gathered Gram matrix.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -38,7 +39,12 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
     `preference_weights` only shape the logged scalar advantage, not the update).
     """
 
+    pareto_method = "mgda"  # recorded, and the card says the weights were not used
+
     def __init__(self, model, args: MultiObjectiveGRPOConfig, **kwargs):
+        if args.preference_weights:
+            warnings.warn("preference_weights are ignored by MGDA: its update is the min-norm combination of the "
+                          "per-objective gradients, whatever the weights", UserWarning, stacklevel=2)
         super().__init__(model=model, args=args, **kwargs)
         if self.accelerator.num_processes > 1:
             raise ValueError("MGDAGRPOTrainer runs on one process: its per-objective gradients bypass DDP's all-reduce")
@@ -90,7 +96,3 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         weighted_loss = (alpha * torch.stack(losses)).sum()
         return surrogate - surrogate.detach() + weighted_loss
 
-    def objectives_record(self, evaluation: dict | None = None) -> dict:
-        record = super().objectives_record(evaluation)
-        record["pareto_method"] = "mgda"
-        return record

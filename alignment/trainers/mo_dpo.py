@@ -20,6 +20,7 @@ Checkpoints carry `objectives.json` and a model card (`alignment.checkpoint_reco
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,7 @@ from alignment.objectives import Objective, objectives_to_dict, parse_objective_
 from alignment.weights import parse_preference_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
+WEIGHTED_LOSSES = ("modpo", "lipo")  # the losses whose margins or list labels use the preference weights
 LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists"}
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
 EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",)}
@@ -76,7 +78,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
     preference_weights: str | None = field(
         default=None,
         metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
-                          "trained objective's weight > 0. Default: equal weights."},
+                          "trained objective's weight > 0. Used by modpo and lipo only (a warning says so for the "
+                          "others). Default: equal weights."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -125,6 +128,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
                              "and does not fit lists or groups; leave it false")
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
         weights = self.weights_tensor()
+        if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
+            warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
+                          UserWarning, stacklevel=2)
         if self.loss == "modpo" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
@@ -376,7 +382,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
         if self.args.loss == "lipo":
             extra.update(list_scalarization=self.args.list_scalarization, lipo_reduction=self.args.lipo_reduction)
-        weighted = self.args.loss in ("modpo", "lipo")  # the losses whose labels or margins use the weights
+        weighted = self.args.loss in WEIGHTED_LOSSES
         return build_record(
             trainer=f"dpo:{self.args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
