@@ -69,6 +69,24 @@ def test_normalized_scores_use_the_statistics_stored_in_the_config(decoder_rewar
     assert torch.allclose(scorer.score(prompts, completions), (raw - MEAN) / STD, atol=1e-6)
 
 
+def test_placeholder_statistics_are_recorded_as_unmeasured_and_scoring_with_them_warns(tiny_policy_path, tmp_path,
+                                                                                         caplog):
+    import logging
+
+    tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer, max_length=64)
+    assert model.config.reward_head_stats_measured is False and head_statistics(model.config) is None
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    scorer = MultiHeadRewardScorer.from_pretrained(str(tmp_path), device="cpu")
+    with caplog.at_level(logging.WARNING, logger="reward_models.scoring"):
+        normalized = scorer.score(["Hi"], ["Hello!"])
+    assert "placeholders 0/1 and were never measured" in caplog.text and "RAW head scores" in caplog.text
+    assert torch.equal(normalized, scorer.score(["Hi"], ["Hello!"], normalize=False))
+    set_head_statistics(model.config, MEAN, STD)  # measured: recorded, and used
+    assert model.config.reward_head_stats_measured is True and head_statistics(model.config) is not None
+
+
 def test_source_scores_all_requested_heads_in_one_forward_per_batch(decoder_reward_model):
     source = load_reward_model_source(str(decoder_reward_model), {"safe": "harmless", "helpful": "helpful"},
                                       device="cpu", batch_size=2)
@@ -100,7 +118,7 @@ def test_lora_reward_model_merges_into_a_plain_checkpoint(tiny_policy_path, tmp_
     from trl import ModelConfig
 
     tokenizer = load_reward_tokenizer(str(tiny_policy_path))
-    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer)
+    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer, max_length=64)
     lora = add_lora(model, ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"]))
     trainable = {name for name, parameter in lora.named_parameters() if parameter.requires_grad}
     assert any("lora_" in name for name in trainable) and any("score" in name for name in trainable)
