@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from alignment.objectives import RewardSource
+from alignment.policy import eos_token_ids
 from alignment.reward_vector import RewardVectorBuilder
 
 
@@ -98,8 +99,7 @@ def blockwise_decode(model, tokenizer, prompt_ids: list[list[int]], prompts: lis
     """
     if num_candidates < 1 or block_size < 1:
         raise ValueError(f"blockwise decoding: num_candidates ({num_candidates}) and block_size ({block_size}) must be >= 1")
-    eos_ids = model.generation_config.eos_token_id
-    eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids] if eos_ids is not None else [])
+    eos_ids = eos_token_ids(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids))
     generated = [[] for _ in prompt_ids]
     active = list(range(len(prompt_ids)))

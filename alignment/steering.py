@@ -36,7 +36,7 @@ from alignment.checkpoint_record import RECORD_FILE, load_record
 from alignment.conditioning import condition_prompt
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
-from alignment.policy import check_safetensors_adapter
+from alignment.policy import check_safetensors_adapter, eos_token_ids
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
 from alignment.weights import parse_preference_weights
 
@@ -49,11 +49,6 @@ class SteeringError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ shared pieces
-
-def _eos_ids(model) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-
 
 class Steerable:
     """Base: a tokenizer, the objective names the weights refer to, prompt rendering and decoding."""
@@ -454,11 +449,11 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
         peft_model, _ = _load_peft_adapters(named, base_model, dtype, device)
         if method == "soup":
             return AdapterSoup(peft_model, tokenizer, names, device)
-        eos = _eos_ids(peft_model)
+        eos = eos_token_ids(peft_model)
         return LogProbMixture([_adapter_policy(peft_model, n) for n in names], tokenizer, names, eos, device)
     models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype, use_safetensors=True).to(device).eval()
               for p in named.values()]
     if method == "soup":
         states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
         return RewardedSoup(models[0], states, tokenizer, names, device)
-    return LogProbMixture(models, tokenizer, names, _eos_ids(models[0]), device)
+    return LogProbMixture(models, tokenizer, names, eos_token_ids(models[0]), device)

@@ -6,8 +6,6 @@ random malformed rows and weight strings give either a clean result or a ValueEr
 never an error from deep inside torch, Arrow or json.
 """
 
-import importlib.util
-import json
 import logging
 import math
 import shutil
@@ -37,21 +35,10 @@ from reward_models.data import (
 from reward_models.modeling import HEAD_MEAN_KEY
 from reward_models.scoring import RewardModelHeadsError, check_reward_model_source
 from reward_models.trainer import MultiHeadRewardConfig
+from tests.helpers import load_recipe, write_jsonl
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 HEADS = ["helpful", "harmless", "relevance"]
-
-
-def write_jsonl(path: Path, *rows) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------- GRPO prompts
@@ -157,13 +144,13 @@ MESSAGES = {"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "a
     ("groups", {**GROUP, "rejected": ["a"]}, (), r"row 1, field 'rejected\[0\]': also in 'chosen'"),
 ])
 def test_bad_preference_rows_name_file_row_and_field(tmp_path, fmt, row, required, message):
-    path = write_jsonl(tmp_path / "prefs.jsonl", row)
+    path = write_jsonl(tmp_path / "prefs.jsonl", [row])
     with pytest.raises(PreferenceDataError, match=r"prefs\.jsonl, " + message):
         load_preference_splits(path, fmt, ["helpful", "harmless"], num_eval_rows=0, required=required)
 
 
 def test_splits_that_leave_no_training_rows_are_refused(tmp_path):
-    path = write_jsonl(tmp_path / "pairs.jsonl", PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"})
+    path = write_jsonl(tmp_path / "pairs.jsonl", [PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"}])
     with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: has 3 rows and num_eval_rows=64 would hold them all out"):
         load_preference_splits(path, "pairs", ["helpful"])
     with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: no training rows left .*max_prompt_chars=0"):
@@ -175,17 +162,17 @@ def test_splits_that_leave_no_training_rows_are_refused(tmp_path):
 
 
 def test_extra_columns_of_mixed_types_stay_out_of_the_dataset(tmp_path):
-    rows = read_jsonl(write_jsonl(tmp_path / "pairs.jsonl", {**PAIR, "id": 1}, {**PAIR, "prompt": "q", "id": "x"}))
+    rows = read_jsonl(write_jsonl(tmp_path / "pairs.jsonl", [{**PAIR, "id": 1}, {**PAIR, "prompt": "q", "id": "x"}]))
     validate_rows(rows, "pairs", "pairs.jsonl")
     assert to_dataset(rows).column_names == ["prompt", "chosen", "rejected"]
 
 
 def test_builtin_loaders_report_rows_of_files_in_their_formats(tmp_path):
     with pytest.raises(PreferenceDataError, match=r"uf\.jsonl, row 1, field 'metadata'"):
-        load_ultrafeedback_pairs(write_jsonl(tmp_path / "uf.jsonl", PAIR))
+        load_ultrafeedback_pairs(write_jsonl(tmp_path / "uf.jsonl", [PAIR]))
     qa = {"question": "q", **{f"prediction {i}": "a" for i in range(1, 5)}, "preference": [True, 0, 0, 0, 0, 0]}
     with pytest.raises(PreferenceDataError, match=r"qa\.jsonl, row 1, field 'preference'"):
-        load_qa_feedback_lists(write_jsonl(tmp_path / "qa.jsonl", qa))
+        load_qa_feedback_lists(write_jsonl(tmp_path / "qa.jsonl", [qa]))
 
 
 def test_upstream_identical_or_empty_ultrafeedback_pairs_are_left_out_and_counted(caplog):
@@ -211,7 +198,7 @@ RM_PAIR = {"chosen": "good", "rejected": "bad"}
     ({**RM_PAIR, "score_chosen": 1, "score_rejected": 2}, r"row 1: field 'score_chosen' = 1.0 is below 'score_rejected' = 2.0"),
 ])
 def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
-    path = write_jsonl(tmp_path / "pairs.jsonl", row)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [row])
     with pytest.raises(RewardDataError, match=r"pairs\.jsonl, " + message):
         load_pairwise_source(f"helpful={path}", HEADS)
 
@@ -230,7 +217,7 @@ def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
     ({"response": "a", "ratings": {"helpful": 1}}, r"row 1: missing field 'completion' \(or 'text'\)"),
 ])
 def test_bad_ratings_name_file_row_and_field(tmp_path, row, message):
-    path = write_jsonl(tmp_path / "rated.jsonl", row)
+    path = write_jsonl(tmp_path / "rated.jsonl", [row])
     with pytest.raises(RewardDataError, match=r"rated\.jsonl, " + message):
         load_rated_source(path, HEADS, [-10, 10])
 
@@ -238,7 +225,7 @@ def test_bad_ratings_name_file_row_and_field(tmp_path, row, message):
 def test_qa_feedback_error_types_must_be_known_names(tmp_path):
     row = {"question": "q", "prediction 1": "a", "feedback": {"errors": [{"error type": ["Irrelevant"]}], "missing-info": []}}
     with pytest.raises(RewardDataError, match=r"qa\.jsonl, row 1: field 'feedback.errors\[0\]' has no 'error type' name"):
-        load_rated_source("qa_feedback:" + write_jsonl(tmp_path / "qa.jsonl", row), ["relevance"], [-10, 10])
+        load_rated_source("qa_feedback:" + write_jsonl(tmp_path / "qa.jsonl", [row]), ["relevance"], [-10, 10])
 
 
 @pytest.mark.parametrize("settings_, message", [
@@ -253,7 +240,7 @@ def test_bad_reward_data_settings_are_refused(settings_, message):
 
 
 def test_identical_or_empty_pairs_are_dropped_and_counted_only_when_asked(tmp_path, caplog):
-    path = write_jsonl(tmp_path / "pairs.jsonl", RM_PAIR, {**RM_PAIR, "rejected": "good"}, {**RM_PAIR, "chosen": ""})
+    path = write_jsonl(tmp_path / "pairs.jsonl", [RM_PAIR, {**RM_PAIR, "rejected": "good"}, {**RM_PAIR, "chosen": ""}])
     args = RewardDataArguments(heads=["helpful"], pairwise_train_files=[f"helpful={path}"])
     with pytest.raises(RewardDataError, match=r"row 2: field 'rejected' is the same conversation"):
         load_examples(args, "train")
@@ -344,7 +331,7 @@ PROMPTS = [{"prompt": f"q{i}"} for i in range(4)]
 def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(tiny_policy_path, tmp_path, rows, argv,
                                                                                 error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", *rows)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", list(rows))
     with pytest.raises(error, match=message):  # 'does/not-exist' would fail to load: nothing got that far
         run_recipe(load_recipe("grpo"), tmp_path / "out", "--dataset_path", prompts,
                    *[rm if arg == "RM" else arg for arg in argv])
@@ -363,7 +350,7 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
 ])
 def test_dpo_recipe_refuses_bad_input_before_loading_the_policy(tiny_policy_path, tmp_path, rows, argv, error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
-    data = write_jsonl(tmp_path / "pairs.jsonl", *rows)
+    data = write_jsonl(tmp_path / "pairs.jsonl", list(rows))
     with pytest.raises(error, match=message):
         run_recipe(load_recipe("dpo"), tmp_path / "out", "--dataset", data, *[rm if arg == "RM" else arg for arg in argv])
     assert not (tmp_path / "out").exists()
@@ -377,8 +364,8 @@ def test_reward_model_recipe_refuses_to_resume_a_checkpoint_with_other_heads(tin
     reward_model_config(tiny_policy_path, checkpoint, ["helpful", "harmless"])
     (checkpoint / "trainer_state.json").write_text("{}")
     data = RewardDataArguments(heads=["helpful", "factuality"],
-                               pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', RM_PAIR)}"],
-                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", {"text": "a", "ratings": {"factuality": 1}})])
+                               pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', [RM_PAIR])}"],
+                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", [{"text": "a", "ratings": {"factuality": 1}}])])
     args = MultiHeadRewardConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match=r"checkpoint-5 was trained with objectives \['helpful', 'harmless'\], but this "
                                          r"run's objectives are \['helpful', 'factuality'\]"):
@@ -479,7 +466,7 @@ def scratch(tmp_path_factory) -> Path:
 @given(rows=st.lists(corrupted(st.fixed_dictionaries({"prompt": TEXT})), min_size=1, max_size=3))
 def test_random_prompt_rows_load_cleanly_or_fail_clearly(scratch, rows):
     path = scratch / "prompts.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     try:
         dataset = load_prompt_dataset(path)
     except Exception as error:  # noqa: BLE001 - the type is what is tested
@@ -495,7 +482,7 @@ def test_random_preference_rows_validate_into_usable_data_or_fail_clearly(scratc
     rows = data.draw(st.lists(corrupted(preference_row(fmt, chat)), min_size=1, max_size=3))
     required = data.draw(st.sampled_from([(), ("score_gap",), ("objective",)])) if fmt == "pairs" else ()
     path = scratch / f"{fmt}.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     names = ["helpful", "harmless"]
     try:
         train, _, _ = load_preference_splits(str(path), fmt, names, num_eval_rows=0, required=required)
@@ -527,7 +514,7 @@ def reward_model_pair(draw):
 @given(rows=st.lists(corrupted(reward_model_pair()), min_size=1, max_size=3))
 def test_random_reward_model_pairs_load_cleanly_or_fail_clearly(scratch, rows):
     path = scratch / "rm_pairs.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     try:
         examples = load_pairwise_source(f"helpful={path}", HEADS)
     except Exception as error:  # noqa: BLE001
@@ -551,7 +538,7 @@ QA_FEEDBACK = st.fixed_dictionaries({"question": TEXT, "prediction 1": TEXT, "fe
 def test_random_rated_rows_load_cleanly_or_fail_clearly(scratch, qa, data):
     rows = data.draw(st.lists(corrupted(QA_FEEDBACK if qa else RATED), min_size=1, max_size=3))
     path = scratch / "rated.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     heads = ["relevance", "factuality", "completeness"] if qa else HEADS
     try:
         examples = load_rated_source(("qa_feedback:" if qa else "") + str(path), heads, [-100, 100])

@@ -14,7 +14,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
-from alignment.preference_losses import cardinal_dpo_loss, modpo_loss
 from alignment.prompts import load_prompt_dataset
 from alignment.rmod import worst_case_weights
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer

@@ -17,10 +17,7 @@ from alignment.preference_losses import (
     modpo_loss,
     modpo_objective_margin,
 )
-
-
-def neg_log_sigmoid(x: float) -> float:
-    return math.log(1.0 + math.exp(-x))
+from tests.helpers import neg_log_sigmoid
 
 
 def test_dpo_loss_matches_minus_log_sigmoid_of_scaled_logratio_gap():

@@ -10,14 +10,10 @@ from reward_models.data import (
     RewardDataArguments, RewardDataError, RewardMixtureCollator, build_mixture, load_examples, load_pairwise_source,
     load_rated_source, qa_feedback_ratings, split_slice,
 )
+from tests.helpers import write_jsonl
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HEADS = ["helpful", "harmless", "relevance", "factuality", "completeness"]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 class PlainTokenizer:
