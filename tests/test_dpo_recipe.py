@@ -1,7 +1,6 @@
 """recipes/dpo.py end to end from its YAML with CLI overrides, and the trainer's refusals before any training step."""
 
 import json
-from pathlib import Path
 
 import pytest
 from datasets import Dataset
