@@ -497,6 +497,34 @@ def test_random_preference_rows_validate_into_usable_data_or_fail_clearly(scratc
     assert len(to_dataset(train)) == len(rows)
 
 
+WORD = st.from_regex(r"[a-z]{2,6}( [a-z]{2,6}){0,2}", fullmatch=True)  # never blank, never padded
+
+
+@settings(FAST, max_examples=30)  # three loaders per example
+@given(data=st.data())
+def test_random_valid_rows_load_with_their_content(scratch, data):
+    """The other half of the property tests: a loader that refused every row would pass them, so valid rows must
+    load, and load as written (prompts stripped to a user message, pairs and ratings unchanged)."""
+    prompts = data.draw(st.lists(WORD, min_size=1, max_size=3))
+    path = write_jsonl(scratch / "valid_prompts.jsonl", [{"prompt": f"  {text} "} for text in prompts])
+    assert [row["prompt"] for row in load_prompt_dataset(path)] == [[{"role": "user", "content": t}] for t in prompts]
+
+    pairs = [{"prompt": prompt, "chosen": f"yes {chosen}", "rejected": f"no {rejected}"}
+             for prompt, chosen, rejected in data.draw(st.lists(st.tuples(WORD, WORD, WORD), min_size=1, max_size=3))]
+    path = write_jsonl(scratch / "valid_pairs.jsonl", pairs)
+    train, _, _ = load_preference_splits(path, "pairs", ["helpful", "harmless"], num_eval_rows=0)
+    assert [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in train] == pairs
+    examples = load_pairwise_source(f"helpful={path}", HEADS)
+    assert [(e.first[-1]["content"], e.second[-1]["content"], e.objective) for e in examples] == [
+        (pair["chosen"], pair["rejected"], "helpful") for pair in pairs]
+
+    rated = [{"completion": completion, "ratings": ratings} for completion, ratings in data.draw(st.lists(st.tuples(
+        WORD, st.dictionaries(st.sampled_from(HEADS), st.floats(-100, 100), min_size=1, max_size=3)),
+        min_size=1, max_size=3))]
+    examples = load_rated_source(write_jsonl(scratch / "valid_rated.jsonl", rated), HEADS, [-100, 100])
+    assert [(e.first[-1]["content"], e.ratings) for e in examples] == [(r["completion"], r["ratings"]) for r in rated]
+
+
 @st.composite
 def reward_model_pair(draw):
     chat = draw(st.booleans())
