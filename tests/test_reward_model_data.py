@@ -1,7 +1,5 @@
 """Loading and validating reward-model data: clear errors naming file, row and field; masks per source."""
 
-import json
-from pathlib import Path
 
 import pytest
 
