@@ -46,8 +46,13 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
     Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `condition_on_weights`.
-    Advantages: `multi_objective_aggregation` (inherited), `scalarization`, and for `lagrangian` the
-    `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+    Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization`, and
+    for `lagrangian` the `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+
+    Against TRL's GRPOTrainer: with `scalarization: linear` the advantages are TRL's for both aggregations and every
+    `scale_rewards` (tests/test_peer_equivalence.py). Deliberate differences: `partial_rewards` defaults to
+    `drop_row` (TRL sums the objectives present: `sum_present`), and a NaN/inf reward stops training unless
+    `drop_invalid_rewards` (TRL only maps None to NaN). The other scalarizations have no TRL counterpart.
     """
 
     objectives: list[str] = field(
