@@ -160,7 +160,10 @@ def _exact_worst_case_weights(values: np.ndarray, lam: float, iterations: int = 
         scores = lam * values @ w
         p = np.exp(scores - scores.max())
         p /= p.sum()
-        w = project(w - step * lam * (p @ values))
+        updated = project(w - step * lam * (p @ values))
+        if np.abs(updated - w).max() < 1e-13:  # a fixed point of the projected step: the minimizer
+            return updated
+        w = updated
     return w
 
 
