@@ -16,6 +16,7 @@ import torch
 from alignment.weights import format_preference_weights, parse_preference_weights
 
 HEADER = "Preference weights: "
+PROMPT_FORMAT = "system message 'Preference weights: name=w,...'"
 _HEADER_LINE = re.compile(r"^Preference weights: ([^\n]*)\n?")
 
 

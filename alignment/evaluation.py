@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from alignment.conditioning import condition_prompt
 from alignment.reward_vector import RewardVectorBuilder
+from alignment.weights import parse_preference_weights
 
 
 @torch.no_grad()
@@ -32,11 +35,21 @@ def generate_completions(model, tokenizer, prompts: list, max_new_tokens: int = 
 
 
 def evaluate_objectives(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
-                        **generation_kwargs) -> dict[str, float]:
-    """Mean of each objective over one sampled reply per prompt; with `weights`, prompts are conditioned on them."""
+                        steering: str = "prompt", **generation_kwargs) -> dict[str, float]:
+    """Mean of each objective over one sampled reply per prompt. With `weights`, the model is conditioned on them the
+    way `steering` says: 'prompt' (written into the prompts), 'adapter' (lambda of its preference adapter), 'both'."""
+    if steering not in ("prompt", "adapter", "both"):
+        raise ValueError(f"evaluate_objectives: steering must be 'prompt', 'adapter' or 'both', got '{steering}'")
+    adapter_weights = contextlib.nullcontext()
     if weights is not None:
-        prompts = [condition_prompt(p, weights, builder.objective_names) for p in prompts]
-    completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)
+        if steering in ("prompt", "both"):
+            prompts = [condition_prompt(p, weights, builder.objective_names) for p in prompts]
+        if steering in ("adapter", "both"):
+            from alignment.preference_adapter import preference_weights
+
+            adapter_weights = preference_weights(model, parse_preference_weights(weights, builder.objective_names))
+    with adapter_weights:
+        completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)
     reward_vector, _ = builder(prompts, completions)
     means = {name: torch.nanmean(reward_vector[:, i]).item() for i, name in enumerate(builder.objective_names)}
     means["completion_tokens"] = sum(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in completions) / len(completions)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig
 
 from alignment.tiny_policy import build_tiny_policy
 
@@ -30,7 +32,10 @@ def ensure_pad_token(tokenizer, name: str):
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig; 'tiny' (or no name) is built offline and cached on first use."""
+    """(model, tokenizer) from TRL's ModelConfig or a path / hub id; 'tiny' (or no name) is built offline and cached
+    on first use."""
+    if isinstance(model_args, (str, os.PathLike)):
+        model_args = ModelConfig(model_name_or_path=str(model_args))
     name = model_args.model_name_or_path
     if name in (None, "tiny"):
         with PartialState().main_process_first():  # one process builds it, the others then read the cache

@@ -1,0 +1,116 @@
+"""Preference adapters (alignment/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
+peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny policy."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from alignment.preference_adapter import (
+    PreferenceLoraLinear,
+    add_preference_adapter,
+    load_steerable_model,
+    merge_preference,
+    parameter_groups,
+    preference_weights,
+    save_steerable_checkpoint,
+)
+
+NAMES = ["conciseness", "sentiment"]
+
+
+@pytest.fixture
+def adapted(tiny_policy_path, one_thread):
+    """A preference adapter with random U, sigma and s (LoRA init has U = 0, which would hide every mistake)."""
+    torch.manual_seed(0)
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+            elif "lora_sigma" in name or "lora_preference_scale" in name:
+                parameter.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def tokens(rows=3, length=7):
+    return torch.randint(10, 1000, (rows, length), generator=torch.Generator().manual_seed(1))
+
+
+def test_layer_update_is_u_diag_sigma_s_lambda_v(adapted):
+    layer = next(m for m in adapted.modules() if isinstance(m, PreferenceLoraLinear))
+    x = torch.randn(2, 5, layer.in_features)
+    weights = torch.tensor([[0.8, 0.2], [0.0, 1.0]])
+    sigma, scale = layer.lora_sigma["default"], layer.lora_preference_scale["default"]
+    u, v_t = layer.lora_B["default"].weight, layer.lora_A["default"].weight
+    with torch.no_grad(), preference_weights(adapted, weights):
+        got = layer(x)
+        for row in range(2):
+            diagonal = torch.cat([sigma, 16.0 * scale * weights[row]])
+            expected = layer.base_layer(x[row]) + x[row] @ (u @ torch.diag(diagonal) @ v_t).T * layer.scaling["default"]
+            torch.testing.assert_close(got[row], expected, atol=1e-5, rtol=1e-5)
+    assert layer.r["default"] == 4 + len(NAMES) and sigma.shape == (4,) and scale.shape == (1,)
+
+
+def test_each_row_follows_its_own_weights(adapted):
+    ids = tokens()
+    weights = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    with torch.no_grad():
+        with preference_weights(adapted, weights):
+            batched = adapted(input_ids=ids).logits
+        for row in range(3):
+            with preference_weights(adapted, weights[row]):
+                alone = adapted(input_ids=ids[row:row + 1]).logits
+            torch.testing.assert_close(batched[row:row + 1], alone, atol=1e-5, rtol=0)
+    assert (batched[0] - batched[1]).abs().max() > 0.1  # the weights reach the logits
+
+
+def test_missing_or_malformed_weights_are_refused(adapted):
+    ids = tokens()
+    with pytest.raises(RuntimeError, match="without preference weights"):
+        adapted(input_ids=ids)
+    with pytest.raises(RuntimeError, match="2 rows but the batch has 3"):
+        with preference_weights(adapted, torch.tensor([[1.0, 0.0], [0.0, 1.0]])):
+            adapted(input_ids=ids)
+    with pytest.raises(ValueError, match="3 columns for 2 objectives"):
+        with preference_weights(adapted, torch.ones(3, 3)):
+            pass
+    with pytest.raises(ValueError, match="unknown objective"):
+        with preference_weights(adapted, "helpful=1"):
+            pass
+    with pytest.raises(ValueError, match="nothing_here"):
+        add_preference_adapter(AutoModelForCausalLM.from_pretrained(adapted.peft_config["default"].base_model_name_or_path),
+                               NAMES, target_modules=["nothing_here"])
+
+
+def test_save_load_and_bake_one_preference(adapted, tmp_path):
+    ids = tokens()
+    save_steerable_checkpoint(adapted, tmp_path / "steerable")
+    loaded = load_steerable_model(tmp_path / "steerable")
+    with torch.no_grad():
+        for weights in ("conciseness=0.9,sentiment=0.1", "conciseness=0.2,sentiment=0.8"):
+            with preference_weights(adapted, weights):
+                expected = adapted(input_ids=ids).logits
+            with preference_weights(loaded, weights):
+                torch.testing.assert_close(loaded(input_ids=ids).logits, expected, atol=1e-6, rtol=0)
+        baked = merge_preference(loaded, "conciseness=0.2,sentiment=0.8")
+        baked.save_pretrained(tmp_path / "baked")
+        plain = AutoModelForCausalLM.from_pretrained(tmp_path / "baked")  # no custom code, no peft
+        assert not any("lora_" in name for name in plain.state_dict())
+        torch.testing.assert_close(plain(input_ids=ids).logits, expected, atol=1e-4, rtol=0)
+
+
+def test_adapter_and_base_get_their_own_learning_rates(tiny_policy_path):
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, train_base=True)
+    adapter_group, base_group = parameter_groups(model, 2e-3, 2e-4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert adapter_group["lr"] == 2e-3 and base_group["lr"] == 2e-4
+    assert all("lora_" in names[id(p)] for p in adapter_group["params"])
+    assert not any("lora_" in names[id(p)] for p in base_group["params"])
+    assert any("lora_sigma" in names[id(p)] for p in adapter_group["params"])
+    assert any("lora_preference_scale" in names[id(p)] for p in adapter_group["params"])
+    frozen = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES)
+    assert all("lora_" in n for n, p in frozen.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="no base learning rate"):
+        parameter_groups(model, 2e-3, None)
