@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from alignment.conditioning import condition_prompt
+from alignment.conditioning import FORMAT_VERSION, condition_prompt
 from alignment.reward_vector import RewardVectorBuilder
 from alignment.weights import parse_preference_weights
 
@@ -35,15 +35,17 @@ def generate_completions(model, tokenizer, prompts: list, max_new_tokens: int = 
 
 
 def evaluate_objectives(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
-                        steering: str = "prompt", **generation_kwargs) -> dict[str, float]:
+                        steering: str = "prompt", format_version: int = FORMAT_VERSION,
+                        **generation_kwargs) -> dict[str, float]:
     """Mean of each objective over one sampled reply per prompt. With `weights`, the model is conditioned on them the
-    way `steering` says: 'prompt' (written into the prompts), 'adapter' (lambda of its preference adapter), 'both'."""
+    way `steering` says: 'prompt' (written into the prompts in `format_version`), 'adapter' (lambda of its
+    preference adapter), 'both'."""
     if steering not in ("prompt", "adapter", "both"):
         raise ValueError(f"evaluate_objectives: steering must be 'prompt', 'adapter' or 'both', got '{steering}'")
     adapter_weights = contextlib.nullcontext()
     if weights is not None:
         if steering in ("prompt", "both"):
-            prompts = [condition_prompt(p, weights, builder.objective_names) for p in prompts]
+            prompts = [condition_prompt(p, weights, builder.objective_names, format_version) for p in prompts]
         if steering in ("adapter", "both"):
             from alignment.preference_adapter import preference_weights
 

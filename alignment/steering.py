@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from alignment.checkpoint_record import RECORD_FILE, load_record
-from alignment.conditioning import condition_prompt
+from alignment.conditioning import FORMAT_VERSION, condition_prompt, record_format_version
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
@@ -118,12 +118,14 @@ class PromptConditioned(Steerable):
 
     method = "prompt"
 
-    def __init__(self, model, tokenizer, objective_names, device="cpu"):
+    def __init__(self, model, tokenizer, objective_names, device="cpu", format_version: int = FORMAT_VERSION):
         super().__init__(tokenizer, objective_names, device)
         self.model = model
+        self.format_version = format_version
 
     def _generate(self, prompts, weights, decoding):
-        conditioned = [condition_prompt(self.as_messages(p), weights, self.objective_names) for p in prompts]
+        conditioned = [condition_prompt(self.as_messages(p), weights, self.objective_names, self.format_version)
+                       for p in prompts]
         return self._hf_generate(self.model, conditioned, decoding)
 
 
@@ -132,7 +134,7 @@ class PreferenceAdapterSteerable(Steerable):
 
     method = "adapter"
 
-    def __init__(self, model, tokenizer, objective_names=None, device="cpu", prompt_conditioned: bool = False):
+    def __init__(self, model, tokenizer, objective_names=None, device="cpu", prompt_format_version: int | None = None):
         from alignment.preference_adapter import preference_state
 
         adapter_names = preference_state(model).objective_names
@@ -141,13 +143,14 @@ class PreferenceAdapterSteerable(Steerable):
             raise SteeringError(f"preference adapter: objectives {self.objective_names} do not match the adapter's "
                                 f"{adapter_names}")
         self.model = model
-        self.prompt_conditioned = prompt_conditioned
+        self.prompt_format_version = prompt_format_version  # trained with the weights in the prompt too ('both')
 
     def _generate(self, prompts, weights, decoding):
         from alignment.preference_adapter import preference_weights
 
-        if self.prompt_conditioned:
-            prompts = [condition_prompt(self.as_messages(p), weights, self.objective_names) for p in prompts]
+        if self.prompt_format_version is not None:
+            prompts = [condition_prompt(self.as_messages(p), weights, self.objective_names, self.prompt_format_version)
+                       for p in prompts]
         with preference_weights(self.model, weights):
             return self._hf_generate(self.model, prompts, decoding)
 
@@ -451,12 +454,13 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
             except FileNotFoundError as error:
                 raise SteeringError(str(error)) from None
             return PreferenceAdapterSteerable(model, tokenizer, names, device,
-                                              prompt_conditioned=bool((record or {}).get("prompt_format")))
+                                              prompt_format_version=record_format_version(record)
+                                              if (record or {}).get("prompt_format") else None)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         if method == "prompt":
             if not names:
                 raise SteeringError(f"{path}: no objective names in a record; pass objective_names")
-            return PromptConditioned(model, tokenizer, names, device)
+            return PromptConditioned(model, tokenizer, names, device, record_format_version(record))
         if reward_sources is None:
             raise SteeringError(f"{method} needs reward_sources: the value function that scores candidate blocks")
         return RobustDecoding(model, tokenizer, reward_sources, objective_names, device,

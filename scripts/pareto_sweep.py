@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from alignment.checkpoint_record import load_record  # noqa: E402
-from alignment.evaluation import evaluate_objectives, generate_completions  # noqa: E402
+from alignment.evaluation import generate_completions  # noqa: E402
 from alignment.objectives import parse_objective_specs  # noqa: E402
 from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
 from alignment.policy import load_policy  # noqa: E402
@@ -157,20 +157,24 @@ def sweep_fixed(args, prompts, names: list[str] | None = None) -> tuple[list[dic
             raise ValueError(f"{path}: objectives.json records no fixed weights (it was trained with sampled "
                              "weights); sweep it on its own with --checkpoint")
         weights = parse_preference_weights(record["weights"], names).tolist()
-        model, tokenizer = load_policy(path)
         record = {**record, "objective_names": names,
                   "objectives": sorted(record["objectives"], key=lambda o: names.index(o["name"]))}
         builder = build_reward_vector(record, args.reward_model)
+        if record.get("steering") in ("prompt", "adapter"):  # conditioned during training: given its own weights
+            steerable = load_steerable(path)
+            tokenizer = steerable.tokenizer
+
+            def generate(chunk, seed, steerable=steerable, weights=weights):
+                return steerable.generate(chunk, weights, max_new_tokens=args.max_new_tokens, seed=seed)
+        else:
+            model, tokenizer = load_policy(path)
+
+            def generate(chunk, seed, model=model, tokenizer=tokenizer):
+                return generate_completions(model, tokenizer, chunk, max_new_tokens=args.max_new_tokens,
+                                            batch_size=args.batch_size, seed=seed)
         completions = []
         for batch, start in enumerate(range(0, len(prompts), args.batch_size)):
-            own_weights = weights if record.get("steering") == "prompt" else None  # trained with its weights written in
-            chunk = prompts[start:start + args.batch_size]
-            if own_weights is not None:
-                from alignment.conditioning import condition_prompt
-
-                chunk = [condition_prompt(p, own_weights, names) for p in chunk]
-            completions += generate_completions(model, tokenizer, chunk, max_new_tokens=args.max_new_tokens,
-                                                batch_size=args.batch_size, seed=args.seed + batch)
+            completions += generate(prompts[start:start + args.batch_size], args.seed + batch)
         points.append(_point(weights, names, path, _score(prompts, completions, builder, tokenizer)))
     return points, names
 

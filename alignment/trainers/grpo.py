@@ -25,7 +25,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from alignment.checkpointing import ResumableCheckpointsMixin
 from alignment.checkpoint_record import build_record, save_record
-from alignment.conditioning import PROMPT_FORMAT, condition_prompt
+from alignment.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
 from alignment.preference_adapter import (
     ADAPTER_SUBFOLDER,
     DEFAULT_TARGET_MODULES,
@@ -424,6 +424,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             datasets=self.dataset_names,
             extra={
                 "prompt_format": PROMPT_FORMAT if conditioned else None,
+                "prompt_format_version": FORMAT_VERSION if conditioned else None,
                 "preference_adapter": {
                     "path": ADAPTER_SUBFOLDER, "rank": args.preference_adapter_rank,
                     "target_modules": list(args.preference_adapter_target_modules),
