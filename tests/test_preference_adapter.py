@@ -167,4 +167,63 @@ def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path
     print(f"seed {seed}: mean reply length (chars) at sentiment weight {sentiment_weights}: "
           + ", ".join(f"{x:.1f}" for x in lengths))
     assert lengths[-1] > 3 * lengths[0] + 10  # conciseness=1 vs sentiment=1: a clear gap
-    assert spearmanr(sentiment_weights, lengths)[0] >= 0.9  # the order holds along the 5 weights
+    # the order holds along the 5 weights: never shorter by more than sampling noise (2 chars) as sentiment weight rises
+    assert all(later > earlier - 2.0 for earlier, later in zip(lengths, lengths[1:])), lengths
+    assert spearmanr(sentiment_weights, lengths)[0] >= 0.8
+
+
+# ------------------------------------------------------------------------------------------------ steer and bake
+
+@pytest.fixture
+def steerable_checkpoint(adapted, tiny_policy_path, tmp_path):
+    """A preference-adapter checkpoint as the GRPO trainer writes it (random adapter: the tests are about plumbing)."""
+    from transformers import AutoTokenizer
+
+    from alignment.checkpoint_record import build_record, save_record
+
+    path = tmp_path / "steerable"
+    save_steerable_checkpoint(adapted, path, AutoTokenizer.from_pretrained(tiny_policy_path))
+    save_record(path, build_record(trainer="grpo", base_model=str(tiny_policy_path), steering="adapter",
+                                   objectives=[{"name": n, "source": f"builtin:{n}", "threshold": None} for n in NAMES],
+                                   weight_distribution={"type": "dirichlet", "alpha": {n: 1.0 for n in NAMES}}))
+    return path
+
+
+def test_generate_cli_sets_lambda_per_request(steerable_checkpoint, adapted, capsys):
+    from scripts.generate import main
+
+    from alignment.steering import load_steerable
+
+    steerable = load_steerable(str(steerable_checkpoint))
+    inputs = steerable.encode(["Hi there"])
+    with torch.no_grad(), preference_weights(adapted, "conciseness=0.9,sentiment=0.1"):
+        greedy = adapted.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=steerable.tokenizer.pad_token_id)
+    expected = steerable.decode(greedy[:, inputs["input_ids"].shape[1]:])[0]
+    assert main(["--model", str(steerable_checkpoint), "--prompt", "Hi there", "--max_new_tokens", "8",
+                 "--weights", "conciseness=0.9,sentiment=0.1", "--greedy"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["method"] == "adapter" and row["completion"] == expected
+    with pytest.raises(SystemExit, match="unknown objective"):
+        main(["--model", str(steerable_checkpoint), "--prompt", "Hi", "--weights", "helpful=1"])
+
+
+def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoint, adapted, tmp_path):
+    from scripts.publish import main
+
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "hub"),
+                 "--weights", "conciseness=0.3,sentiment=0.7"]) == 0
+    hub = tmp_path / "hub"
+    assert not (hub / "preference_adapter").exists() and not (hub / "adapter_config.json").exists()
+    plain = AutoModelForCausalLM.from_pretrained(hub).eval()  # transformers alone
+    ids = tokens()
+    with torch.no_grad(), preference_weights(adapted, "conciseness=0.3,sentiment=0.7"):
+        torch.testing.assert_close(plain(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4, rtol=0)
+    record = json.loads((hub / "objectives.json").read_text())
+    assert record["baked_weights"] == {"conciseness": 0.3, "sentiment": 0.7} and record["steering"] == "none"
+    assert "Baked at preference weights conciseness=0.3, sentiment=0.7" in (hub / "README.md").read_text()
+    with pytest.raises(SystemExit, match="unknown objective"):
+        main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "bad"), "--weights", "helpful=1"])
+    assert not (tmp_path / "bad").exists()
+    # unbaked, the steerable folder is published with its adapter
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "steer")]) == 0
+    assert (tmp_path / "steer" / "preference_adapter" / "preference_adapter.json").exists()
