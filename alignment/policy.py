@@ -1,4 +1,4 @@
-"""Loading the policy every recipe trains: a hub model or local path, or 'tiny' for the offline tiny policy."""
+"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.packaged_models`)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import logging
 import os
 
 import torch
-from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig
 
-from alignment.tiny_policy import build_tiny_policy
+from alignment.packaged_models import TINY_POLICY, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +31,11 @@ def ensure_pad_token(tokenizer, name: str):
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig or a path / hub id; 'tiny' (or no name) is built offline and cached
-    on first use."""
+    """(model, tokenizer) from TRL's ModelConfig or a path / hub id; a packaged name ('tiny', or no name) is built
+    offline and cached on first use."""
     if isinstance(model_args, (str, os.PathLike)):
         model_args = ModelConfig(model_name_or_path=str(model_args))
-    name = model_args.model_name_or_path
-    if name in (None, "tiny"):
-        with PartialState().main_process_first():  # one process builds it, the others then read the cache
-            name = str(build_tiny_policy())
+    name = resolve_model_path(model_args.model_name_or_path or TINY_POLICY)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, name)

@@ -24,12 +24,13 @@ from timing import StepTimer, timed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.preference_adapter import DEFAULT_TARGET_MODULES, add_preference_adapter, merge_preference
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.steering import PreferenceAdapterSteerable
 from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 NAMES = ["conciseness", "sentiment"]
 RANK = 4
 

@@ -15,16 +15,16 @@ Last line: the KL of each format relative to version 1 (the header format used b
 
 import argparse
 import importlib.util
-import json
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.conditioning import FORMATS, condition_prompt
+from alignment.data import resolve_data
+from alignment.prompts import load_prompt_dataset
 from alignment.tiny_policy import build_tiny_policy
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 NAMES = ["helpful", "harmless"]
 HIGH, LOW = [0.9, 0.1], [0.1, 0.9]
 
@@ -60,8 +60,7 @@ def main():
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     model, tokenizer = load(options.model)
-    with open(PROMPTS) as f:
-        prompts = [json.loads(line)["prompt"] for line in f][-options.num_prompts:]
+    prompts = [row["prompt"][-1]["content"] for row in load_prompt_dataset(PROMPTS)][-options.num_prompts:]
 
     results = {}
     for version in sorted(FORMATS):

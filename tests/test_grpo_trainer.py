@@ -2,17 +2,17 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.conditioning import FORMAT_VERSION, preference_header, read_prompt_weights
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.reward_vector import RewardFunctionError
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 
 
 def make_trainer(policy_path, output_dir, max_steps, **overrides):

@@ -143,15 +143,13 @@ def train_steerable(policy_path, output_dir, seed, train_prompts):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path, one_thread, seed):
-    from pathlib import Path
-
     from scipy.stats import spearmanr
 
+    from alignment.data import resolve_data
     from alignment.prompts import load_prompt_dataset
     from alignment.steering import PreferenceAdapterSteerable, load_steerable
 
-    prompts = load_prompt_dataset(Path(__file__).resolve().parent.parent / "recipes" / "data"
-                                  / "hh_rlhf_single_turn_prompts.jsonl")
+    prompts = load_prompt_dataset(resolve_data("hh-prompts"))
     held_out = [row["prompt"] for row in prompts.select(range(len(prompts) - 32, len(prompts)))]
     path = train_steerable(tiny_policy_path, tmp_path / "steerable", seed, prompts.select(range(len(prompts) - 64)))
 
