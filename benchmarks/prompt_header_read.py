@@ -6,6 +6,8 @@ opposite weight vectors written in a given header format; the measure is the mea
 change of a reply token's log-prob. Every format of `alignment.conditioning.FORMATS` is measured on the same prompts
 and replies. The version-1 header `Preference weights: a=0.90,b=0.10` and its opposite hold the same tokens in
 another order; a format whose opposite weights move the model more gives training a stronger signal to start from.
+For scale, `reference` is what a plain instruction the model was tuned to follow does by the same measure: the
+system message "Answer as briefly as possible." against "Answer in as much detail as possible."
 
     python benchmarks/prompt_header_read.py                       # SmolLM2-135M-Instruct (bundled GGUF), CPU
     python benchmarks/prompt_header_read.py --model tiny
@@ -47,6 +49,16 @@ def reply_log_probs(model, tokenizer, messages, reply_ids, positions):
     return torch.log_softmax(logits.float(), dim=-1)
 
 
+REFERENCE = ("Answer as briefly as possible.", "Answer in as much detail as possible.")
+
+
+def conditioned(user, version):
+    """(neutral, high, low) message lists: the weights (0.5, 0.5), HIGH and LOW in a format, or the reference pair."""
+    if version == "reference":
+        return user, [{"role": "system", "content": REFERENCE[0]}] + user, [{"role": "system", "content": REFERENCE[1]}] + user
+    return tuple(condition_prompt(user, w, NAMES, format_version=version) for w in ([0.5, 0.5], HIGH, LOW))
+
+
 def symmetric_kl(a, b):
     return 0.5 * ((a.exp() * (a - b)).sum(-1) + (b.exp() * (b - a)).sum(-1)).mean().item()
 
@@ -57,35 +69,38 @@ def main():
     parser.add_argument("--num_prompts", type=int, default=24)
     parser.add_argument("--positions", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--formats", default=",".join(map(str, sorted(FORMATS))) + ",reference",
+                        help="comma-separated format versions to measure, and/or 'reference'")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     model, tokenizer = load(options.model)
     prompts = [row["prompt"][-1]["content"] for row in load_prompt_dataset(PROMPTS)][-options.num_prompts:]
 
     results = {}
-    for version in sorted(FORMATS):
+    for version in options.formats.split(","):
+        version = version if version == "reference" else int(version)
         kls, changes = [], []
         for text in prompts:
             user = [{"role": "user", "content": text}]
-            neutral = condition_prompt(user, [0.5, 0.5], NAMES, format_version=version)
+            neutral, high_prompt, low_prompt = conditioned(user, version)
             rendered = tokenizer.apply_chat_template(neutral, tokenize=False, add_generation_prompt=True)
             inputs = tokenizer(rendered, add_special_tokens=False, return_tensors="pt")
             with torch.no_grad():
                 greedy = model.generate(**inputs, max_new_tokens=options.positions, do_sample=False,
                                         min_new_tokens=options.positions, pad_token_id=tokenizer.eos_token_id)
             reply = greedy[0, inputs["input_ids"].shape[1]:]
-            high = reply_log_probs(model, tokenizer, condition_prompt(user, HIGH, NAMES, format_version=version), reply, options.positions)
-            low = reply_log_probs(model, tokenizer, condition_prompt(user, LOW, NAMES, format_version=version), reply, options.positions)
+            high = reply_log_probs(model, tokenizer, high_prompt, reply, options.positions)
+            low = reply_log_probs(model, tokenizer, low_prompt, reply, options.positions)
             kls.append(symmetric_kl(high, low))
             taken = reply[:options.positions]
             changes.append((high.gather(1, taken[:, None]) - low.gather(1, taken[:, None])).abs().max().item())
         results[version] = (sum(kls) / len(kls), max(changes))
-        example = condition_prompt([{"role": "user", "content": "..."}], HIGH, NAMES, format_version=version)[0]["content"]
-        print(f"format v{version} ({example!r}): symmetric KL {results[version][0]:.4f} nats/token, "
+        example = conditioned([{"role": "user", "content": "..."}], version)[1][0]["content"]
+        print(f"format {version} ({example!r}): symmetric KL {results[version][0]:.4f} nats/token, "
               f"largest reply-token log-prob change {results[version][1]:.3f}", flush=True)
-    base = results[1][0]
-    print(f"model={options.model} prompts={len(prompts)} positions={options.positions}; KL relative to v1: "
-          + "; ".join(f"v{v} {kl / base:.2f}" for v, (kl, _) in results.items()))
+    base = results[1][0] if 1 in results else float("nan")
+    print(f"model={options.model} prompts={len(prompts)} positions={options.positions}; KL relative to format 1: "
+          + "; ".join(f"{v} {kl / base:.2f}" for v, (kl, _) in results.items()))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/ and scripts/ are not installed packages
 
+from alignment.data import resolve_data  # noqa: E402
 from alignment.policy import load_policy  # noqa: E402
 from alignment.prompts import load_prompt_dataset  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
@@ -42,7 +43,7 @@ def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[st
     script_args, training_args, model_args = parse_args(
         ["--config", str(CONFIG), "--output_dir", str(output_dir), "--max_steps", str(steps), "--seed", str(seed),
          "--save_strategy", "no", "--logging_steps", "10", "--disable_tqdm", "true", *extra])
-    prompts = load_prompt_dataset(script_args.dataset_path, script_args.prompt_field)
+    prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
     model, tokenizer = load_policy(model_args)
     trainer = MultiObjectiveGRPOTrainer(model=model, args=training_args, processing_class=tokenizer,
                                         train_dataset=prompts.select(range(len(prompts) - held_out)))
