@@ -225,3 +225,19 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
     # unbaked, the steerable folder is published with its adapter
     assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "steer")]) == 0
     assert (tmp_path / "steer" / "preference_adapter" / "preference_adapter.json").exists()
+
+
+def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
+    from alignment.preference_adapter import load_checkpoint_weights
+
+    with torch.no_grad():  # a trained base too: resuming must bring back both
+        next(p for n, p in adapted.named_parameters() if "lora_" not in n and p.dim() == 2).add_(0.1)
+    save_steerable_checkpoint(adapted, tmp_path / "checkpoint-2")
+    fresh = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4).eval()
+    load_checkpoint_weights(fresh, tmp_path / "checkpoint-2")
+    ids = tokens()
+    with torch.no_grad(), preference_weights(adapted, "0.6,0.4"), preference_weights(fresh, "0.6,0.4"):
+        torch.testing.assert_close(fresh(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-6, rtol=0)
+    other = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=2)
+    with pytest.raises(Exception, match="size mismatch|shape"):
+        load_checkpoint_weights(other, tmp_path / "checkpoint-2")
