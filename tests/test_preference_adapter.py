@@ -213,6 +213,10 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
     hub = tmp_path / "hub"
     assert not (hub / "preference_adapter").exists() and not (hub / "adapter_config.json").exists()
     plain = AutoModelForCausalLM.from_pretrained(hub).eval()  # transformers alone
+    base = AutoModelForCausalLM.from_pretrained(adapted.peft_config["default"].base_model_name_or_path)
+    # the very architecture of the base (class, tensor names and shapes): it generates at the plain model's speed
+    assert type(plain) is type(base)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in base.state_dict().items()}
     ids = tokens()
     with torch.no_grad(), preference_weights(adapted, "conciseness=0.3,sentiment=0.7"):
         torch.testing.assert_close(plain(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4, rtol=0)
