@@ -9,7 +9,7 @@ held-out prompts (the last `--num_prompts` of the prompt file, never trained on)
 reference point (default (-2, -0.2), as in issue 13). Outputs in `--output_dir`: front.json, front.png (both
 fronts on one plot), controllability.png.
 
-    python benchmarks/steerable_front.py                         # tiny policy, CPU: ~10 minutes on 2 cores
+    python benchmarks/steerable_front.py        # tiny policy, CPU: 147 s of CPU time per seed (20 min wall on a busy machine)
     python benchmarks/steerable_front.py --seeds 0 1 2           # one line per seed, then the mean
 
 Last line: hypervolume ratio conditioned / fixed, with the conditioned run's Spearman rho per objective.
