@@ -59,7 +59,30 @@ def evaluate_objectives(model, tokenizer, prompts: list, builder: RewardVectorBu
 
 
 def format_before_after_table(before: dict[str, float], after: dict[str, float]) -> str:
-    rows = [f"{'objective':<20}{'before':>10}{'after':>10}{'change':>10}"]
+    width = max([len(name) for name in before] + [9]) + 2
+    rows = [f"{'':<{width}}{'before':>10}{'after':>10}{'change':>10}"]
     for name in before:
-        rows.append(f"{name:<20}{before[name]:>10.3f}{after[name]:>10.3f}{after[name] - before[name]:>+10.3f}")
+        rows.append(f"{name:<{width}}{before[name]:>10.3f}{after[name]:>10.3f}{after[name] - before[name]:>+10.3f}")
     return "\n".join(rows)
+
+
+def train_evaluate_and_save(trainer, evaluate, resume_from_checkpoint, output_dir: str, heading: str) -> None:
+    """The tail every policy recipe shares: evaluate the starting policy, train (resuming from a checkpoint when
+    there is one), evaluate again, record both in the checkpoint (`trainer.final_evaluation`), save, print.
+
+    `evaluate()` returns {metric: value}, or None when there is nothing held out. It runs before `train` loads the
+    checkpoint, so "before" is the starting policy on a resumed run too.
+    """
+    before = evaluate()
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    if before is not None:
+        after = evaluate()
+        trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
+        if trainer.accelerator.is_main_process:
+            print(f"\n{heading}, before and after training:")
+            print(format_before_after_table(before, after))
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        print(f"\nCheckpoint, objectives.json and model card written to {output_dir}")

@@ -16,6 +16,32 @@ _STEERING_HELP = {
 }
 
 
+def _optimized_lines(record: dict) -> list[str]:
+    """The update the run actually made, and whether the preference weights entered it (MGDA and the Lagrangian
+    mode ignore them; a card must not claim fixed weights they never used)."""
+    lines = []
+    lagrangian = record.get("lagrangian")
+    if record.get("pareto_method") == "mgda":
+        lines.append("Update: MGDA (`pareto_method: mgda`), the min-norm combination of the per-objective gradients. "
+                     "The preference weights were not used by the update.")
+    elif lagrangian:
+        lines.append(f"Update: maximize `{lagrangian['main_objective']}` subject to mean "
+                     f"`{lagrangian['constraint_objective']}` >= {lagrangian['constraint_threshold']:g} (Lagrangian, "
+                     f"final lambda = {lagrangian['final_lambda']:.4g}). The preference weights were not used.")
+    elif record.get("weights"):
+        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
+    if record.get("weight_distribution"):
+        used = "" if record.get("weights_used", True) else " (they condition the prompt only)"
+        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`{used}.")
+    if record.get("aggregation"):
+        settings = [f"aggregation `{record['aggregation']}`", f"scalarization `{record.get('scalarization')}`"]
+        settings += [f"{key} `{record[key]}`" for key in ("scale_rewards", "partial_rewards") if record.get(key)]
+        lines.append("Advantages: " + ", ".join(settings) + ".")
+    if record.get("loss"):
+        lines.append(f"Loss: `{record['loss']}`, beta {record.get('beta')}.")
+    return lines or ["No preference weights (see objectives.json)."]
+
+
 def render_model_card(record: dict) -> str:
     names = record.get("objective_names", [])
     front_matter = {
@@ -35,14 +61,7 @@ def render_model_card(record: dict) -> str:
     lines.append("")
     if record.get("datasets"):
         lines += ["## Data", "", *[f"- `{name}`" for name in record["datasets"]], ""]
-    lines += ["## Weights", ""]
-    if record.get("weights"):
-        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
-    if record.get("weight_distribution"):
-        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`.")
-    if record.get("aggregation"):
-        lines.append(f"Aggregation: `{record['aggregation']}`; scalarization: `{record.get('scalarization')}`.")
-    lines.append("")
+    lines += ["## What the run optimized", "", *_optimized_lines(record), ""]
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
     lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]

@@ -33,7 +33,7 @@ def run(kind: str, policy: Path, steps: int, output_dir: str) -> list[float]:
                   max_steps=steps, learning_rate=1e-3, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
                   save_strategy="no", report_to="none", seed=0, logging_steps=1, disable_tqdm=True,
                   multi_objective_aggregation="normalize_then_sum")
-    model = AutoModelForCausalLM.from_pretrained(policy)
+    model = AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     dataset = load_prompt_dataset(PROMPTS, limit=512)
     timer = StepTimer()

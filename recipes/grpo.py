@@ -34,7 +34,7 @@ from trl import ModelConfig, get_peft_config
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.data import data_display_name, resolve_data
-from alignment.evaluation import evaluate_objectives, format_before_after_table
+from alignment.evaluation import evaluate_objectives, train_evaluate_and_save
 from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
@@ -64,7 +64,8 @@ class ScriptArguments:
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+                          "process; the preference weights do not enter its update, and a warning says so when they "
+                          "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 
@@ -111,21 +112,13 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     eval_weights = trainer.args.reward_weights if training_args.conditioning != "none" else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, seed=training_args.seed,
                       steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
-    before = evaluate_objectives(trainer.model, tokenizer, eval_prompts, trainer.reward_vector_builder,
-                                 eval_weights, **generation) if num_eval else None
 
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    def evaluate():
+        return evaluate_objectives(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
+                                   trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
 
-    if num_eval:
-        after = evaluate_objectives(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                                    trainer.reward_vector_builder, eval_weights, **generation)
-        trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
-        if trainer.accelerator.is_main_process:
-            print(f"\nMean of each objective on {num_eval} held-out prompts, before and after training:")
-            print(format_before_after_table(before, after))
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
+                            f"Mean of each objective on {num_eval} held-out prompts")
 
 
 def parse_args(argv=None):
