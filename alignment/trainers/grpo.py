@@ -470,6 +470,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
                                "constraint_threshold": args.constraint_threshold,
                                "final_lambda": self.lagrange_multiplier} if args.scalarization == "lagrangian" else None,
                 **({"evaluation": evaluation} if evaluation else {}),
+                # held-out prompts with the base and the trained reply (set by the recipe after training)
+                **({"samples": self.held_out_samples} if getattr(self, "held_out_samples", None) else {}),
             },
         )
 
