@@ -7,12 +7,14 @@ with nothing, can score well on some objectives; these make that visible).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
-from alignment.conditioning import condition_prompt
+from alignment.conditioning import FORMAT_VERSION, condition_prompt
 from alignment.reward_vector import RewardVectorBuilder
+from alignment.weights import parse_preference_weights
 
 
 @torch.no_grad()
@@ -64,11 +66,22 @@ class HeldOutReplies:
 
 
 def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
-                   **generation_kwargs) -> HeldOutReplies:
-    """One sampled reply per prompt, scored on every objective; with `weights`, prompts are conditioned on them."""
+                   steering: str = "prompt", format_version: int = FORMAT_VERSION, **generation_kwargs) -> HeldOutReplies:
+    """One sampled reply per prompt, scored on every objective. With `weights`, the model is conditioned on them the
+    way `steering` says: 'prompt' (written into the prompts in `format_version`), 'adapter' (lambda of its
+    preference adapter), 'both'."""
+    if steering not in ("prompt", "adapter", "both"):
+        raise ValueError(f"score_held_out: steering must be 'prompt', 'adapter' or 'both', got '{steering}'")
+    adapter_weights = contextlib.nullcontext()
     if weights is not None:
-        prompts = [condition_prompt(p, weights, builder.objective_names) for p in prompts]
-    completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)
+        if steering in ("prompt", "both"):
+            prompts = [condition_prompt(p, weights, builder.objective_names, format_version) for p in prompts]
+        if steering in ("adapter", "both"):
+            from alignment.preference_adapter import preference_weights
+
+            adapter_weights = preference_weights(model, parse_preference_weights(weights, builder.objective_names))
+    with adapter_weights:
+        completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)
     rewards, _ = builder(prompts, completions)
     tokens = torch.tensor([float(len(tokenizer(c, add_special_tokens=False)["input_ids"])) for c in completions])
     return HeldOutReplies(prompts, completions, list(builder.objective_names), rewards.float(), tokens)

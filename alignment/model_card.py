@@ -5,8 +5,12 @@ from __future__ import annotations
 import yaml
 
 _STEERING_HELP = {
-    "prompt": "Write your own weights into the prompt: a first system message `Preference weights: {example}` "
-              "(see `alignment.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
+    "prompt": "Write your own weights into the prompt: a first system message in the format this checkpoint was "
+              "trained with (`prompt_format` in objectives.json, `alignment.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
+    "adapter": "A preference adapter (Panacea-style SVD-LoRA, `alignment.preference_adapter`) takes your weights as "
+               "numbers: `python scripts/generate.py --model PATH --weights {example}`, or "
+               "`alignment.steering.load_steerable(PATH).generate(prompts, \"{example}\")`. Bake one preference into a "
+               "plain checkpoint with `python scripts/publish.py --output_dir PATH --weights {example}`.",
     "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.multi_head.generate_with_weights`).",
     "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
 }
@@ -67,6 +71,12 @@ def render_model_card(record: dict) -> str:
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
     lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]
+    if record.get("prompt_format"):
+        lines += [f"Prompt format (version {record.get('prompt_format_version') or 1}): {record['prompt_format']}.", ""]
+    if record.get("baked_weights"):
+        baked = ", ".join(f"{k}={v:.3g}" for k, v in record["baked_weights"].items())
+        lines += [f"Baked at preference weights {baked}: the preference adapter of a steerable checkpoint merged at "
+                  "these weights. A plain checkpoint: load it with `AutoModelForCausalLM` alone.", ""]
     if record.get("merged_lora"):
         lines += ["The LoRA adapter is merged into the base weights: load it with `AutoModelForCausalLM` alone.", ""]
     evaluation = record.get("evaluation")

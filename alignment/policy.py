@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import ModelConfig
 
 from alignment.packaged_models import TINY_POLICY, resolve_model_path
 
@@ -45,8 +47,10 @@ def check_safetensors_adapter(path) -> None:
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig; a packaged name ('tiny', or no name) is built offline and cached on
-    first use."""
+    """(model, tokenizer) from TRL's ModelConfig or a path / hub id; a packaged name ('tiny', or no name) is built
+    offline and cached on first use."""
+    if isinstance(model_args, (str, os.PathLike)):
+        model_args = ModelConfig(model_name_or_path=str(model_args))
     name = resolve_model_path(model_args.model_name_or_path or TINY_POLICY)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)

@@ -23,6 +23,7 @@ from pathlib import Path
 from alignment.checkpoint_record import RECORD_FILE
 from alignment.model_card import render_model_card
 from alignment.packaged_models import resolve_model_path
+from alignment.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER
 
 WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
@@ -31,7 +32,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
 MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "multi_head.json", "lm_heads.safetensors")
 FRONT_PLOT_NAMES = ("front.png", "pareto_front.png")
-STEERING_VALUES = ("prompt", "heads", "none")
+STEERING_VALUES = ("prompt", "adapter", "heads", "none")
 
 
 class PublishError(ValueError):
@@ -102,6 +103,8 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
                            "save the tokenizer beside the weights")
     if record["steering"] == "heads" and not (source / "multi_head.json").exists():
         raise PublishError(f"{source}: the record says steering 'heads' but multi_head.json is missing")
+    if record["steering"] == "adapter" and not (source / ADAPTER_SUBFOLDER / ADAPTER_FILE).is_file():
+        raise PublishError(f"{source}: the record says steering 'adapter' but {ADAPTER_SUBFOLDER}/{ADAPTER_FILE} is missing")
 
     if front_plot is not None:
         front_plot = Path(front_plot)
@@ -129,6 +132,20 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
     model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
 
 
+def _bake_preference(plan: PublishPlan, staging: Path, weights) -> dict[str, float]:
+    """The preference adapter merged at one weight vector into its base: a plain transformers checkpoint."""
+    from alignment.preference_adapter import load_steerable_model, merge_preference
+    from alignment.weights import PreferenceWeightsError, parse_preference_weights
+
+    names = plan.record["objective_names"]
+    try:
+        vector = parse_preference_weights(weights, names)
+    except PreferenceWeightsError as error:
+        raise PublishError(f"--weights: {error}") from None
+    merge_preference(load_steerable_model(plan.source), vector).save_pretrained(staging, safe_serialization=True)
+    return {n: round(w, 6) for n, w in zip(names, vector.tolist())}
+
+
 def _check_no_secret(folder: Path) -> None:
     """Fail if the hub token from the environment appears in any file we are about to publish."""
     secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and len(v) >= 8]
@@ -138,10 +155,13 @@ def _check_no_secret(folder: Path) -> None:
 
 
 def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = False, base_model: str | None = None,
-                 overwrite: bool = False, dry_run: bool = False) -> Path:
+                 overwrite: bool = False, dry_run: bool = False, bake_weights=None) -> Path:
     """Write the hub-ready folder at `target` atomically (temp dir, then rename). With dry_run, every check of the
     real run (the target-exists check included) runs and the folder is built in the system temp dir, then deleted:
-    nothing is written beside the target, not even its parent folder."""
+    nothing is written beside the target, not even its parent folder.
+
+    `bake_weights` (a preference-adapter checkpoint only): merge the adapter at these weights into a plain checkpoint
+    that loads in transformers with no custom code; the record and card say the weights it was baked at."""
     target = Path(target).resolve()
     if target.exists() and not overwrite:
         raise PublishError(f"{target} exists; choose another folder or pass overwrite")
@@ -149,17 +169,27 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
         raise PublishError(f"{target}: the published folder must differ from the training output directory")
     if merge_lora and not plan.is_adapter:
         raise PublishError(f"{plan.source}: merge_lora asked for, but there is no LoRA adapter (adapter_config.json)")
+    if bake_weights is not None and plan.record["steering"] != "adapter":
+        raise PublishError(f"{plan.source}: --weights bakes a preference adapter, but the record says steering "
+                           f"'{plan.record['steering']}'")
     if not dry_run:
         target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=None if dry_run else target.parent))
     try:
         record = dict(plan.record)
-        if merge_lora:
+        if bake_weights is not None:
+            baked = _bake_preference(plan, staging, bake_weights)
+            record.update(steering="none", weights=baked, baked_weights=baked, baked_from_steering="adapter")
+            copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
+        elif merge_lora:
             _merge_adapter(plan, staging, base_model)
             record["merged_lora"] = True
             copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
         else:
             copied = plan.files
+            if record["steering"] == "adapter":
+                shutil.copytree(plan.source / ADAPTER_SUBFOLDER, staging / ADAPTER_SUBFOLDER,
+                                ignore=shutil.ignore_patterns("README.md"))
         for path in copied:
             shutil.copy2(path, staging / path.name)
         if plan.front_plot is not None:

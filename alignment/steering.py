@@ -6,6 +6,8 @@
 Methods (`method=`):
 - `prompt`  preference-conditioned checkpoint (record `steering: prompt`): the weights are written into the prompt in
             the trained format (`alignment.conditioning`).
+- `adapter` preference-adapter checkpoint (record `steering: adapter`, `alignment.preference_adapter`): the weights set
+            lambda of the adapter, one vector per request (and are written into the prompt too if it was trained so).
 - `heads`   multi-head checkpoint (record `steering: heads`): the LM heads mixed with the weights (`alignment.multi_head`).
 - `mod`     K policies (or K LoRA adapters of one base) sharing a tokenizer, one per objective: every next token is
             sampled from softmax(sum_k w_k log pi_k) (MOD).
@@ -14,7 +16,7 @@ Methods (`method=`):
             the weighted low-rank updates, i.e. exactly the interpolation of the merged models).
 - `rmod`    one policy plus a reward source: blockwise robust decoding (`alignment.rmod`); `best_of_k` is its
             baseline with the same loop.
-`auto` picks `prompt` / `heads` from a single checkpoint's record and `mod` for several checkpoints.
+`auto` picks `prompt` / `adapter` / `heads` from a single checkpoint's record and `mod` for several checkpoints.
 
 Every method takes the same weights (`helpful=0.7,harmless=0.3`, a list, a mapping), validated by
 `alignment.weights.parse_preference_weights` against the objective names, and the same decoding arguments.
@@ -33,7 +35,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from alignment.checkpoint_record import RECORD_FILE, load_record
-from alignment.conditioning import condition_prompt
+from alignment.conditioning import FORMAT_VERSION, condition_prompt, record_format_version
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
 from alignment.policy import check_safetensors_adapter, eos_token_ids
@@ -41,7 +43,7 @@ from alignment.packaged_models import resolve_model_path
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
 from alignment.weights import parse_preference_weights
 
-METHODS = ("auto", "prompt", "heads", "mod", "soup", "rmod", "best_of_k")
+METHODS = ("auto", "prompt", "adapter", "heads", "mod", "soup", "rmod", "best_of_k")
 ADAPTER_CONFIG = "adapter_config.json"
 
 
@@ -114,13 +116,41 @@ class PromptConditioned(Steerable):
 
     method = "prompt"
 
-    def __init__(self, model, tokenizer, objective_names, device="cpu"):
+    def __init__(self, model, tokenizer, objective_names, device="cpu", format_version: int = FORMAT_VERSION):
         super().__init__(tokenizer, objective_names, device)
         self.model = model
+        self.format_version = format_version
 
     def _generate(self, prompts, weights, decoding):
-        conditioned = [condition_prompt(self.as_messages(p), weights, self.objective_names) for p in prompts]
+        conditioned = [condition_prompt(self.as_messages(p), weights, self.objective_names, self.format_version)
+                       for p in prompts]
         return self._hf_generate(self.model, conditioned, decoding)
+
+
+class PreferenceAdapterSteerable(Steerable):
+    """A preference adapter whose lambda is set to the request's weights (`alignment.preference_adapter`)."""
+
+    method = "adapter"
+
+    def __init__(self, model, tokenizer, objective_names=None, device="cpu", prompt_format_version: int | None = None):
+        from alignment.preference_adapter import preference_state
+
+        adapter_names = preference_state(model).objective_names
+        super().__init__(tokenizer, objective_names or adapter_names, device)
+        if self.objective_names != adapter_names:
+            raise SteeringError(f"preference adapter: objectives {self.objective_names} do not match the adapter's "
+                                f"{adapter_names}")
+        self.model = model
+        self.prompt_format_version = prompt_format_version  # trained with the weights in the prompt too ('both')
+
+    def _generate(self, prompts, weights, decoding):
+        from alignment.preference_adapter import preference_weights
+
+        if self.prompt_format_version is not None:
+            prompts = [condition_prompt(self.as_messages(p), weights, self.objective_names, self.prompt_format_version)
+                       for p in prompts]
+        with preference_weights(self.model, weights):
+            return self._hf_generate(self.model, prompts, decoding)
 
 
 class HeadMixing(Steerable):
@@ -409,7 +439,7 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
         record = _record_or_none(path)
         if method == "auto":
             steering = (record or {}).get("steering", "none")
-            if steering not in ("prompt", "heads"):
+            if steering not in ("prompt", "adapter", "heads"):
                 raise SteeringError(f"{path}: its record says steering '{steering}', so the method cannot be read from it; "
                                     "pass several checkpoints (mod / soup), or a reward source with method rmod")
             method = steering
@@ -422,11 +452,21 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
                 raise SteeringError(f"{path}: no {HEADS_RECORD}; head mixing needs a multi-head checkpoint")
             model = load_multi_head_model(path, dtype=dtype).to(device).eval()
             return HeadMixing(model, tokenizer, names, device)
+        if method == "adapter":
+            from alignment.preference_adapter import load_steerable_model
+
+            try:
+                model = load_steerable_model(path, dtype=dtype, device=device)
+            except FileNotFoundError as error:
+                raise SteeringError(str(error)) from None
+            return PreferenceAdapterSteerable(model, tokenizer, names, device,
+                                              prompt_format_version=record_format_version(record)
+                                              if (record or {}).get("prompt_format") else None)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         if method == "prompt":
             if not names:
                 raise SteeringError(f"{path}: no objective names in a record; pass objective_names")
-            return PromptConditioned(model, tokenizer, names, device)
+            return PromptConditioned(model, tokenizer, names, device, record_format_version(record))
         if reward_sources is None:
             raise SteeringError(f"{method} needs reward_sources: the value function that scores candidate blocks")
         return RobustDecoding(model, tokenizer, reward_sources, objective_names, device,

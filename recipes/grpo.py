@@ -13,8 +13,8 @@ card and `samples.jsonl` (held-out prompts with the base and the trained reply).
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_tiny_cpu.yaml
     # override anything from the command line
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
-    # preference-conditioned (steerable) checkpoint
-    accelerate launch recipes/grpo.py --weights_mode dirichlet --output_dir outputs/grpo-conditioned
+    # preference-conditioned (steerable) checkpoint: weights as numbers in a preference adapter (or prompt / both)
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
@@ -119,10 +119,11 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         peft_config=get_peft_config(model_args), dataset_names=[data_display_name(script_args.dataset_path)],
     )
 
-    # With sampled weights the table uses the distribution's mean weights, written into the prompt.
-    eval_weights = trainer.args.reward_weights if training_args.condition_on_weights else None
+    # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned.
+    eval_weights = trainer.args.reward_weights if training_args.conditioning != "none" else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
-                      seed=training_args.seed)
+                      seed=training_args.seed,
+                      steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
 
     def evaluate():
         return score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,

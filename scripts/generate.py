@@ -1,6 +1,7 @@
 """Generate with preference weights chosen at inference time, for every kind of checkpoint the suite writes.
 
-    # a preference-conditioned GRPO checkpoint or a multi-head DPO checkpoint: the method is read from objectives.json
+    # a preference-conditioned GRPO checkpoint (prompt or preference adapter) or a multi-head DPO checkpoint: the
+    # method is read from objectives.json
     python scripts/generate.py --model outputs/grpo-steerable --weights conciseness=0.8,sentiment=0.2 \
         --prompt "How do I bake bread?"
     # MOD: K single-objective policies (or LoRA adapters) sharing a tokenizer; NAME=PATH names the objective of each

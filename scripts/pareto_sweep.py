@@ -1,23 +1,28 @@
 """Measure and draw the Pareto front of trained policies: one point per preference weight vector.
 
-Two ways to get the points:
-- one preference-conditioned checkpoint (trained with `--weights_mode dirichlet`), steered at a grid of weights
-  written into the prompt (`alignment.conditioning`):
+Two kinds of front, alone or together on one plot:
+- a steerable model swept over a grid of weights: one checkpoint steered the way its objectives.json says
+  (`steering: prompt | adapter | heads`), or K single-objective checkpoints mixed with `--method soup | mod`
+  (`alignment.steering`):
 
-    python scripts/pareto_sweep.py --checkpoint outputs/grpo-conditioned --num_weights 5 --output_dir outputs/front
-    python scripts/pareto_sweep.py --checkpoint outputs/grpo-conditioned \\
+    python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable --num_weights 5 --output_dir outputs/front
+    python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable \\
         --weights conciseness=0.9,sentiment=0.1 conciseness=0.5,sentiment=0.5 --output_dir outputs/front
+    python scripts/pareto_sweep.py --models conciseness=outputs/c sentiment=outputs/s --method soup --output_dir outputs/front
 
-- a set of checkpoints, one per fixed weight vector (each one's weights are read from its objectives.json):
+- K checkpoints, one per fixed weight vector (each one's weights are read from its objectives.json):
 
     python scripts/pareto_sweep.py --checkpoints outputs/w0.2 outputs/w0.5 outputs/w0.8 --output_dir outputs/front
+    # both: the steerable front and the fixed-weight front on one plot, each with its hypervolume
+    python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable --checkpoints outputs/w* --output_dir outputs/front
 
 Each point: generate one reply per evaluation prompt (by default the last 64 prompts of the recipe's prompt
 file, the recipe's held-out slice), score every objective of the checkpoint (read from its objectives.json),
 average. Written to `--output_dir`:
 - `front.json`: the points (requested weights, mean value per objective, mean reply length, on the front or not),
   the hypervolume with its reference point, and the controllability (Spearman's rho per objective between the
-  requested weight and the achieved value);
+  requested weight and the achieved value); with both kinds, the fixed-weight front under `baseline`, measured
+  at the same reference point;
 - `front.png`: 2 objectives, a scatter with the non-dominated points joined; 3 or more, one panel per pair;
 - `controllability.png`: per objective, requested weight against achieved value, titled with rho.
 """
@@ -36,16 +41,16 @@ matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from alignment.checkpoint_record import load_record  # noqa: E402
-from alignment.evaluation import evaluate_objectives  # noqa: E402
+from alignment.evaluation import generate_completions  # noqa: E402
 from alignment.objectives import parse_objective_specs  # noqa: E402
-from alignment.policy import ensure_pad_token  # noqa: E402
 from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
-from alignment.data import resolve_data
+from alignment.data import resolve_data  # noqa: E402
+from alignment.policy import load_policy  # noqa: E402
 from alignment.prompts import load_prompt_dataset  # noqa: E402
 from alignment.reward_vector import RewardVectorBuilder  # noqa: E402
+from alignment.steering import load_steerable  # noqa: E402
 from alignment.weights import format_preference_weights, parse_preference_weights  # noqa: E402
 
 
@@ -92,58 +97,115 @@ def build_reward_vector(record: dict, reward_model: str | None = None) -> Reward
     return RewardVectorBuilder(record["objective_names"], sources)
 
 
-def load_policy(path: str):
-    tokenizer = ensure_pad_token(AutoTokenizer.from_pretrained(path), path)
-    return AutoModelForCausalLM.from_pretrained(path, use_safetensors=True), tokenizer
+def _score(prompts, completions, builder: RewardVectorBuilder, tokenizer) -> dict[str, float]:
+    reward_vector, _ = builder(prompts, completions)
+    means = {name: torch.nanmean(reward_vector[:, i]).item() for i, name in enumerate(builder.objective_names)}
+    means["completion_tokens"] = sum(len(tokenizer(c, add_special_tokens=False)["input_ids"])
+                                     for c in completions) / len(completions)
+    return means
+
+
+def _point(label_weights, names, checkpoint, means) -> dict:
+    point = {"label": format_preference_weights(label_weights, names), "checkpoint": str(checkpoint),
+             "requested_weights": dict(zip(names, label_weights)),
+             "values": {name: means[name] for name in names}, "completion_tokens": means["completion_tokens"]}
+    print(f"{point['label']} ({checkpoint}): " + ", ".join(f"{n}={means[n]:.4f}" for n in names), flush=True)
+    return point
+
+
+def sweep_steerable(args, prompts) -> tuple[list[dict], list[str]]:
+    """One steerable model (a checkpoint, or K checkpoints mixed) at every weight of the grid."""
+    if args.checkpoint:
+        record = load_record(args.checkpoint)
+        if args.method == "auto" and record.get("steering", "none") == "none":
+            raise ValueError(f"{args.checkpoint}: steering is 'none'; a single checkpoint can be swept only if it was "
+                             "trained steerable (--weights_mode dirichlet with conditioning prompt / adapter, or a "
+                             "multi-head model); otherwise pass one checkpoint per weight with --checkpoints")
+        steerable, where = load_steerable(args.checkpoint, method=args.method), args.checkpoint
+    else:
+        steerable = load_steerable(args.models, method=args.method)
+        where = "+".join(args.models)
+        record = load_record(str(args.models[0]).partition("=")[2] or args.models[0])
+    names = steerable.objective_names
+    if sorted(record["objective_names"]) != sorted(names):
+        raise ValueError(f"{where}: recorded objectives {record['objective_names']} are not the steered ones {names}")
+    record = {**record, "objective_names": names,
+              "objectives": sorted(record["objectives"], key=lambda o: names.index(o["name"]))}
+    builder = build_reward_vector(record, args.reward_model)
+    grid = ([parse_preference_weights(w, names).tolist() for w in args.weights] if args.weights
+            else weight_grid(args.num_weights, len(names)))
+    points = []
+    for weights in grid:
+        completions = []
+        for batch, start in enumerate(range(0, len(prompts), args.batch_size)):
+            completions += steerable.generate(prompts[start:start + args.batch_size], weights,
+                                              max_new_tokens=args.max_new_tokens, seed=args.seed + batch)
+        points.append(_point(weights, names, where, _score(prompts, completions, builder, steerable.tokenizer)))
+    return points, names
+
+
+def sweep_fixed(args, prompts, names: list[str] | None = None) -> tuple[list[dict], list[str]]:
+    """K checkpoints, one per fixed weight vector (read from each objectives.json)."""
+    records = [load_record(path) for path in args.checkpoints]
+    names = names or records[0]["objective_names"]
+    points = []
+    for path, record in zip(args.checkpoints, records):
+        if sorted(record["objective_names"]) != sorted(names):
+            raise ValueError(f"{path}: objectives {record['objective_names']} differ from {names}; "
+                             "a front needs the same objectives everywhere")
+        if record.get("weights") is None:
+            raise ValueError(f"{path}: objectives.json records no fixed weights (it was trained with sampled "
+                             "weights); sweep it on its own with --checkpoint")
+        weights = parse_preference_weights(record["weights"], names).tolist()
+        record = {**record, "objective_names": names,
+                  "objectives": sorted(record["objectives"], key=lambda o: names.index(o["name"]))}
+        builder = build_reward_vector(record, args.reward_model)
+        if record.get("steering") in ("prompt", "adapter"):  # conditioned during training: given its own weights
+            steerable = load_steerable(path)
+            tokenizer = steerable.tokenizer
+
+            def generate(chunk, seed, steerable=steerable, weights=weights):
+                return steerable.generate(chunk, weights, max_new_tokens=args.max_new_tokens, seed=seed)
+        else:
+            model, tokenizer = load_policy(path)
+
+            def generate(chunk, seed, model=model, tokenizer=tokenizer):
+                return generate_completions(model, tokenizer, chunk, max_new_tokens=args.max_new_tokens,
+                                            batch_size=args.batch_size, seed=seed)
+        completions = []
+        for batch, start in enumerate(range(0, len(prompts), args.batch_size)):
+            completions += generate(prompts[start:start + args.batch_size], args.seed + batch)
+        points.append(_point(weights, names, path, _score(prompts, completions, builder, tokenizer)))
+    return points, names
 
 
 def sweep(args) -> dict:
-    """Evaluate every sweep point; returns the front as a JSON-able dict."""
+    """Evaluate every sweep point; returns the front (and the fixed-weight baseline front) as a JSON-able dict."""
     prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(args.dataset_path), args.prompt_field)]
     prompts = prompts[-args.num_prompts:]
-    generation = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
-
-    if args.checkpoint:
-        record = load_record(args.checkpoint)
-        names = record["objective_names"]
-        if record.get("steering") != "prompt":
-            raise ValueError(f"{args.checkpoint}: steering is '{record.get('steering')}', not 'prompt'; a single "
-                             "checkpoint can be swept only if it was trained preference-conditioned "
-                             "(--weights_mode dirichlet); otherwise pass one checkpoint per weight with --checkpoints")
-        grid = ([parse_preference_weights(w, names).tolist() for w in args.weights] if args.weights
-                else weight_grid(args.num_weights, len(names)))
-        runs = [(args.checkpoint, weights, record, True) for weights in grid]
-    else:
-        records = [load_record(path) for path in args.checkpoints]
-        names = records[0]["objective_names"]
-        runs = []
-        for path, record in zip(args.checkpoints, records):
-            if record["objective_names"] != names:
-                raise ValueError(f"{path}: objectives {record['objective_names']} differ from {names} "
-                                 f"({args.checkpoints[0]}); a front needs the same objectives everywhere")
-            if record.get("weights") is None:
-                raise ValueError(f"{path}: objectives.json records no fixed weights (it was trained with sampled "
-                                 "weights); sweep it on its own with --checkpoint")
-            weights = parse_preference_weights(record["weights"], names).tolist()
-            runs.append((path, weights, record, record.get("steering") == "prompt"))
-
-    if args.reference_point is not None:  # a malformed reference point fails before minutes of generation
-        parse_reference_point(args.reference_point, names)
-    points, loaded = [], None
-    for path, weights, record, conditioned in runs:
-        if loaded is None or loaded[0] != path:  # one policy in memory at a time; a single checkpoint loads once
-            loaded = (path, *load_policy(path), build_reward_vector(record, args.reward_model))
-        _, model, tokenizer, builder = loaded
-        means = evaluate_objectives(model, tokenizer, prompts, builder, weights if conditioned else None, **generation)
-        points.append({
-            "label": format_preference_weights(weights, names),
-            "checkpoint": str(path),
-            "requested_weights": dict(zip(names, weights)),
-            "values": {name: means[name] for name in names},
-            "completion_tokens": means["completion_tokens"],
-        })
-        print(f"{points[-1]['label']}: " + ", ".join(f"{n}={means[n]:.4f}" for n in names), flush=True)
-    return summarize(points, names, args.reference_point, num_prompts=len(prompts), generation=generation)
+    settings = dict(num_prompts=len(prompts), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                    seed=args.seed)
+    steered = args.checkpoint or args.models
+    names = None
+    if args.reference_point is not None and args.checkpoint:  # a malformed reference point fails before generation
+        parse_reference_point(args.reference_point, load_record(args.checkpoint)["objective_names"])
+    if steered:
+        points, names = sweep_steerable(args, prompts)
+    baseline = sweep_fixed(args, prompts, names)[0] if args.checkpoints else None
+    if not steered:
+        points, baseline = baseline, None
+        names = list(points[0]["requested_weights"])
+    reference = args.reference_point
+    if reference is None and baseline is not None:  # one reference for both fronts, so their volumes compare
+        all_values = np.array([[p["values"][n] for n in names] for p in points + baseline])
+        reference = default_reference_point(all_values).tolist()
+    front = summarize(points, names, reference, **settings)
+    if baseline is not None:
+        front["baseline"] = summarize(baseline, names, list(front["reference_point"].values()), **settings)
+        front["baseline"]["reference_point_source"] = front["reference_point_source"] = (
+            "given" if args.reference_point is not None else "default: nadir of both fronts - 0.1 x range per objective")
+        front["hypervolume_ratio"] = front["hypervolume"] / front["baseline"]["hypervolume"]
+    return front
 
 
 def summarize(points: list[dict], names: list[str], reference_point=None, **settings) -> dict:
@@ -187,31 +249,39 @@ def parse_reference_point(text, names: list[str]) -> np.ndarray:
 
 
 def plot_front(front: dict, path: Path) -> None:
-    """2 objectives: scatter, non-dominated points joined in order. More: one panel per pair of objectives."""
+    """2 objectives: scatter, non-dominated points joined in order. More: one panel per pair of objectives.
+    A fixed-weight baseline front (`front["baseline"]`) is drawn on the same axes in another colour."""
     names = front["objective_names"]
-    values = np.array([[p["values"][n] for n in names] for p in front["points"]])
-    on_front = np.array([p["non_dominated"] for p in front["points"]])
-    labels = [p["label"] for p in front["points"]]
+    fronts = [("steered", front, "tab:red")] + ([("fixed weights", front["baseline"], "tab:blue")]
+                                                if front.get("baseline") else [])
     pairs = list(itertools.combinations(range(len(names)), 2)) or [(0, 0)]
     columns = min(3, len(pairs))
     rows = -(-len(pairs) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.5 * rows), squeeze=False)
-    for axis, (i, j) in zip(axes.flat, pairs):
-        axis.scatter(values[~on_front, i], values[~on_front, j], c="tab:gray", label="dominated")
-        axis.scatter(values[on_front, i], values[on_front, j], c="tab:red", label="non-dominated")
-        if len(names) == 2:
-            order = np.argsort(values[on_front, i])
-            axis.plot(values[on_front, i][order], values[on_front, j][order], c="tab:red", lw=1)
-            for label, (x, y) in zip(labels, values[:, [i, j]]):
-                axis.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        axis.set_xlabel(names[i])
-        axis.set_ylabel(names[j])
-        axis.grid(alpha=0.3)
+    for kind, points_front, colour in fronts:
+        values = np.array([[p["values"][n] for n in names] for p in points_front["points"]])
+        on_front = np.array([p["non_dominated"] for p in points_front["points"]])
+        labels = [p["label"] for p in points_front["points"]]
+        name = kind if len(fronts) > 1 else "non-dominated"
+        for axis, (i, j) in zip(axes.flat, pairs):
+            axis.scatter(values[~on_front, i], values[~on_front, j], c=colour, alpha=0.35, marker="x")
+            axis.scatter(values[on_front, i], values[on_front, j], c=colour,
+                         label=f"{name} (HV {points_front['hypervolume']:.3g})")
+            if len(names) == 2:
+                order = np.argsort(values[on_front, i])
+                axis.plot(values[on_front, i][order], values[on_front, j][order], c=colour, lw=1)
+                for label, (x, y) in zip(labels, values[:, [i, j]]):
+                    axis.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", color=colour)
+            axis.set_xlabel(names[i])
+            axis.set_ylabel(names[j])
+            axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(pairs):]:
         axis.axis("off")
     axes.flat[0].legend(fontsize=8)
     reference = ", ".join(f"{v:.3g}" for v in front["reference_point"].values())
-    figure.suptitle(f"Pareto front: hypervolume {front['hypervolume']:.4g} (reference point {reference})")
+    ratio = f", ratio {front['hypervolume_ratio']:.3f}" if "hypervolume_ratio" in front else ""
+    figure.suptitle(f"Pareto front: hypervolume {front['hypervolume']:.4g}{ratio} (reference point {reference})",
+                    fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -246,9 +316,13 @@ def write_outputs(front: dict, output_dir: str | Path) -> None:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="One preference-conditioned checkpoint, steered at each sweep weight.")
-    source.add_argument("--checkpoints", nargs="+", help="Several checkpoints, one per fixed weight vector.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="One steerable checkpoint (prompt, adapter or heads), steered at each weight.")
+    source.add_argument("--models", nargs="+", help="K single-objective checkpoints (NAME=PATH) mixed by --method.")
+    parser.add_argument("--method", default="auto", help="Steering method (alignment.steering): auto reads the "
+                        "checkpoint's record; soup or mod for --models.")
+    parser.add_argument("--checkpoints", nargs="+", help="Checkpoints, one per fixed weight vector: their own front, "
+                        "or the baseline front beside --checkpoint / --models.")
     parser.add_argument("--weights", nargs="+", help="With --checkpoint: the weight vectors ('a=0.7,b=0.3' each).")
     parser.add_argument("--num_weights", type=int, default=5,
                         help="With --checkpoint and no --weights: grid points per simplex edge (5 -> 0, .25, ..., 1).")
@@ -264,8 +338,11 @@ def parse_args(argv=None):
     parser.add_argument("--reward_model", default=None, help="Reward model for 'rm:' objectives (default: the recorded one).")
     parser.add_argument("--output_dir", required=True, help="Where front.json, front.png and controllability.png go.")
     args = parser.parse_args(argv)
-    if args.weights and not args.checkpoint:
-        parser.error("--weights goes with --checkpoint (with --checkpoints the weights come from each objectives.json)")
+    if not (args.checkpoint or args.models or args.checkpoints):
+        parser.error("give --checkpoint, --models or --checkpoints")
+    if args.weights and not (args.checkpoint or args.models):
+        parser.error("--weights goes with --checkpoint / --models (with --checkpoints the weights come from each "
+                     "objectives.json)")
     if args.num_prompts < 1:
         parser.error("--num_prompts must be >= 1")
     return args
@@ -277,6 +354,9 @@ def main(argv=None):
         front = sweep(args)
     write_outputs(front, args.output_dir)
     print(f"hypervolume {front['hypervolume']:.6g} at reference point {front['reference_point']}")
+    if front.get("baseline"):
+        print(f"fixed-weight baseline hypervolume {front['baseline']['hypervolume']:.6g}; "
+              f"ratio {front['hypervolume_ratio']:.4f}")
     for name, result in (front["controllability"] or {}).items():
         print(f"controllability {name}: Spearman rho = {result['spearman']}")
     print(f"front.json, front.png and controllability.png written to {args.output_dir}")

@@ -9,6 +9,10 @@
     python scripts/publish.py --output_dir outputs/dpo-lora --target_dir outputs/dpo-hub --merge_lora \
         --push --repo_id me/dpo-lora-merged
 
+    # a steerable preference-adapter checkpoint baked at one preference: a plain checkpoint, no custom code to load it
+    python scripts/publish.py --output_dir outputs/grpo-steerable --target_dir outputs/concise-hub \
+        --weights conciseness=0.8,sentiment=0.2
+
 The model card is rendered from objectives.json (alignment.model_card); edit the record, not the card.
 """
 
@@ -26,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output_dir", required=True, help="the training output directory (with objectives.json)")
     parser.add_argument("--target_dir", help="where the hub-ready folder goes (default: OUTPUT_DIR-hub)")
     parser.add_argument("--merge_lora", action="store_true", help="merge a LoRA adapter into its base before publishing")
+    parser.add_argument("--weights", help="bake a preference-adapter checkpoint at these weights ('a=0.7,b=0.3') into "
+                                           "a plain merged checkpoint")
     parser.add_argument("--base_model", help="base model for --merge_lora when adapter_config.json names none")
     parser.add_argument("--front_plot", help="PNG of the Pareto front to embed (default: front.png in OUTPUT_DIR if any)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing target folder")
@@ -41,7 +47,7 @@ def main(argv=None) -> int:
     try:
         plan = plan_publication(args.output_dir, args.front_plot)
         build_folder(plan, target, merge_lora=args.merge_lora, base_model=args.base_model,
-                     overwrite=args.overwrite, dry_run=args.dry_run)
+                     overwrite=args.overwrite, dry_run=args.dry_run, bake_weights=args.weights)
     except PublishError as error:
         raise SystemExit(f"error: {error}") from None
     names = ", ".join(plan.record["objective_names"])
@@ -53,7 +59,8 @@ def main(argv=None) -> int:
         print(f"dry run OK: {plan.source} ({plan.record['trainer']} on {names}{plot}) would be published to {target}"
               + ("; merged LoRA" if args.merge_lora else "") + (f"; push to {args.repo_id}: {token_note}" if args.push else ""))
         return 0
-    print(f"published {plan.source} ({plan.record['trainer']} on {names}{plot}) to {target}")
+    baked = f", baked at {args.weights}" if args.weights else ""
+    print(f"published {plan.source} ({plan.record['trainer']} on {names}{plot}{baked}) to {target}")
     if args.push:
         try:
             print(f"uploaded: {push_folder(target, args.repo_id, private=args.private)}")

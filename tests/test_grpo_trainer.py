@@ -1,10 +1,12 @@
 """Real GRPO steps on the tiny policy: the weights steer what is learned, and the checkpoint says what it was trained for."""
 
 import json
+import re
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignment.conditioning import FORMAT_VERSION, preference_header, read_prompt_weights
 from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.reward_vector import RewardFunctionError
@@ -27,6 +29,18 @@ def make_trainer(policy_path, output_dir, max_steps, **overrides):
     model = AutoModelForCausalLM.from_pretrained(policy_path)
     return MultiObjectiveGRPOTrainer(model=model, args=args, processing_class=tokenizer,
                                      train_dataset=load_prompt_dataset(PROMPTS, limit=512))
+
+
+def preference_header_start():
+    """How a logged conditioned prompt starts: the header's first word in the current format."""
+    return preference_header([1, 1], ["conciseness", "sentiment"]).split()[0]
+
+
+def logged_weights(logged_prompt) -> tuple:
+    """The weights in the header line of a logged prompt (rendered text or a message list)."""
+    text = str(logged_prompt)
+    line = re.match(r"[^\n'\"]*", text[text.index(preference_header_start()):].split("<|im_end|>")[0]).group(0)
+    return tuple(read_prompt_weights(line, ["conciseness", "sentiment"]).tolist())
 
 
 def last_steps_mean(trainer, key, steps=5):
@@ -57,18 +71,18 @@ def test_sampled_weights_are_written_into_prompts_and_recorded(tiny_policy_path,
     assert trainer.args.condition_on_weights
     trainer.train()
     prompts = trainer._logs["prompt"]
-    assert prompts and all("Preference weights: conciseness=" in str(p) for p in prompts)
+    assert prompts and all(preference_header_start() in str(p) for p in prompts)
     # the 8 completions of a group share one weight vector; different prompts get different weights
-    headers = [str(p).split("Preference weights: ")[1][:40] for p in prompts]
+    headers = [logged_weights(p) for p in prompts]
     assert all(len(set(headers[i:i + 8])) == 1 for i in range(0, len(headers), 8))
     assert len(set(headers)) > 1
     trainer.save_model(str(tmp_path / "final"))
     record = json.loads((tmp_path / "final" / "objectives.json").read_text())
-    assert record["steering"] == "prompt"
+    assert record["steering"] == "prompt" and record["prompt_format_version"] == FORMAT_VERSION
     assert record["weight_distribution"] == {"type": "dirichlet", "alpha": {"conciseness": 1.0, "sentiment": 1.0}}
     assert record["objective_names"] == ["conciseness", "sentiment"]
     card = (tmp_path / "final" / "README.md").read_text()
-    assert "| conciseness | `builtin:conciseness` |" in card and "Preference weights:" in card
+    assert "| conciseness | `builtin:conciseness` |" in card and f"Prompt format (version {FORMAT_VERSION})" in card
     assert (tmp_path / "final" / "model.safetensors").exists()
 
 

@@ -110,16 +110,17 @@ def test_objective_specs_resolve_builtins_python_functions_and_reward_model_head
 
 
 def test_weights_written_into_a_prompt_can_be_read_back_and_replaced():
+    """Format version 1 (`Preference weights: ...`), which older checkpoints were trained with."""
     names = ["conciseness", "sentiment"]
     chat = [{"role": "user", "content": "Hi"}]
-    conditioned = condition_prompt(chat, [0.25, 0.75], names)
+    conditioned = condition_prompt(chat, [0.25, 0.75], names, format_version=1)
     assert conditioned[0] == {"role": "system", "content": "Preference weights: conciseness=0.25,sentiment=0.75"}
     assert chat == [{"role": "user", "content": "Hi"}]  # not mutated
     assert read_prompt_weights(conditioned, names).tolist() == [0.25, 0.75]
-    again = condition_prompt(conditioned, "conciseness=1", names)
+    again = condition_prompt(conditioned, "conciseness=1", names, format_version=1)
     assert again[0]["content"] == "Preference weights: conciseness=1.00,sentiment=0.00" and len(again) == 2
-    with_system = condition_prompt([{"role": "system", "content": "Be kind."}] + chat, [1, 1], names)
+    with_system = condition_prompt([{"role": "system", "content": "Be kind."}] + chat, [1, 1], names, format_version=1)
     assert with_system[0]["content"] == "Preference weights: conciseness=0.50,sentiment=0.50\nBe kind."
-    text = condition_prompt("Question?", [1, 0], names)
+    text = condition_prompt("Question?", [1, 0], names, format_version=1)
     assert text == "Preference weights: conciseness=1.00,sentiment=0.00\nQuestion?"
     assert read_prompt_weights("Question?", names) is None

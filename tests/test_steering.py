@@ -256,9 +256,9 @@ def conditioned_path(tiny_policy_path, tmp_path_factory):
 
 
 def test_prompt_conditioning_writes_the_trained_format(conditioned_path, prompts):
-    steerable = load_steerable(str(conditioned_path))
-    assert isinstance(steerable, PromptConditioned)
-    conditioned = condition_prompt([{"role": "user", "content": prompts[0]}], "conciseness=1", NAMES)
+    steerable = load_steerable(str(conditioned_path))  # its record has no prompt_format_version: format 1
+    assert isinstance(steerable, PromptConditioned) and steerable.format_version == 1
+    conditioned = condition_prompt([{"role": "user", "content": prompts[0]}], "conciseness=1", NAMES, format_version=1)
     assert conditioned[0]["content"] == "Preference weights: conciseness=1.00,verbosity=0.00"
     inputs = steerable.encode([conditioned])
     with torch.no_grad():
@@ -266,6 +266,9 @@ def test_prompt_conditioning_writes_the_trained_format(conditioned_path, prompts
                                           pad_token_id=steerable.tokenizer.pad_token_id)
     expected = steerable.decode(greedy[:, inputs["input_ids"].shape[1]:])
     assert steerable.generate(prompts[:1], "conciseness=1", max_new_tokens=12, do_sample=False) == expected
+    record = json.loads((conditioned_path / "objectives.json").read_text())
+    (conditioned_path / "objectives.json").write_text(json.dumps({**record, "prompt_format_version": 3}))
+    assert load_steerable(str(conditioned_path)).format_version == 3  # newer checkpoints: the version they record
 
 
 # ------------------------------------------------------------------------------------------------ the CLI

@@ -3,8 +3,10 @@
 What changes relative to TRL (everything else, generation, the clipped loss, vLLM, PEFT, DeepSpeed, is TRL's):
 - rewards: every objective's source runs once per batch (`alignment.reward_vector`), giving an [N, K] reward vector;
   all heads of a multi-head reward model are scored in one forward pass;
-- weights: fixed, or sampled per prompt from Dirichlet(alpha) and written into the prompt so that one checkpoint
-  can be steered at inference (`alignment.conditioning`);
+- weights: fixed, or sampled per prompt from Dirichlet(alpha); with sampled weights the policy is conditioned on
+  them so that one checkpoint can be steered at inference: written into the prompt (`alignment.conditioning`),
+  fed as numbers to a preference adapter (`alignment.preference_adapter`, the prompt's weights set lambda for its
+  completions in generation and in every loss forward pass), or both;
 - advantages: `alignment.scalarize.compute_advantages` (the aggregation and `scale_rewards` are GRPOConfig's own
   `multi_objective_aggregation` and `scale_rewards`, with TRL's meaning; scalarizations linear / tchebycheff /
   worst_case / pama / lagrangian);
@@ -25,7 +27,17 @@ from trl import GRPOConfig, GRPOTrainer
 
 from alignment.checkpointing import ResumableCheckpointsMixin
 from alignment.checkpoint_record import build_record, save_record
-from alignment.conditioning import condition_prompt
+from alignment.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
+from alignment.preference_adapter import (
+    ADAPTER_SUBFOLDER,
+    DEFAULT_TARGET_MODULES,
+    add_preference_adapter,
+    has_preference_adapter,
+    load_checkpoint_weights,
+    parameter_groups,
+    preference_weights,
+    save_steerable_checkpoint,
+)
 from alignment.objectives import objectives_to_dict, parse_objective_specs
 from alignment.reward_vector import RewardVectorBuilder
 from alignment.scalarize import (
@@ -38,6 +50,7 @@ from alignment.scalarize import (
 from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
 
 STATE_FILE = "multi_objective_state.json"
+CONDITIONING = ("none", "prompt", "adapter", "both")
 
 
 @dataclass
@@ -45,7 +58,9 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     """GRPOConfig plus the multi-objective settings.
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
-    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `condition_on_weights`.
+    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `conditioning` (`condition_on_weights`).
+    Preference adapters: `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
+    `preference_adapter_lambda_scale`, `base_learning_rate`.
     Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization`, and
     for `lagrangian` the `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
 
@@ -79,10 +94,34 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
         metadata={"help": "Dirichlet concentration: one number for all objectives, or 'name=a,name=b'. "
                           "1.0 is uniform on the simplex; smaller values favour corners."},
     )
+    conditioning: str | None = field(
+        default=None,
+        metadata={"help": "How the policy sees each prompt's weights: 'prompt' (written into the prompt as text), "
+                          "'adapter' (numbers fed to a preference adapter, Panacea-style SVD-LoRA), 'both', or 'none'. "
+                          "Default: condition_on_weights if set, else 'prompt' for dirichlet weights, 'none' for fixed."},
+    )
     condition_on_weights: bool | None = field(
         default=None,
-        metadata={"help": "Write each prompt's weights into it (system message 'Preference weights: ...'). "
-                          "Default: on for dirichlet weights, off for fixed weights."},
+        metadata={"help": "Older switch, kept for existing configs: true is conditioning 'prompt', false 'none'. "
+                          "After parsing it says whether the weights are written into the prompt."},
+    )
+    preference_adapter_rank: int = field(
+        default=4, metadata={"help": "Preference adapter: learnable singular values r per layer (rank r + K)."}
+    )
+    preference_adapter_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        metadata={"help": "Preference adapter: names of the linear layers it wraps (default: attention and MLP projections)."},
+    )
+    preference_adapter_alpha: float | None = field(
+        default=None, metadata={"help": "Preference adapter: LoRA alpha (scaling alpha / (r + K)); default r + K."}
+    )
+    preference_adapter_lambda_scale: float = field(
+        default=16.0, metadata={"help": "Preference adapter: the weights enter as lambda_scale * s * lambda_k."}
+    )
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Preference adapter: also train the base model's own weights at this learning rate "
+                          "(learning_rate is the adapter's); unset keeps the base frozen."},
     )
     scalarization: str = field(
         default="linear",
@@ -129,8 +168,21 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
             raise ValueError(f"weights_mode must be 'fixed' or 'dirichlet', got '{self.weights_mode}'")
         if self.scalarization not in SCALARIZATIONS:
             raise ValueError(f"scalarization must be one of {SCALARIZATIONS}, got '{self.scalarization}'")
-        if self.condition_on_weights is None:
-            self.condition_on_weights = self.weights_mode == "dirichlet"
+        if self.conditioning is None:
+            legacy = self.condition_on_weights
+            self.conditioning = ("prompt" if (self.weights_mode == "dirichlet" if legacy is None else legacy) else "none")
+        if self.conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning must be one of {CONDITIONING}, got '{self.conditioning}'")
+        self.condition_on_weights = self.conditioning in ("prompt", "both")
+        if self.uses_preference_adapter:
+            if self.use_vllm:
+                raise ValueError("conditioning with a preference adapter needs per-row weights in generation; "
+                                 "vLLM generation cannot take them (set use_vllm false)")
+            if self.base_learning_rate is not None and self.beta != 0.0:
+                raise ValueError("base_learning_rate with beta > 0: the reference model would be the trained base "
+                                 "(the adapter disabled), not the initial policy; use beta 0 or a frozen base")
+            if self.preference_adapter_rank < 1:
+                raise ValueError(f"preference_adapter_rank must be >= 1, got {self.preference_adapter_rank}")
         if self.partial_rewards not in PARTIAL_REWARDS:
             raise ValueError(f"partial_rewards must be one of {PARTIAL_REWARDS}, got '{self.partial_rewards}'")
         if self.partial_rewards == "sum_present" and self.scalarization in ("lagrangian", "pama"):
@@ -152,6 +204,10 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
             for field_name in ("main_objective", "constraint_objective"):
                 if getattr(self, field_name) not in names:
                     raise ValueError(f"{field_name} '{getattr(self, field_name)}' is not one of the objectives {names}")
+
+    @property
+    def uses_preference_adapter(self) -> bool:
+        return self.conditioning in ("adapter", "both")
 
     @property
     def objective_names(self) -> list[str]:
@@ -211,7 +267,38 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         self.dataset_names = dataset_names or []
         self.log_lagrange_multiplier = math.log(args.lagrange_init)
 
+        if args.uses_preference_adapter:
+            model = self._with_preference_adapter(model, args, kwargs)
+        self._row_weights = None
         super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
+
+    def _with_preference_adapter(self, model, args, kwargs):
+        if kwargs.get("peft_config") is not None:
+            raise ValueError("conditioning with a preference adapter: the adapter is the peft model; "
+                             "do not pass a LoRA peft_config as well")
+        kwargs.pop("peft_config", None)
+        if isinstance(model, str):
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(model, **(args.model_init_kwargs or {}))
+        if has_preference_adapter(model):
+            return model
+        return add_preference_adapter(
+            model, self.objective_names, rank=args.preference_adapter_rank, lora_alpha=args.preference_adapter_alpha,
+            target_modules=args.preference_adapter_target_modules, lambda_scale=args.preference_adapter_lambda_scale,
+            train_base=args.base_learning_rate is not None,
+        )
+
+    def create_optimizer(self, model=None):
+        """With a trained base: the adapter at learning_rate, the base's own weights at base_learning_rate."""
+        if not (self.args.uses_preference_adapter and self.args.base_learning_rate is not None) or self.optimizer is not None:
+            return super().create_optimizer(model)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+        optimizer_kwargs.pop("lr", None)
+        groups = parameter_groups(model or self.model, self.args.learning_rate, self.args.base_learning_rate,
+                                  self.args.weight_decay)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def _trl_reward_funcs(self):
         """One TRL reward function per objective (TRL derives names and weight counts from them).
@@ -246,9 +333,43 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             inputs = [{**x, "prompt": condition_prompt(x["prompt"], w, self.objective_names)}
                       for x, w in zip(inputs, weights)]
         self._batch_weights = weights
-        output = super()._generate_and_score_completions(inputs)
+        if not self.args.uses_preference_adapter:
+            output = super()._generate_and_score_completions(inputs)
+        else:  # lambda per row for generation and the old log-probs; rows follow the batch through TRL's splits
+            self._row_weights = weights
+            with preference_weights(self.model, weights):
+                output = super()._generate_and_score_completions(inputs)
+            output["preference_weights"] = weights.to(output["advantages"].device)
         output["advantages"] = self._local_advantages
         return output
+
+    def _compute_loss(self, model, inputs):
+        if self.args.uses_preference_adapter:
+            self._row_weights = inputs["preference_weights"]
+        return super()._compute_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           **kwargs):
+        """TRL's, chunk by chunk, with each chunk's rows of lambda set (TRL chunks inside, lambda must follow)."""
+        if not self.args.uses_preference_adapter:
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size, **kwargs)
+        if any(value is not None for key, value in kwargs.items() if key not in ("compute_entropy", "compute_aux_loss")):
+            raise ValueError("preference adapters support text-only GRPO (no images or token type ids)")
+        weights = self._row_weights
+        if weights is None or weights.shape[0] != input_ids.shape[0]:
+            raise RuntimeError("preference adapter: the rows being scored have no preference weights")
+        batch_size = batch_size or input_ids.shape[0]
+        pieces = []
+        for start in range(0, input_ids.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            with preference_weights(model, weights[rows]):
+                pieces.append(super()._get_per_token_logps_and_entropies(
+                    model, input_ids[rows], attention_mask[rows], logits_to_keep, None, **kwargs))
+        logps = torch.cat([p[0] for p in pieces])
+        entropies = None if pieces[0][1] is None else torch.cat([p[1] for p in pieces])
+        aux = None if pieces[0][2] is None else torch.stack([p[2] for p in pieces]).mean()
+        return logps, entropies, aux
 
     # ---- rewards and advantages ----
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -319,6 +440,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         args = self.args
         conditioned = bool(args.condition_on_weights)
         fixed = self.fixed_weights is not None and self.weights_used
+        adapter = args.uses_preference_adapter
         return build_record(
             trainer="grpo",
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
@@ -328,10 +450,17 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
                 "type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}},
             aggregation=args.multi_objective_aggregation,
             scalarization=args.scalarization,
-            steering="prompt" if conditioned else "none",
+            steering="adapter" if adapter else "prompt" if conditioned else "none",
             datasets=self.dataset_names,
             extra={
-                "prompt_format": "system message 'Preference weights: name=w,...'" if conditioned else None,
+                "prompt_format": PROMPT_FORMAT if conditioned else None,
+                "prompt_format_version": FORMAT_VERSION if conditioned else None,
+                "preference_adapter": {
+                    "path": ADAPTER_SUBFOLDER, "rank": args.preference_adapter_rank,
+                    "target_modules": list(args.preference_adapter_target_modules),
+                    "lambda_scale": args.preference_adapter_lambda_scale,
+                    "base_trained": args.base_learning_rate is not None,
+                } if adapter else None,
                 "reward_model": args.reward_model_name_or_path,
                 "pareto_method": self.pareto_method,
                 "weights_used": self.weights_used,
@@ -350,9 +479,13 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         """Our card is rendered from the objectives record in `_save`; TRL's generic draft would hide it."""
 
     def _save(self, output_dir=None, state_dict=None):
-        super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.uses_preference_adapter:  # the (trained) base as a plain checkpoint + the adapter beside it
+            if self.args.should_save:
+                save_steerable_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
+        else:
+            super()._save(output_dir, state_dict)
         if self.args.should_save:
-            output_dir = output_dir or self.args.output_dir
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier is training state too ----
@@ -362,6 +495,11 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             state = {"log_lagrange_multiplier": self.log_lagrange_multiplier}
             with open(os.path.join(output_dir, STATE_FILE), "w") as f:
                 json.dump(state, f)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self.args.uses_preference_adapter:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_checkpoint_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)

@@ -1,0 +1,247 @@
+"""Preference adapters (alignment/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
+peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny policy."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from alignment.preference_adapter import (
+    PreferenceLoraLinear,
+    add_preference_adapter,
+    load_steerable_model,
+    merge_preference,
+    parameter_groups,
+    preference_weights,
+    save_steerable_checkpoint,
+)
+
+NAMES = ["conciseness", "sentiment"]
+
+
+@pytest.fixture
+def adapted(tiny_policy_path, one_thread):
+    """A preference adapter with random U, sigma and s (LoRA init has U = 0, which would hide every mistake)."""
+    torch.manual_seed(0)
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+            elif "lora_sigma" in name or "lora_preference_scale" in name:
+                parameter.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def tokens(rows=3, length=7):
+    return torch.randint(10, 1000, (rows, length), generator=torch.Generator().manual_seed(1))
+
+
+def test_layer_update_is_u_diag_sigma_s_lambda_v(adapted):
+    layer = next(m for m in adapted.modules() if isinstance(m, PreferenceLoraLinear))
+    x = torch.randn(2, 5, layer.in_features)
+    weights = torch.tensor([[0.8, 0.2], [0.0, 1.0]])
+    sigma, scale = layer.lora_sigma["default"], layer.lora_preference_scale["default"]
+    u, v_t = layer.lora_B["default"].weight, layer.lora_A["default"].weight
+    with torch.no_grad(), preference_weights(adapted, weights):
+        got = layer(x)
+        for row in range(2):
+            diagonal = torch.cat([sigma, 16.0 * scale * weights[row]])
+            expected = layer.base_layer(x[row]) + x[row] @ (u @ torch.diag(diagonal) @ v_t).T * layer.scaling["default"]
+            torch.testing.assert_close(got[row], expected, atol=1e-5, rtol=1e-5)
+    assert layer.r["default"] == 4 + len(NAMES) and sigma.shape == (4,) and scale.shape == (1,)
+
+
+def test_each_row_follows_its_own_weights(adapted):
+    ids = tokens()
+    weights = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    with torch.no_grad():
+        with preference_weights(adapted, weights):
+            batched = adapted(input_ids=ids).logits
+        for row in range(3):
+            with preference_weights(adapted, weights[row]):
+                alone = adapted(input_ids=ids[row:row + 1]).logits
+            torch.testing.assert_close(batched[row:row + 1], alone, atol=1e-5, rtol=0)
+    assert (batched[0] - batched[1]).abs().max() > 0.1  # the weights reach the logits
+
+
+def test_missing_or_malformed_weights_are_refused(adapted):
+    ids = tokens()
+    with pytest.raises(RuntimeError, match="without preference weights"):
+        adapted(input_ids=ids)
+    with pytest.raises(RuntimeError, match="2 rows but the batch has 3"):
+        with preference_weights(adapted, torch.tensor([[1.0, 0.0], [0.0, 1.0]])):
+            adapted(input_ids=ids)
+    with pytest.raises(ValueError, match="3 columns for 2 objectives"):
+        with preference_weights(adapted, torch.ones(3, 3)):
+            pass
+    with pytest.raises(ValueError, match="unknown objective"):
+        with preference_weights(adapted, "helpful=1"):
+            pass
+    with pytest.raises(ValueError, match="nothing_here"):
+        add_preference_adapter(AutoModelForCausalLM.from_pretrained(adapted.peft_config["default"].base_model_name_or_path),
+                               NAMES, target_modules=["nothing_here"])
+
+
+def test_save_load_and_bake_one_preference(adapted, tmp_path):
+    ids = tokens()
+    save_steerable_checkpoint(adapted, tmp_path / "steerable")
+    loaded = load_steerable_model(tmp_path / "steerable")
+    with torch.no_grad():
+        for weights in ("conciseness=0.9,sentiment=0.1", "conciseness=0.2,sentiment=0.8"):
+            with preference_weights(adapted, weights):
+                expected = adapted(input_ids=ids).logits
+            with preference_weights(loaded, weights):
+                torch.testing.assert_close(loaded(input_ids=ids).logits, expected, atol=1e-6, rtol=0)
+        baked = merge_preference(loaded, "conciseness=0.2,sentiment=0.8")
+        baked.save_pretrained(tmp_path / "baked")
+        plain = AutoModelForCausalLM.from_pretrained(tmp_path / "baked")  # no custom code, no peft
+        assert not any("lora_" in name for name in plain.state_dict())
+        torch.testing.assert_close(plain(input_ids=ids).logits, expected, atol=1e-4, rtol=0)
+
+
+def test_adapter_and_base_get_their_own_learning_rates(tiny_policy_path):
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, train_base=True)
+    adapter_group, base_group = parameter_groups(model, 2e-3, 2e-4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert adapter_group["lr"] == 2e-3 and base_group["lr"] == 2e-4
+    assert all("lora_" in names[id(p)] for p in adapter_group["params"])
+    assert not any("lora_" in names[id(p)] for p in base_group["params"])
+    assert any("lora_sigma" in names[id(p)] for p in adapter_group["params"])
+    assert any("lora_preference_scale" in names[id(p)] for p in adapter_group["params"])
+    frozen = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES)
+    assert all("lora_" in n for n, p in frozen.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="no base learning rate"):
+        parameter_groups(model, 2e-3, None)
+
+
+# ------------------------------------------------------------------------------------------------ GRPO end to end
+
+def train_steerable(policy_path, output_dir, seed, train_prompts):
+    """The recipe of recipes/configs/grpo_steerable_tiny_cpu.yaml: Dirichlet(1, 1) weights per prompt fed to the
+    adapter, 2 prompts x 8 completions, 67 steps."""
+    from transformers import AutoTokenizer
+
+    from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+
+    args = MultiObjectiveGRPOConfig(
+        output_dir=str(output_dir), objectives=NAMES, weights_mode="dirichlet", conditioning="adapter",
+        preference_adapter_rank=4, multi_objective_aggregation="normalize_then_sum", loss_type="grpo", beta=0.05,
+        num_generations=8, per_device_train_batch_size=16, max_completion_length=48, max_steps=67,
+        learning_rate=2e-3, lr_scheduler_type="constant", use_cpu=True, bf16=False, activation_checkpointing=False,
+        save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, logging_steps=10,
+    )
+    trainer = MultiObjectiveGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
+                                        train_dataset=train_prompts,
+                                        processing_class=AutoTokenizer.from_pretrained(policy_path))
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return output_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path, one_thread, seed):
+    from scipy.stats import spearmanr
+
+    from alignment.data import resolve_data
+    from alignment.prompts import load_prompt_dataset
+    from alignment.steering import PreferenceAdapterSteerable, load_steerable
+
+    prompts = load_prompt_dataset(resolve_data("hh-prompts"))
+    held_out = [row["prompt"] for row in prompts.select(range(len(prompts) - 32, len(prompts)))]
+    path = train_steerable(tiny_policy_path, tmp_path / "steerable", seed, prompts.select(range(len(prompts) - 64)))
+
+    record = json.loads((path / "objectives.json").read_text())
+    assert record["steering"] == "adapter" and record["preference_adapter"]["rank"] == 4
+    steerable = load_steerable(str(path))  # method read from the record
+    assert isinstance(steerable, PreferenceAdapterSteerable)
+    sentiment_weights = [0.0, 0.25, 0.5, 0.75, 1.0]
+    lengths = []
+    for weight in sentiment_weights:
+        replies = steerable.generate(held_out, [1 - weight, weight], max_new_tokens=48, seed=0)
+        lengths.append(sum(map(len, replies)) / len(replies))
+    print(f"seed {seed}: mean reply length (chars) at sentiment weight {sentiment_weights}: "
+          + ", ".join(f"{x:.1f}" for x in lengths))
+    assert lengths[-1] > 3 * lengths[0] + 10  # conciseness=1 vs sentiment=1: a clear gap
+    # the order holds along the 5 weights: never shorter by more than sampling noise (2 chars) as sentiment weight rises
+    assert all(later > earlier - 2.0 for earlier, later in zip(lengths, lengths[1:])), lengths
+    assert spearmanr(sentiment_weights, lengths)[0] >= 0.8
+
+
+# ------------------------------------------------------------------------------------------------ steer and bake
+
+@pytest.fixture
+def steerable_checkpoint(adapted, tiny_policy_path, tmp_path):
+    """A preference-adapter checkpoint as the GRPO trainer writes it (random adapter: the tests are about plumbing)."""
+    from transformers import AutoTokenizer
+
+    from alignment.checkpoint_record import build_record, save_record
+
+    path = tmp_path / "steerable"
+    save_steerable_checkpoint(adapted, path, AutoTokenizer.from_pretrained(tiny_policy_path))
+    save_record(path, build_record(trainer="grpo", base_model=str(tiny_policy_path), steering="adapter",
+                                   objectives=[{"name": n, "source": f"builtin:{n}", "threshold": None} for n in NAMES],
+                                   weight_distribution={"type": "dirichlet", "alpha": {n: 1.0 for n in NAMES}}))
+    return path
+
+
+def test_generate_cli_sets_lambda_per_request(steerable_checkpoint, adapted, capsys):
+    from scripts.generate import main
+
+    from alignment.steering import load_steerable
+
+    steerable = load_steerable(str(steerable_checkpoint))
+    inputs = steerable.encode(["Hi there"])
+    with torch.no_grad(), preference_weights(adapted, "conciseness=0.9,sentiment=0.1"):
+        greedy = adapted.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=steerable.tokenizer.pad_token_id)
+    expected = steerable.decode(greedy[:, inputs["input_ids"].shape[1]:])[0]
+    assert main(["--model", str(steerable_checkpoint), "--prompt", "Hi there", "--max_new_tokens", "8",
+                 "--weights", "conciseness=0.9,sentiment=0.1", "--greedy"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["method"] == "adapter" and row["completion"] == expected
+    with pytest.raises(SystemExit, match="unknown objective"):
+        main(["--model", str(steerable_checkpoint), "--prompt", "Hi", "--weights", "helpful=1"])
+
+
+def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoint, adapted, tmp_path):
+    from scripts.publish import main
+
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "hub"),
+                 "--weights", "conciseness=0.3,sentiment=0.7"]) == 0
+    hub = tmp_path / "hub"
+    assert not (hub / "preference_adapter").exists() and not (hub / "adapter_config.json").exists()
+    plain = AutoModelForCausalLM.from_pretrained(hub).eval()  # transformers alone
+    base = AutoModelForCausalLM.from_pretrained(adapted.peft_config["default"].base_model_name_or_path)
+    # the very architecture of the base (class, tensor names and shapes): it generates at the plain model's speed
+    assert type(plain) is type(base)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in base.state_dict().items()}
+    ids = tokens()
+    with torch.no_grad(), preference_weights(adapted, "conciseness=0.3,sentiment=0.7"):
+        torch.testing.assert_close(plain(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4, rtol=0)
+    record = json.loads((hub / "objectives.json").read_text())
+    assert record["baked_weights"] == {"conciseness": 0.3, "sentiment": 0.7} and record["steering"] == "none"
+    assert "Baked at preference weights conciseness=0.3, sentiment=0.7" in (hub / "README.md").read_text()
+    with pytest.raises(SystemExit, match="unknown objective"):
+        main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "bad"), "--weights", "helpful=1"])
+    assert not (tmp_path / "bad").exists()
+    # unbaked, the steerable folder is published with its adapter
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "steer")]) == 0
+    assert (tmp_path / "steer" / "preference_adapter" / "preference_adapter.json").exists()
+
+
+def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
+    from alignment.preference_adapter import load_checkpoint_weights
+
+    with torch.no_grad():  # a trained base too: resuming must bring back both
+        next(p for n, p in adapted.named_parameters() if "lora_" not in n and p.dim() == 2).add_(0.1)
+    save_steerable_checkpoint(adapted, tmp_path / "checkpoint-2")
+    fresh = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4).eval()
+    load_checkpoint_weights(fresh, tmp_path / "checkpoint-2")
+    ids = tokens()
+    with torch.no_grad(), preference_weights(adapted, "0.6,0.4"), preference_weights(fresh, "0.6,0.4"):
+        torch.testing.assert_close(fresh(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-6, rtol=0)
+    other = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=2)
+    with pytest.raises(Exception, match="size mismatch|shape"):
+        load_checkpoint_weights(other, tmp_path / "checkpoint-2")
