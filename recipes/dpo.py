@@ -126,6 +126,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+    return trainer
 
 
 def parse_args(argv=None):

@@ -10,7 +10,7 @@ each objective's mean before and after training and writes a checkpoint with `ob
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint
     accelerate launch recipes/grpo.py --weights_mode dirichlet --output_dir outputs/grpo-conditioned
-    # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process)
+    # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
     # two CPU processes (gloo), or DeepSpeed ZeRO-2
@@ -29,6 +29,7 @@ from pathlib import Path
 import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
+from trl.models import unwrap_model_for_generation
 
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
@@ -58,8 +59,8 @@ class ScriptArguments:
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
     pareto_method: str = field(
         default="none",
-        metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+        metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes; one "
+                          "process or DDP). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 
@@ -73,6 +74,14 @@ def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
         from reward_models.scoring import check_reward_model_source
 
         check_reward_model_source(args.reward_model_name_or_path, heads, args.trust_remote_code)
+
+
+def evaluate_policy(trainer, prompts, weights, generation) -> dict[str, float]:
+    """The before/after table's objective means. Every process generates the same replies; under ZeRO-3 the
+    parameters are gathered for it, as TRL gathers them for its own generation."""
+    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as policy:
+        return evaluate_objectives(policy, trainer.processing_class, prompts, trainer.reward_vector_builder, weights,
+                                   **generation)
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
@@ -105,14 +114,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     # With sampled weights the table uses the distribution's mean weights, written into the prompt.
     eval_weights = trainer.args.reward_weights if training_args.condition_on_weights else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, seed=training_args.seed)
-    before = evaluate_objectives(trainer.model, tokenizer, eval_prompts, trainer.reward_vector_builder,
-                                 eval_weights, **generation) if num_eval else None
+    before = evaluate_policy(trainer, eval_prompts, eval_weights, generation) if num_eval else None
 
     trainer.train(resume_from_checkpoint=last_checkpoint)
 
     if num_eval:
-        after = evaluate_objectives(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                                    trainer.reward_vector_builder, eval_weights, **generation)
+        after = evaluate_policy(trainer, eval_prompts, eval_weights, generation)
         trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
         if trainer.accelerator.is_main_process:
             print(f"\nMean of each objective on {num_eval} held-out prompts, before and after training:")
@@ -120,6 +127,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+    return trainer
 
 
 def parse_args(argv=None):

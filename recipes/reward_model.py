@@ -23,10 +23,11 @@ import sys
 
 import transformers
 from transformers import set_seed
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig
 
 from alignment import checkpointing
 from alignment.checkpoint_record import build_record, save_record
+from alignment.cli import parse_recipe_args
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
@@ -107,9 +108,8 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
             k: v for k, v in evaluation.items() if k.startswith("eval_") and ("accuracy" in k or "spearman" in k)
         })
     logger.info("saved the reward model to %s", training_args.output_dir)
+    return trainer
 
 
 if __name__ == "__main__":
-    parser = TrlParser((RewardDataArguments, MultiHeadRewardConfig, ModelConfig))
-    script_args, training_args, model_args = parser.parse_args_and_config()
-    main(script_args, training_args, model_args)
+    main(*parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), default_config=None))

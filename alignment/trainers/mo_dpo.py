@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
+from trl.distributed import DistributedBackend
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
@@ -349,6 +350,24 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self._metrics[mode]["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
         self._metrics[mode]["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
 
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    def evaluation_loop(self, *args, **kwargs):
+        if not (self.is_deepspeed_enabled and self.deepspeed is None):
+            return super().evaluation_loop(*args, **kwargs)
+        # Evaluation before train() (the recipes' "before" numbers) under DeepSpeed: transformers would wrap the
+        # policy in a ZeRO inference engine, which ZeRO-2 refuses and which, under ZeRO-3, leaves train() without the
+        # training engine it then needs. Evaluate the plain module instead, its ZeRO-3 shards gathered for the pass
+        # (as TRL gathers them to generate); the reference model is TRL's, prepared for the backend in __init__.
+        prepared = list(self.accelerator._models)
+        self.is_deepspeed_enabled = False
+        try:
+            with DistributedBackend(self.accelerator).gather_params(list(self.model.parameters())):
+                return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self.is_deepspeed_enabled = True
+            self.accelerator._models[:] = prepared  # the plain module must not sit beside the engine train() builds
+
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def objectives_record(self) -> dict:
@@ -392,7 +411,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if self.args.loss == "mah":
+        # DeepSpeed and FSDP restore the whole module from their own checkpoint files, extra heads included.
+        if self.args.loss == "mah" and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
             load_lm_heads(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
 
 
