@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import transformers
+from accelerate.utils import broadcast_object_list, model_has_dtensor
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 from trl.models import unwrap_model_for_generation
@@ -79,6 +80,12 @@ def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
 def evaluate_policy(trainer, prompts, weights, generation) -> dict[str, float]:
     """The before/after table's objective means. Every process generates the same replies; under ZeRO-3 the
     parameters are gathered for it, as TRL gathers them for its own generation."""
+    if trainer.is_fsdp_enabled and not model_has_dtensor(trainer.model):
+        # Before train() under FSDP the policy is not sharded yet and, with fsdp_cpu_ram_efficient_loading, only the
+        # main process holds its weights: it evaluates alone and shares the result.
+        result = [evaluate_objectives(trainer.model, trainer.processing_class, prompts, trainer.reward_vector_builder,
+                                      weights, **generation) if trainer.accelerator.is_main_process else None]
+        return broadcast_object_list(result)[0]
     with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as policy:
         return evaluate_objectives(policy, trainer.processing_class, prompts, trainer.reward_vector_builder, weights,
                                    **generation)

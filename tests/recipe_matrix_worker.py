@@ -116,12 +116,32 @@ def roll_back_to_checkpoint_1(output_dir: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def let_accelerate_run_fsdp_on_cpu() -> None:
+    """Test-only: accelerate (1.15) builds FSDP only on a GPU-class backend, while torch's FSDP2 itself runs on CPU
+    over gloo. To exercise the recipes' FSDP2 paths (DTensor-sharded parameters, meta-device loading, full state
+    dict gathered on save) on a CPU-only CI, present gloo-on-CPU to accelerate as such a backend."""
+    from accelerate.state import PartialState as State
+    from accelerate.utils import DistributedType
+
+    def prepare_backend(self, cpu=False, sagemaker_dp=False, backend=None):
+        return "gloo", DistributedType.MULTI_GPU
+
+    def set_device(self):
+        if self.device is None:
+            self.device = torch.device("cpu")
+
+    State._prepare_backend, State.set_device = prepare_backend, set_device
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("output_root", type=Path)
     parser.add_argument("--only", default=",".join(RECIPES), help="comma-separated recipes to run")
     parser.add_argument("--resume", default="", help="comma-separated recipes whose resume is checked too")
+    parser.add_argument("--fsdp_on_cpu", action="store_true", help="see let_accelerate_run_fsdp_on_cpu")
     args = parser.parse_args()
+    if args.fsdp_on_cpu:
+        let_accelerate_run_fsdp_on_cpu()
     state = PartialState()
     resume = {r for r in args.resume.split(",") if r}
     for name in [r for r in args.only.split(",") if r]:

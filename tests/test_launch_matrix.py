@@ -2,7 +2,7 @@
 accelerate_configs, `--num_processes 2 --mixed_precision no`).
 
 One `accelerate launch` per backend runs every recipe in turn (tests/recipe_matrix_worker.py: 2 steps each, a
-checkpoint per step, one shared tiny model), so the matrix costs 3 process starts, not 15. Each cell asserts:
+checkpoint per step, one shared tiny model), so the matrix costs 4 process starts, not 17. Each cell asserts:
 - the run really ran under the backend (a config can be silently overridden: `use_cpu` turned FSDP into DDP);
 - the final checkpoint and the intermediate checkpoint-1 are whole: plain safetensors that `from_pretrained` loads
   with no missing or unexpected keys (ZeRO-3 shards gathered on save);
@@ -12,8 +12,11 @@ checkpoint per step, one shared tiny model), so the matrix costs 3 process start
   rewritten) and finishes at step 2.
 The DDP column also runs MGDA (its per-objective gradients all-reduced; test_mgda.py checks the math).
 
-FSDP is not in the matrix: accelerate 1.15 runs FSDP only on GPUs, and the recipes now refuse a CPU FSDP launch
-(test_fsdp_launch_on_cpu_is_refused) instead of silently running DDP.
+FSDP2 on CPU: torch's FSDP2 runs over gloo, but accelerate 1.15 builds FSDP only on a GPU-class backend (a user's CPU
+FSDP launch is refused, test_fsdp_launch_that_accelerate_would_not_run_as_fsdp_is_refused); on a machine without
+GPUs the FSDP column runs with the worker's test-only `--fsdp_on_cpu`, which presents gloo-on-CPU to accelerate as
+such a backend, so the recipes' FSDP2 code paths (sharded DTensor parameters, meta-device loading on every process
+but the first, full state dict gathered on save, sharded resume) run for real.
 """
 
 import json
@@ -29,11 +32,13 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-# backend: (config, recipes, recipes whose resume is checked, distributed type, ZeRO stage)
+# backend: (config, recipes, recipes whose resume is checked, distributed type, ZeRO stage, FSDP version)
+RECIPES = "grpo,dpo_modpo,dpo_mah,rm"
 BACKENDS = {
-    "ddp": ("cpu_2proc.yaml", "grpo,grpo_mgda,dpo_modpo,dpo_mah,rm", "grpo", "MULTI_CPU", None),
-    "zero2": ("zero2.yaml", "grpo,dpo_modpo,dpo_mah,rm", "dpo_mah", "DEEPSPEED", 2),
-    "zero3": ("zero3.yaml", "grpo,dpo_modpo,dpo_mah,rm", "dpo_modpo,rm", "DEEPSPEED", 3),
+    "ddp": ("cpu_2proc.yaml", RECIPES + ",grpo_mgda", "rm", "MULTI_CPU", None, None),
+    "zero2": ("zero2.yaml", RECIPES, "dpo_mah", "DEEPSPEED", 2, None),
+    "zero3": ("zero3.yaml", RECIPES, "dpo_modpo", "DEEPSPEED", 3, None),
+    "fsdp2": ("fsdp.yaml", RECIPES, "grpo", "FSDP", None, 2),
 }
 
 
@@ -80,14 +85,17 @@ def check_checkpoint_matches_memory(name: str, output_dir: Path):
 @pytest.mark.distributed
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_recipe_trains_saves_whole_checkpoints_and_resumes(backend, tmp_path):
-    config, recipes, resume, distributed_type, zero_stage = BACKENDS[backend]
-    result = launch(config, "tests/recipe_matrix_worker.py", str(tmp_path), "--only", recipes, "--resume", resume)
+    config, recipes, resume, distributed_type, zero_stage, fsdp_version = BACKENDS[backend]
+    on_cpu = ["--fsdp_on_cpu"] if fsdp_version and not torch.cuda.is_available() else []
+    result = launch(config, "tests/recipe_matrix_worker.py", str(tmp_path), "--only", recipes, "--resume", resume,
+                    *on_cpu)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     for name in recipes.split(","):
         output_dir = tmp_path / name
         ran_under = json.loads((output_dir / "backend.json").read_text())
         assert ran_under["distributed_type"] == f"DistributedType.{distributed_type}", (name, ran_under)
         assert ran_under["num_processes"] == 2 and ran_under["zero_stage"] == zero_stage, (name, ran_under)
+        assert ran_under["fsdp_version"] == fsdp_version, (name, ran_under)
         assert not list(output_dir.rglob("*.bin")) and not list(output_dir.rglob("*.pkl"))
         check_checkpoint_matches_memory(name, output_dir)
         assert (output_dir / "resumed.json").exists() == (name in resume.split(","))
@@ -103,14 +111,15 @@ def test_every_recipe_trains_saves_whole_checkpoints_and_resumes(backend, tmp_pa
             assert min(weights) >= 0 and sum(weights) == pytest.approx(1.0, abs=1e-4)
 
 
-@pytest.mark.slow
-@pytest.mark.distributed
-def test_fsdp_launch_on_cpu_is_refused(tmp_path):
-    """accelerate runs FSDP only on GPUs; on CPU an FSDP launch used to train silently as DDP (or, without use_cpu,
-    as two independent runs writing one folder). The recipe stops before loading anything, saying why."""
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present: FSDP runs")
-    result = launch("fsdp.yaml", "recipes/dpo.py", "--output_dir", str(tmp_path / "out"), timeout=300)
-    assert result.returncode != 0
-    assert "accelerate runs FSDP only on GPUs" in result.stderr
-    assert not (tmp_path / "out").exists()
+def test_fsdp_launch_that_accelerate_would_not_run_as_fsdp_is_refused(monkeypatch):
+    """accelerate runs FSDP only on GPU-class backends; on CPU an FSDP launch used to train silently as DDP (use_cpu)
+    or as independent single-process runs writing one folder. The recipes' parser stops it, saying why."""
+    from accelerate import PartialState
+
+    from alignment.cli import check_fsdp_launch
+
+    assert PartialState().distributed_type.value in ("NO", "MULTI_CPU")  # a plain pytest process
+    check_fsdp_launch()  # not an FSDP launch: nothing to say
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(ValueError, match="accelerate runs FSDP only on GPUs"):
+        check_fsdp_launch()

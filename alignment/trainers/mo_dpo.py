@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from accelerate.utils import model_has_dtensor
 from trl import DPOConfig, DPOTrainer
 from trl.distributed import DistributedBackend
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
@@ -169,6 +170,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             eval_dataset = {k: self._check_and_shape(v, args, f"eval_dataset['{k}']") for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = self._check_and_shape(eval_dataset, args, "eval_dataset")
+        self._reference_is_initial_policy = ref_model is None and peft_config is None
         super().__init__(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config, **kwargs)
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
@@ -259,6 +261,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         seq_len = completion_mask.size(1) - 1
+        if self._policy_is_reference:  # see evaluation_loop: FSDP, before train()
+            ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model, {**model_inputs,
+                                                                                "completion_mask": completion_mask}))
+            return ref_logps, ref_logps
         if self.args.loss == "mah":
             # Each pair is scored by its objective's head; the batch is [chosen; rejected].
             head_ids = inputs["head_id"].repeat(2)
@@ -352,7 +358,11 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
 
     # ------------------------------------------------------------------------------------------ evaluation
 
+    _policy_is_reference = False
+
     def evaluation_loop(self, *args, **kwargs):
+        if self.is_fsdp_enabled and not model_has_dtensor(self.model):
+            return self._evaluate_untrained_policy_under_fsdp(*args, **kwargs)
         if not (self.is_deepspeed_enabled and self.deepspeed is None):
             return super().evaluation_loop(*args, **kwargs)
         # Evaluation before train() (the recipes' "before" numbers) under DeepSpeed: transformers would wrap the
@@ -367,6 +377,24 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         finally:
             self.is_deepspeed_enabled = True
             self.accelerator._models[:] = prepared  # the plain module must not sit beside the engine train() builds
+
+    def _evaluate_untrained_policy_under_fsdp(self, *args, **kwargs):
+        """Evaluation before train() under FSDP2. The policy is sharded only together with its optimizer, in train(),
+        so transformers cannot prepare it for evaluation here, and with `fsdp_cpu_ram_efficient_loading` only the
+        first process holds its weights. Before any step the policy is its reference, though: TRL loaded the
+        reference from the policy's own weights, and every extra head of a multi-head policy is a copy of the base
+        head. So the reference, which TRL prepared for FSDP, scores for both (every implicit reward is then 0)."""
+        if self.state.global_step > 0 or self.ref_model is None or not self._reference_is_initial_policy:
+            raise ValueError("under FSDP the policy can be evaluated only after train() has prepared it, or before it "
+                             "when the reference model is the policy's own initial weights (no ref_model, no PEFT)")
+        prepared = list(self.accelerator._models)
+        self.accelerator._models.append(self.ref_model)  # transformers prepares the policy only if nothing is
+        self._policy_is_reference = True
+        try:
+            return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self._policy_is_reference = False
+            self.accelerator._models[:] = prepared
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
