@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from alignment.data import data_display_name
+from alignment.packaged_models import model_display_name
+
 RECORD_FILE = "objectives.json"
 RECORD_VERSION = 1
 # Keys such as hub_token, access_token, api_key, secret, password (but not e.g. completion_tokens).
@@ -49,11 +52,15 @@ def build_record(
     datasets: list[str] | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...)."""
+    """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...).
+
+    The base model and the datasets are recorded by hub id, packaged name or file name, never by a local path: the
+    record and the card made from it are published as they are.
+    """
     return _scrub({
         "format_version": RECORD_VERSION,
         "trainer": trainer,
-        "base_model": base_model,
+        "base_model": model_display_name(base_model),
         "objectives": objectives,
         "objective_names": [o["name"] for o in objectives],
         "weights": weights,
@@ -61,7 +68,7 @@ def build_record(
         "aggregation": aggregation,
         "scalarization": scalarization,
         "steering": steering,
-        "datasets": datasets or [],
+        "datasets": [data_display_name(d) for d in datasets or []],
         **(extra or {}),
     })
 

@@ -1,25 +1,57 @@
-"""Command-line parsing shared by the recipes: TRL's TrlParser with an embedded default YAML."""
+"""Command-line parsing shared by the recipes: TRL's TrlParser with an embedded default YAML.
+
+Data fields (those an argument dataclass lists in its `data_fields` class attribute) name data as `alignment.data` resolves it; a relative local path
+written in the YAML recipe is anchored to the YAML file's folder, so a recipe means the same data from any working
+directory (and from an installed package). A path given on the command line stays relative to the current folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
+import yaml
 from trl import TrlParser
+
+from alignment.data import anchor_data_spec
 
 logger = logging.getLogger(__name__)
 
 
-def parse_recipe_args(dataclass_types, default_config: str | Path | None, argv=None):
+def _given_on_command_line(name: str, argv: list[str]) -> bool:
+    return any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv)
+
+
+def anchor_yaml_data_fields(parsed, config_path: str | Path, argv: list[str]) -> None:
+    """Make the relative data paths that came from the YAML file absolute against its folder (in place)."""
+    base_dir = Path(config_path).resolve().parent
+    with open(config_path) as f:
+        in_yaml = set(yaml.safe_load(f) or {})
+    for instance in parsed:
+        if not dataclasses.is_dataclass(instance):
+            continue
+        for name in getattr(instance, "data_fields", ()):
+            value = getattr(instance, name)
+            if value is None or name not in in_yaml or _given_on_command_line(name, argv):
+                continue
+            if isinstance(value, list):
+                setattr(instance, name, [anchor_data_spec(v, base_dir) if v.strip() else v for v in value])
+            else:
+                setattr(instance, name, anchor_data_spec(value, base_dir))
+
+
+def parse_recipe_args(dataclass_types, default_config: str | Path, argv=None):
     """Parse `--config FILE` + CLI overrides into the dataclasses; without `--config` the recipe's embedded default
     YAML is used, so `accelerate launch recipes/<task>.py` with no arguments runs it (CLI flags still override)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv and default_config is not None:
+    if "--config" not in argv:
         argv = ["--config", str(default_config)] + argv
     parsed = TrlParser(dataclass_types).parse_args_and_config(args=honour_fsdp_launch(argv))
     check_fsdp_launch()
+    anchor_yaml_data_fields(parsed, argv[argv.index("--config") + 1], argv)
     return parsed
 
 
@@ -28,14 +60,14 @@ def honour_fsdp_launch(argv: list[str]) -> list[str]:
 
     `use_cpu: true` (every CPU config sets it) puts accelerate in its CPU mode, which has no FSDP: the run would
     silently train as plain data parallel, and `fsdp_cpu_ram_efficient_loading` would still have loaded the model
-    on the meta device on every process but the first. The launch is the more specific request; on a machine
-    without GPUs FSDP runs on the CPU anyway (gloo). DeepSpeed launches are honoured whatever use_cpu says.
+    on the meta device on every process but the first. The launch is the more specific request (on a machine without
+    GPUs accelerate cannot run FSDP at all: `check_fsdp_launch` stops the run). DeepSpeed launches are honoured
+    whatever use_cpu says.
     """
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return argv
     if int(os.environ.get("RANK", "0")) == 0:
-        logger.warning("FSDP launch: use_cpu is set to false (accelerate's CPU mode has no FSDP; without GPUs FSDP "
-                       "still runs on the CPU)")
+        logger.warning("FSDP launch: use_cpu is set to false (accelerate's CPU mode has no FSDP)")
     return argv + ["--use_cpu", "false"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,13 +10,13 @@ from pathlib import Path
 
 def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
     """Yield (1-based line number, row) for each non-blank line; a missing file, bad JSON or a non-object row
-    raises `error` naming the file and the line."""
+    raises `error` naming the file and the line. A `.gz` file is decompressed as it is read (the packaged data)."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: file not found")
     # Bytes, decoded line by line: a bad byte is reported at its line instead of as a bare UnicodeDecodeError,
     # and a UTF-8 byte-order mark (common in files saved on Windows) is ignored.
-    with open(path, "rb") as f:
+    with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
         for line_number, raw in enumerate(f, start=1):
             try:
                 line = raw.decode("utf-8-sig")

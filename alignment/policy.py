@@ -1,14 +1,13 @@
-"""Loading the policy every recipe trains: a hub model or local path, or 'tiny' for the offline tiny policy."""
+"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.packaged_models`)."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
-from accelerate import PartialState
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.tiny_policy import build_tiny_policy
+from alignment.packaged_models import TINY_POLICY, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +29,9 @@ def ensure_pad_token(tokenizer, name: str):
 
 
 def load_policy(model_args, trust_remote_code: bool = False):
-    """(model, tokenizer) from TRL's ModelConfig; 'tiny' (or no name) is built offline and cached on first use."""
-    name = model_args.model_name_or_path
-    if name in (None, "tiny"):
-        with PartialState().main_process_first():  # one process builds it, the others then read the cache
-            name = str(build_tiny_policy())
+    """(model, tokenizer) from TRL's ModelConfig; a packaged name ('tiny', or no name) is built offline and cached on
+    first use."""
+    name = resolve_model_path(model_args.model_name_or_path or TINY_POLICY)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision,
                                               trust_remote_code=trust_remote_code)
     ensure_pad_token(tokenizer, name)

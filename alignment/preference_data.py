@@ -7,7 +7,7 @@ Three row formats, all conversational (TRL's prompt / completion message lists) 
           "reward_vector": [K][num_objectives] (turned into labels under preference weights)}
 - groups: {"prompt", "chosen": [k], "rejected": [k]}
 
-Loaders for the shared real data: HH-RLHF helpful / harmless pairs (one objective each), UltraFeedback pairs with
+Loaders for the packaged real data (`alignment.data`): HH-RLHF helpful / harmless pairs (one objective each), UltraFeedback pairs with
 their GPT-4 score gap (a cardinal signal), and qa-feedback lists of 4 predictions ranked by 6 human pairwise labels.
 Every validator raises `PreferenceDataError` naming the file, the row (1-based line) and the field, before any model
 is touched.
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
+from alignment.data import DataSourceError, data_display_name, resolve_data
 from alignment.jsonl import iter_jsonl
 from alignment.preference_losses import labels_from_ranks, labels_from_reward_vector
 from alignment.reward_vector import RewardVectorBuilder
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 logger = logging.getLogger(__name__)
 HH_FILES = {
-    "helpful": {"train": "hh_rlhf_helpful_base_train.jsonl", "dev": "hh_rlhf_helpful_base_dev.jsonl"},
-    "harmless": {"train": "hh_rlhf_harmless_base_train.jsonl", "dev": "hh_rlhf_harmless_base_dev.jsonl"},
+    "helpful": {"train": "hh-helpful", "dev": "hh-helpful-dev"},
+    "harmless": {"train": "hh-harmless", "dev": "hh-harmless-dev"},
 }
 FORMATS = ("pairs", "lists", "groups")
 
@@ -268,11 +268,11 @@ def load_objective_pairs(files: Mapping[str, str | Path], limit_per_objective: i
     return interleaved
 
 
-def hh_files(split: str, objectives: Sequence[str] = ("helpful", "harmless"), data_dir: Path = DATA_DIR) -> dict[str, Path]:
+def hh_files(split: str, objectives: Sequence[str] = ("helpful", "harmless")) -> dict[str, Path]:
     unknown = [o for o in objectives if o not in HH_FILES]
     if unknown:
         raise PreferenceDataError(f"HH-RLHF has no objective(s) {unknown}; it has {list(HH_FILES)}")
-    return {o: Path(data_dir) / HH_FILES[o][split] for o in objectives}
+    return {o: resolve_data(HH_FILES[o][split]) for o in objectives}
 
 
 def _blank(messages: list[dict]) -> bool:
@@ -402,7 +402,7 @@ def add_margin_rewards(rows: Sequence[dict], margin_builder: RewardVectorBuilder
 
 # ---------------------------------------------------------------------------------------------- recipe entry point
 
-BUILTIN_DATASETS = ("hh", "ultrafeedback", "qa_feedback")
+BUILTIN_DATASETS = ("hh", "ultrafeedback", "qa-feedback")
 
 
 def _prompt_chars(row: dict) -> int:
@@ -412,20 +412,21 @@ def _prompt_chars(row: dict) -> int:
 
 def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[str], num_train_rows: int | None = None,
                            num_eval_rows: int = 64, eval_dataset: str | None = None, max_prompt_chars: int | None = None,
-                           group_size: int = 2, required: Sequence[str] = (),
-                           data_dir: Path = DATA_DIR) -> tuple[list[dict], list[dict], list[str]]:
+                           group_size: int = 2, required: Sequence[str] = ()) -> tuple[list[dict], list[dict], list[str]]:
     """(train rows, eval rows, dataset names) in `data_format`, validated, for a built-in dataset or a JSONL path.
 
-    Built-ins: 'hh' (HH-RLHF pairs, one file per objective among helpful/harmless), 'ultrafeedback' (pairs with
-    score_gap), 'qa_feedback' (lists of 4 ranked predictions; groups of `group_size` best vs worst). A path is read as
-    rows of `data_format` (see the module docstring); `eval_dataset` is its held-out file (else the last rows).
+    Built-ins (packaged, `alignment.data`): 'hh' (HH-RLHF pairs, `hh-helpful` / `hh-harmless` and their dev splits,
+    one per objective among helpful/harmless), 'ultrafeedback' (pairs with score_gap), 'qa-feedback' (lists of 4
+    ranked predictions; groups of `group_size` best vs worst). Anything else is a data name for
+    `alignment.data.resolve_data` (a local JSONL file or a hub dataset id) read as rows of `data_format` (see the
+    module docstring); `eval_dataset` is its held-out file (else the last rows).
     """
     if data_format not in FORMATS:
         raise PreferenceDataError(f"unknown data format '{data_format}'; expected one of {FORMATS}")
     if num_eval_rows < 0:
         raise PreferenceDataError(f"num_eval_rows must be >= 0, got {num_eval_rows}")
     train, evaluation, names = _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows, eval_dataset,
-                                            max_prompt_chars, group_size, required, Path(data_dir))
+                                            max_prompt_chars, group_size, required)
     if not train:  # the trainer would fail on an empty dataset without saying why
         raise PreferenceDataError(f"{', '.join(names)}: no training rows left (num_train_rows={num_train_rows}, "
                                   f"max_prompt_chars={max_prompt_chars}, num_eval_rows={num_eval_rows})")
@@ -433,7 +434,7 @@ def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[
 
 
 def _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows, eval_dataset, max_prompt_chars,
-                 group_size, required, data_dir):
+                 group_size, required):
     limit = None if num_train_rows is None or max_prompt_chars else num_train_rows
 
     def trim(rows: list[dict], count: int | None) -> list[dict]:
@@ -446,40 +447,42 @@ def _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows
             raise PreferenceDataError(f"dataset 'hh' holds pairs; the loss needs {data_format}")
         # MODPO trains on its first objective's pairs (the others are margins); multi-head DPO on all of them.
         names = [o for o in objectives if o in HH_FILES] or list(objectives[:1])
-        train_files, eval_files = hh_files("train", names, data_dir), hh_files("dev", names, data_dir)
+        train_files, eval_files = hh_files("train", names), hh_files("dev", names)
         train = load_objective_pairs(train_files, None if max_prompt_chars else limit)
         evaluation = load_objective_pairs(eval_files, None if max_prompt_chars else num_eval_rows)
-        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), [str(p) for p in train_files.values()]
+        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), [HH_FILES[n]["train"] for n in names]
     if dataset == "ultrafeedback":
         if data_format != "pairs":
             raise PreferenceDataError(f"dataset 'ultrafeedback' holds pairs; the loss needs {data_format}")
-        train_path, eval_path = data_dir / "ultrafeedback_binarized_train.jsonl", data_dir / "ultrafeedback_binarized_dev.jsonl"
+        train_path, eval_path = resolve_data("ultrafeedback"), resolve_data("ultrafeedback-dev")
         train, evaluation = load_ultrafeedback_pairs(train_path, limit), load_ultrafeedback_pairs(eval_path)
-        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), [str(train_path)]
-    if dataset == "qa_feedback":
+        return trim(train, num_train_rows), trim(evaluation, num_eval_rows), ["ultrafeedback"]
+    if dataset == "qa-feedback":
         if data_format == "pairs":
-            raise PreferenceDataError("dataset 'qa_feedback' holds ranked lists (or groups made from them), not pairs")
-        path = data_dir / "finegrained_qa_feedback.jsonl"
+            raise PreferenceDataError("dataset 'qa-feedback' holds ranked lists (or groups made from them), not pairs")
+        path = resolve_data("qa-feedback")
         rows = trim(load_qa_feedback_lists(path), None)
         if data_format == "groups":
             rows = lists_to_groups(rows, group_size)
         cut = max(len(rows) - num_eval_rows, 1)
-        return trim(rows[:cut], num_train_rows), rows[cut:], [str(path)]
+        return trim(rows[:cut], num_train_rows), rows[cut:], ["qa-feedback"]
 
-    path = Path(dataset)
-    if path.suffix != ".jsonl":
-        raise PreferenceDataError(f"dataset '{dataset}': expected one of {BUILTIN_DATASETS} or a .jsonl file")
+    try:
+        path = resolve_data(dataset)
+        eval_path = resolve_data(eval_dataset) if eval_dataset else None
+    except DataSourceError as error:
+        raise PreferenceDataError(f"dataset: {error}; the built-in preference sets are {BUILTIN_DATASETS}") from None
     rows = read_jsonl(path)
     validate_rows(rows, data_format, str(path), objective_names=objectives, required=required)
-    if eval_dataset:
-        evaluation = read_jsonl(eval_dataset)
-        validate_rows(evaluation, data_format, str(eval_dataset), objective_names=objectives, required=required)
+    if eval_path:
+        evaluation = read_jsonl(eval_path)
+        validate_rows(evaluation, data_format, str(eval_path), objective_names=objectives, required=required)
     elif num_eval_rows >= len(rows):
         raise PreferenceDataError(f"{path}: has {len(rows)} rows and num_eval_rows={num_eval_rows} would hold them all "
                                   "out for evaluation; set num_eval_rows lower or give eval_dataset")
     else:
         rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
-    return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [str(path)]
+    return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [data_display_name(dataset)]
 
 
 def margin_reward_builder(margin_specs: Sequence[str], reward_model_name_or_path: str | None = None,

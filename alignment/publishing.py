@@ -22,6 +22,7 @@ from pathlib import Path
 
 from alignment.checkpoint_record import RECORD_FILE
 from alignment.model_card import render_model_card
+from alignment.packaged_models import resolve_model_path
 
 WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
@@ -121,7 +122,7 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
     base = base_model or adapter_config.get("base_model_name_or_path")
     if not base:
         raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, use_safetensors=True), str(plan.source))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(base), use_safetensors=True), str(plan.source))
     model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
 
 

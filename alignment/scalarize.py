@@ -5,7 +5,7 @@ Notation: a batch holds N = P * G completions, G consecutive rows per prompt (TR
 or [K]. A row with a NaN in any column was dropped upstream: it is left out of every statistic and its
 advantage is 0, so it cannot move the policy.
 
-Aggregations (see DESIGN.md):
+Aggregations:
 - `sum_then_normalize` (TRL's default, MO-GRPO seed): R = scalarize(r, w); A = (R - mean_g R) / (std_g R + eps).
 - `normalize_then_sum` (GDPO): A_k = (r_k - mean_g r_k) / (std_g r_k + eps); A = scalarize(A_k, w); whiten over the batch.
 Scalarizations: `linear` (sum_k w_k r_k), `tchebycheff` (-max_k w_k (z_k - r_k), z an ideal point),

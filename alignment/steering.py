@@ -35,6 +35,7 @@ from alignment.checkpoint_record import RECORD_FILE, load_record
 from alignment.conditioning import condition_prompt
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
+from alignment.packaged_models import resolve_model_path
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
 from alignment.weights import parse_preference_weights
 
@@ -367,7 +368,7 @@ def _load_peft_adapters(named: dict[str, Path], base_model: str | None, dtype, d
     base = base_model or (bases.pop() if len(bases) == 1 else None)
     if base is None:
         raise SteeringError(f"the LoRA adapters name different base models {sorted(map(str, bases))}; pass base_model")
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=dtype).to(device)
     names = list(named)
     model = PeftModel.from_pretrained(model, str(named[names[0]]), adapter_name=names[0])
     for name in names[1:]:

@@ -20,7 +20,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+from alignment.cache import default_cache_dir
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -41,24 +44,15 @@ class TinyPolicySpec:
     seed: int = 0
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("MOALIGN_CACHE", Path.home() / ".cache" / "moalign"))
-
-
-def hh_dialogue_turns(data_dir: Path = DATA_DIR, limit: int | None = None) -> list[tuple[str, str]]:
-    """(human, assistant) turn pairs from the HH-RLHF helpful and harmless 'chosen' dialogues."""
+def hh_dialogue_turns(sources: tuple[str, ...] = ("hh-helpful", "hh-harmless"), limit: int | None = None) -> list[tuple[str, str]]:
+    """(human, assistant) turn pairs from the HH-RLHF helpful and harmless 'chosen' dialogues (packaged data)."""
     turns = []
-    for name in ("hh_rlhf_helpful_base_train.jsonl", "hh_rlhf_harmless_base_train.jsonl"):
-        path = Path(data_dir) / name
-        if not path.exists():
-            raise FileNotFoundError(f"tiny policy: training text {path} is missing (expected the shared data folder)")
-        with open(path) as f:
-            for line in f:
-                dialogue = json.loads(line)["chosen"]
-                for block in dialogue.split("\n\nHuman: ")[1:]:
-                    human, sep, assistant = block.partition("\n\nAssistant: ")
-                    if sep and human.strip() and assistant.strip():
-                        turns.append((human.strip(), assistant.split("\n\nHuman:")[0].strip()))
+    for source in sources:
+        for _, row in iter_jsonl(resolve_data(source)):
+            for block in row["chosen"].split("\n\nHuman: ")[1:]:
+                human, sep, assistant = block.partition("\n\nAssistant: ")
+                if sep and human.strip() and assistant.strip():
+                    turns.append((human.strip(), assistant.split("\n\nHuman:")[0].strip()))
     return turns[:limit] if limit else turns
 
 
@@ -81,7 +75,7 @@ def build_tokenizer(texts: list[str], vocab_size: int):
 
 
 def build_tiny_policy(
-    cache_dir: str | Path | None = None, spec: TinyPolicySpec = TinyPolicySpec(), data_dir: Path = DATA_DIR
+    cache_dir: str | Path | None = None, spec: TinyPolicySpec = TinyPolicySpec()
 ) -> Path:
     """Return the path of the cached tiny policy, building it first if needed (atomic: temp dir then rename)."""
     from transformers import AutoModelForCausalLM, Qwen2Config
@@ -94,7 +88,7 @@ def build_tiny_policy(
 
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
-    turns = hh_dialogue_turns(data_dir)
+    turns = hh_dialogue_turns()
     tokenizer = build_tokenizer([t for pair in turns for t in pair], spec.vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=2 * spec.hidden_size,

@@ -17,12 +17,13 @@ from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from reward_models.verifiable import conciseness, profanity_free, sentiment
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]
 WEIGHTS = [0.5, 0.4, 0.1]
 

@@ -9,9 +9,7 @@ Rounds alternate baseline / mixed and the medians are compared. The ratio mixed 
 """
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -19,25 +17,25 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from timing import timed
 from alignment.multi_head import add_lm_heads, generate_with_weights, head_modules
 from alignment.policy import ensure_pad_token
-from alignment.tiny_policy import DATA_DIR, build_tiny_policy
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
+from alignment.tiny_policy import build_tiny_policy
 
 
 def load_prompts(tokenizer, path: str, count: int) -> list[str]:
     prompts = []
-    with open(path) as f:
-        for line in f:
-            prompt = json.loads(line)["prompt"]
-            prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                         add_generation_prompt=True))
-            if len(prompts) == count:
-                break
+    for _, row in iter_jsonl(resolve_data(path)):
+        prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": row["prompt"]}], tokenize=False,
+                                                     add_generation_prompt=True))
+        if len(prompts) == count:
+            break
     return prompts
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="'tiny' (offline policy) or a hub id / path")
-    parser.add_argument("--prompts_file", default=str(Path(DATA_DIR) / "hh_rlhf_single_turn_prompts.jsonl"),
+    parser.add_argument("--prompts_file", default="hh-prompts",
                         help="JSONL with a 'prompt' field per line (HH-RLHF single-turn prompts by default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")

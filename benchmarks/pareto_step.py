@@ -25,13 +25,14 @@ import torch
 from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.scalarize import compute_advantages
 from alignment.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment"]
 KINDS = ("plain", "pama", "mgda")
 

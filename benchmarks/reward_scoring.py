@@ -14,7 +14,6 @@ never shrinks back, so the two sides cannot share a process.
 """
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -24,14 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reward_models.chat_format import parse_hh_dialogue, render_conversation  # noqa: E402
-from reward_models.modeling import PACKAGED_MINILM, build_reward_model, load_reward_tokenizer  # noqa: E402
+from alignment.packaged_models import PACKAGED_MINILM  # noqa: E402
+from reward_models.modeling import build_reward_model, load_reward_tokenizer  # noqa: E402
 from reward_models.scoring import score_texts  # noqa: E402
+from alignment.data import resolve_data  # noqa: E402
+from alignment.jsonl import iter_jsonl  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def hh_texts(tokenizer, count: int, path: Path) -> list[str]:
-    rows = [json.loads(line) for line in open(path)][:count]
+def hh_texts(tokenizer, count: int, name: str) -> list[str]:
+    rows = [row for _, row in iter_jsonl(resolve_data(name))][:count]
     return [render_conversation(tokenizer, parse_hh_dialogue(row["chosen"])) for row in rows]
 
 
@@ -101,7 +100,7 @@ def peak_memory_mb(args, tokenizer, texts, num_aspects: int, side: str, device) 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=PACKAGED_MINILM, help="Backbone of every reward model (name or path).")
-    parser.add_argument("--data", default=str(DATA / "hh_rlhf_helpful_base_dev.jsonl"), help="HH-RLHF pairs to score.")
+    parser.add_argument("--data", default="hh-helpful-dev", help="HH-RLHF pairs to score (a data name, alignment.data).")
     parser.add_argument("--texts", type=int, default=64, help="Number of HH-RLHF dev conversations scored.")
     parser.add_argument("--batch_size", type=int, default=32, help="Texts per forward pass.")
     parser.add_argument("--max_length", type=int, default=128, help="Tokens per text (left truncation).")
@@ -113,7 +112,7 @@ def main():
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_reward_tokenizer(args.backbone)
-    texts = hh_texts(tokenizer, args.texts, Path(args.data))
+    texts = hh_texts(tokenizer, args.texts, args.data)
     if args.measure_memory:  # child process of a CPU memory measurement: print the peak RSS growth in MiB
         reset_peak_rss()
         baseline = rss_mb("VmRSS")

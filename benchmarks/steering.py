@@ -14,9 +14,7 @@ Goals: prompt conditioning and head mixing <= 1.15 x plain; RMOD <= 1.5 x best-o
 """
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -25,7 +23,9 @@ from timing import timed
 from alignment.multi_head import add_lm_heads, head_modules
 from alignment.objectives import FunctionSource
 from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, RewardedSoup, RobustDecoding
-from alignment.tiny_policy import DATA_DIR, build_tiny_policy
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
+from alignment.tiny_policy import build_tiny_policy
 from reward_models.verifiable import conciseness, sentiment
 
 NAMES = ["conciseness", "sentiment"]
@@ -45,7 +45,7 @@ def load(path: str, device: str, dtype: str, perturb_seed: int | None = None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="'tiny' (offline policy) or a hub id / path")
-    parser.add_argument("--prompts_file", default=str(Path(DATA_DIR) / "hh_rlhf_single_turn_prompts.jsonl"))
+    parser.add_argument("--prompts_file", default="hh-prompts")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch_size", type=int, default=8)
@@ -59,8 +59,7 @@ def main():
 
     path = str(build_tiny_policy()) if args.model == "tiny" else args.model
     tokenizer = AutoTokenizer.from_pretrained(path)
-    with open(args.prompts_file) as f:
-        prompts = [json.loads(line)["prompt"] for _, line in zip(range(args.batch_size), f)]
+    prompts = [row["prompt"] for _, (_, row) in zip(range(args.batch_size), iter_jsonl(resolve_data(args.prompts_file)))]
     weights = "conciseness=0.6,sentiment=0.4"
     device = args.device
 

@@ -24,6 +24,7 @@ Rerunning the same command after an interruption resumes from the last checkpoin
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import transformers
 from transformers import set_seed
@@ -49,12 +50,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScriptArguments:
+    data_fields: ClassVar[tuple[str, ...]] = ("dataset", "eval_dataset")  # anchored to the YAML (alignment.cli)
+
     dataset: str = field(
         default="hh",
-        metadata={"help": "'hh' (HH-RLHF helpful/harmless pairs), 'ultrafeedback' (pairs with score gaps), "
-                          "'qa_feedback' (ranked lists of 4) from ../shared/data, or a .jsonl file of pairs/lists/groups."},
+        metadata={"help": "Packaged sets: 'hh' (HH-RLHF helpful/harmless pairs), 'ultrafeedback' (pairs with score "
+                          "gaps), 'qa-feedback' (ranked lists of 4); or a JSONL file of pairs/lists/groups (relative "
+                          "to the YAML recipe that names it), or a hub dataset id (see alignment/data/sources.py)."},
     )
-    eval_dataset: str | None = field(default=None, metadata={"help": "Held-out .jsonl for a file dataset (else its last rows)."})
+    eval_dataset: str | None = field(
+        default=None, metadata={"help": "Held-out data for a file or hub dataset (else its last rows)."}
+    )
     num_train_rows: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     num_eval_rows: int = field(default=64, metadata={"help": "Held-out rows for the before/after margin; 0 skips it."})
     max_prompt_chars: int | None = field(

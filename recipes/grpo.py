@@ -25,6 +25,7 @@ Rerunning the same command after an interruption resumes from the last checkpoin
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import transformers
 from accelerate.utils import broadcast_object_list, model_has_dtensor
@@ -34,6 +35,7 @@ from trl.models import unwrap_model_for_generation
 
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
+from alignment.data import data_display_name, resolve_data
 from alignment.evaluation import evaluate_objectives, format_before_after_table
 from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
@@ -48,9 +50,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScriptArguments:
+    data_fields: ClassVar[tuple[str, ...]] = ("dataset_path",)  # data names, anchored to the YAML (alignment.cli)
+
     dataset_path: str = field(
-        default=str(RECIPE_DIR / "data" / "hh_rlhf_single_turn_prompts.jsonl"),
-        metadata={"help": "JSONL file of prompts (one {'prompt': ...} per line)."},
+        default="hh-prompts",
+        metadata={"help": "Prompts: a packaged name ('hh-prompts': single-turn HH-RLHF prompts), a JSONL file of "
+                          "{'prompt': ...} rows (relative to the YAML recipe that names it), or a hub dataset id."},
     )
     prompt_field: str = field(default="prompt", metadata={"help": "Name of the prompt field in the JSONL rows."})
     num_train_prompts: int | None = field(default=None, metadata={"help": "Use only the first N training prompts."})
@@ -99,7 +104,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
 
     # Data, objectives and weights first: bad input fails here, before any model is loaded
-    prompts = load_prompt_dataset(script_args.dataset_path, script_args.prompt_field)
+    prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
     check_reward_model_heads(training_args)
     if script_args.pareto_method not in ("none", "mgda"):
         raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
@@ -115,7 +120,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
     trainer = trainer_class(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
-        peft_config=get_peft_config(model_args), dataset_names=[script_args.dataset_path],
+        peft_config=get_peft_config(model_args), dataset_names=[data_display_name(script_args.dataset_path)],
     )
 
     # With sampled weights the table uses the distribution's mean weights, written into the prompt.

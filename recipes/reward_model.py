@@ -1,9 +1,9 @@
 """Train a multi-head reward model: one head per objective, each trained only by the data that labels it.
 
-CPU default (all-MiniLM-L6-v2 encoder, helpful + harmless heads from HH-RLHF pairs, relevance / factuality /
-completeness heads from the fine-grained QA feedback):
+CPU default, embedded (`recipes/configs/reward_model_cpu.yaml`: all-MiniLM-L6-v2 encoder, helpful + harmless heads
+from HH-RLHF pairs, relevance / factuality / completeness heads from the fine-grained QA feedback):
 
-    accelerate launch recipes/reward_model.py --config recipes/configs/reward_model_cpu.yaml
+    accelerate launch recipes/reward_model.py
 
 Override anything from the command line, e.g. a two-head model on the HH pairs alone:
 
@@ -20,6 +20,7 @@ naming the heads and per-head mean/std in its config, plus `objectives.json` and
 
 import logging
 import sys
+from pathlib import Path
 
 import transformers
 from transformers import set_seed
@@ -28,10 +29,12 @@ from trl import ModelConfig
 from alignment import checkpointing
 from alignment.checkpoint_record import build_record, save_record
 from alignment.cli import parse_recipe_args
+from alignment.data import data_display_name
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
 
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "reward_model_cpu.yaml"
 logger = logging.getLogger(__name__)
 
 
@@ -97,7 +100,8 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
-        datasets = [s for s in script_args.pairwise_train_files + script_args.rated_train_files if s.strip()]
+        datasets = sorted({data_display_name(s) for s in script_args.pairwise_train_files + script_args.rated_train_files
+                           if s.strip()})
         record = build_record(
             trainer="reward_model", base_model=model_args.model_name_or_path,
             objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None, "kind": head_kinds[h]}
@@ -111,5 +115,9 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     return trainer
 
 
+def parse_args(argv=None):
+    return parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), DEFAULT_CONFIG, argv)
+
+
 if __name__ == "__main__":
-    main(*parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), default_config=None))
+    main(*parse_args())

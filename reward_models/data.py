@@ -2,7 +2,7 @@
 
 Each source feeds some heads and not others:
 - a *pairwise* source gives (chosen, rejected) pairs for ONE objective and trains that head with Bradley-Terry
-  (`helpful=../shared/data/hh_rlhf_helpful_base_train.jsonl`). Rows hold `chosen` and `rejected` (HH dialogue
+  (`helpful=hh-helpful`, a packaged name, or `helpful=my_pairs.jsonl`). Rows hold `chosen` and `rejected` (HH dialogue
   strings, TRL message lists, or completions of an optional `prompt`), and, for margin weighting, the score gap
   from `score_chosen`/`score_rejected` (top level or under `metadata`, as in UltraFeedback).
 - a *rated* source gives per-aspect scores of single responses and trains those heads by regression. Rows hold
@@ -29,9 +29,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
+from alignment.data import DataSourceError, data_display_name, resolve_data
 from alignment.jsonl import iter_jsonl
 from reward_models.chat_format import conversation, render_conversation
 
@@ -62,6 +64,10 @@ class RewardDataArguments:
              stopping; `margin_mode` in the training config decides how pair margins count.
     """
 
+    # data names, anchored to the YAML recipe that gives them (alignment.cli)
+    data_fields: ClassVar[tuple[str, ...]] = ("pairwise_train_files", "pairwise_eval_files", "rated_train_files",
+                                              "rated_eval_files")
+
     heads: list[str] = field(
         default_factory=lambda: ["helpful", "harmless"],
         metadata={"help": "Objective names, one reward-model head each, in output order (the model's id2label)."},
@@ -69,7 +75,8 @@ class RewardDataArguments:
     pairwise_train_files: list[str] = field(
         default_factory=list,
         metadata={"help": "Pairwise training sources as OBJECTIVE=PATH[start:stop], e.g. "
-                          "helpful=../shared/data/hh_rlhf_helpful_base_train.jsonl[:600]; trains that head (Bradley-Terry)."},
+                          "helpful=hh-helpful[:600] (packaged), helpful=pairs.jsonl (relative to the YAML recipe) or a hub "
+                          "dataset id; trains that head (Bradley-Terry)."},
     )
     pairwise_eval_files: list[str] = field(
         default_factory=list,
@@ -78,7 +85,8 @@ class RewardDataArguments:
     rated_train_files: list[str] = field(
         default_factory=list,
         metadata={"help": "Rated training sources: PATH[slice] of {completion, prompt?, ratings{objective: value}} rows, "
-                          "or qa_feedback:PATH[slice] for the fine-grained QA feedback file; trains those heads (MSE)."},
+                          "or qa_feedback:PATH[slice] for the fine-grained QA feedback file (packaged as qa_feedback:qa-feedback); "
+                          "trains those heads (MSE)."},
     )
     rated_eval_files: list[str] = field(
         default_factory=list,
@@ -91,7 +99,7 @@ class RewardDataArguments:
     drop_degenerate_pairs: bool = field(
         default=False,
         metadata={"help": "Leave out (and count in the log) pairs whose chosen and rejected are the same conversation or "
-                          "whose reply is empty, instead of stopping at the row; the shared UltraFeedback train file has "
+                          "whose reply is empty, instead of stopping at the row; the packaged UltraFeedback train file has "
                           "four (rows 307, 479, 656, 834)."},
     )
 
@@ -105,8 +113,13 @@ def split_slice(spec: str) -> tuple[str, slice]:
     return match["path"], slice(to_int(match["start"]), to_int(match["stop"]))
 
 
-def read_jsonl(path: str | Path, rows: slice = slice(None)) -> list[tuple[int, dict]]:
-    """(1-based line number, row) pairs of a JSONL file, sliced; unreadable lines name their line."""
+def read_jsonl(name: str | Path, rows: slice = slice(None)) -> list[tuple[int, dict]]:
+    """(1-based line number, row) pairs of a data name (packaged, local file or hub id; `alignment.data`), sliced;
+    unreadable lines name their line."""
+    try:
+        path = resolve_data(name)
+    except DataSourceError as error:
+        raise RewardDataError(str(error)) from None
     return list(iter_jsonl(path, RewardDataError))[rows]
 
 
@@ -269,7 +282,7 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
                     f"{where}: field 'ratings.{objective}' rates an objective with no head; heads: {list(heads)}"
                 )
             _finite_number(value, where, f"ratings.{objective}", rating_range)
-        examples.append(RewardExample(source=Path(path).name, first=conversation(prompt, completion), ratings=ratings))
+        examples.append(RewardExample(source=data_display_name(path), first=conversation(prompt, completion), ratings=ratings))
     if not examples:
         raise RewardDataError(f"{path}: no rows selected")
     return examples

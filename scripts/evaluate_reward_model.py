@@ -1,9 +1,9 @@
 """Per-head evaluation of a (multi-head) reward model on JSONL files: pairwise accuracy, Spearman and MSE.
 
     python scripts/evaluate_reward_model.py --model /tmp/moalign/reward_model_cpu \
-        --pairwise helpful=../shared/data/hh_rlhf_helpful_base_dev.jsonl \
-                   harmless=../shared/data/hh_rlhf_harmless_base_dev.jsonl \
-        --rated "qa_feedback:../shared/data/finegrained_qa_feedback.jsonl[340:]" \
+        --pairwise helpful=hh-helpful-dev \
+                   harmless=hh-harmless-dev \
+        --rated "qa_feedback:qa-feedback[340:]" \
         --output /tmp/moalign/reward_model_eval.json
 
 Pairwise files name the head they test (`HEAD=PATH[slice]`, same format as the training recipe); rated files

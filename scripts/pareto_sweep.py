@@ -43,11 +43,11 @@ from alignment.evaluation import evaluate_objectives  # noqa: E402
 from alignment.objectives import parse_objective_specs  # noqa: E402
 from alignment.policy import ensure_pad_token  # noqa: E402
 from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset  # noqa: E402
 from alignment.reward_vector import RewardVectorBuilder  # noqa: E402
 from alignment.weights import format_preference_weights, parse_preference_weights  # noqa: E402
 
-DEFAULT_PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
 
 
 def weight_grid(num_points: int, num_objectives: int) -> list[list[float]]:
@@ -99,7 +99,7 @@ def load_policy(path: str):
 
 def sweep(args) -> dict:
     """Evaluate every sweep point; returns the front as a JSON-able dict."""
-    prompts = [row["prompt"] for row in load_prompt_dataset(args.dataset_path, args.prompt_field)]
+    prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(args.dataset_path), args.prompt_field)]
     prompts = prompts[-args.num_prompts:]
     generation = dict(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
 
@@ -252,7 +252,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", nargs="+", help="With --checkpoint: the weight vectors ('a=0.7,b=0.3' each).")
     parser.add_argument("--num_weights", type=int, default=5,
                         help="With --checkpoint and no --weights: grid points per simplex edge (5 -> 0, .25, ..., 1).")
-    parser.add_argument("--dataset_path", default=str(DEFAULT_PROMPTS), help="JSONL of evaluation prompts.")
+    parser.add_argument("--dataset_path", default="hh-prompts", help="Evaluation prompts: a data name (packaged, JSONL file or hub id).")
     parser.add_argument("--prompt_field", default="prompt", help="Name of the prompt field in the JSONL rows.")
     parser.add_argument("--num_prompts", type=int, default=64, help="Evaluate on the last N prompts of the file.")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="Reply length cap.")

@@ -25,7 +25,6 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"  # TODO(merge): built-in data names
 RECIPES = ("grpo", "grpo_mgda", "dpo_modpo", "dpo_mah", "rm")
 PROBE_TEXTS = ["<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\nMix flour and water",
                "<|im_start|>user\nSay something kind.<|im_end|>\n"]
@@ -61,19 +60,12 @@ def run(name: str, output_dir: Path):
             "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",
         ]))
     recipe = load_recipe("reward_model")
-    from trl import ModelConfig
-
-    from alignment.cli import parse_recipe_args
-    from reward_models.data import RewardDataArguments
-    from reward_models.trainer import MultiHeadRewardConfig
-
-    args = parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), None, [
+    args = recipe.parse_args([
         *common(output_dir), "--model_name_or_path", "local:tiny-policy", "--heads", "helpful", "harmless",
-        "--pairwise_train_files", f"helpful={DATA}/hh_rlhf_helpful_base_train.jsonl[:16]",
-        f"harmless={DATA}/hh_rlhf_harmless_base_train.jsonl[:16]",
-        "--pairwise_eval_files", f"helpful={DATA}/hh_rlhf_helpful_base_dev.jsonl[:4]",
+        "--pairwise_train_files", "helpful=hh-helpful[:16]", "harmless=hh-harmless[:16]",
+        "--pairwise_eval_files", "helpful=hh-helpful-dev[:4]", "--rated_train_files", "", "--rated_eval_files", "",
         "--max_length", "48", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
-        "--normalization_samples", "8", "--save_strategy", "steps", "--use_cpu", "true", "--report_to", "none",
+        "--normalization_samples", "8", "--save_strategy", "steps",
     ])
     return recipe.main(*args)
 

@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from transformers import AutoConfig, AutoTokenizer
 from trl import ModelConfig, TrlParser
 
+from alignment.data import resolve_data
 from alignment.jsonl import iter_jsonl
 from alignment.objectives import FunctionSource
 from alignment.policy import ensure_pad_token
 from alignment.preference_data import (
-    DATA_DIR, PreferenceDataError, attach_list_labels, lists_to_groups, load_preference_splits, load_qa_feedback_lists,
+    PreferenceDataError, attach_list_labels, lists_to_groups, load_preference_splits, load_qa_feedback_lists,
     load_ultrafeedback_pairs, read_jsonl, to_dataset, validate_rows,
 )
 from alignment.prompts import PromptDataError, load_prompt_dataset
@@ -190,8 +191,8 @@ def test_builtin_loaders_report_rows_of_files_in_their_formats(tmp_path):
 
 def test_upstream_identical_or_empty_ultrafeedback_pairs_are_left_out_and_counted(caplog):
     with caplog.at_level(logging.INFO, logger="alignment.preference_data"):
-        rows = load_ultrafeedback_pairs(DATA_DIR / "ultrafeedback_binarized_train.jsonl")
-    assert len(rows) == 896 and "left out 4 pairs" in caplog.text  # rows 307, 479, 656, 834 of the shared file
+        rows = load_ultrafeedback_pairs(resolve_data("ultrafeedback"))
+    assert len(rows) == 896 and "left out 4 pairs" in caplog.text  # rows 307, 479, 656, 834 of the packaged file
     assert all(row["chosen"] != row["rejected"] for row in rows)
 
 

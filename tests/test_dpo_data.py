@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from alignment.data import resolve_data
 from alignment.preference_data import (
-    DATA_DIR,
     PreferenceDataError,
     attach_list_labels,
     hh_files,
@@ -34,13 +34,13 @@ def test_hh_pairs_per_objective_are_conversational_and_interleaved():
 
 
 def test_ultrafeedback_pairs_carry_the_cardinal_score_gap():
-    rows = load_ultrafeedback_pairs(DATA_DIR / "ultrafeedback_binarized_dev.jsonl", limit=50)
+    rows = load_ultrafeedback_pairs(resolve_data("ultrafeedback-dev"), limit=50)
     gaps = [row["score_gap"] for row in rows]
     assert min(gaps) >= 0 and max(gaps) > 1  # a real spread of gap sizes, not just signs
 
 
 def test_qa_feedback_lists_are_labelled_by_pairwise_wins_and_split_into_groups():
-    lists = load_qa_feedback_lists(DATA_DIR / "finegrained_qa_feedback.jsonl", limit=30)
+    lists = load_qa_feedback_lists(resolve_data("qa-feedback"), limit=30)
     assert all(len(row["completions"]) == 4 and sum(row["labels"]) == pytest.approx(2.0) for row in lists)
     groups = lists_to_groups(lists, group_size=1)
     assert groups and all(len(g["chosen"]) == 1 and len(g["rejected"]) == 1 for g in groups)
@@ -89,4 +89,4 @@ def test_dataset_that_cannot_serve_the_loss_format_is_refused():
     with pytest.raises(PreferenceDataError, match="holds pairs"):
         load_preference_splits("hh", "lists", ["helpful"])
     with pytest.raises(PreferenceDataError, match="not pairs"):
-        load_preference_splits("qa_feedback", "pairs", ["overall"])
+        load_preference_splits("qa-feedback", "pairs", ["overall"])

@@ -76,7 +76,7 @@ def test_multi_head_dpo_raises_each_heads_margin_and_saves_every_head(policy, tm
 
 @pytest.mark.parametrize("loss", ["mdpo", "mipo"])
 def test_group_losses_raise_held_out_best_vs_worst_margin(policy, tmp_path, loss):
-    train, held_out, _ = load_preference_splits("qa_feedback", "groups", ["overall"], num_train_rows=64,
+    train, held_out, _ = load_preference_splits("qa-feedback", "groups", ["overall"], num_train_rows=64,
                                                 num_eval_rows=24, group_size=1)
     args = config(tmp_path, loss, objectives=["overall"], beta=0.1 if loss == "mdpo" else 0.5)
     _, before, after = train_and_measure(*policy, args, train, held_out)
@@ -85,7 +85,7 @@ def test_group_losses_raise_held_out_best_vs_worst_margin(policy, tmp_path, loss
 
 
 def test_lipo_lambda_raises_held_out_ranked_list_margin(policy, tmp_path):
-    train, held_out, _ = load_preference_splits("qa_feedback", "lists", ["overall"], num_train_rows=64, num_eval_rows=16)
+    train, held_out, _ = load_preference_splits("qa-feedback", "lists", ["overall"], num_train_rows=64, num_eval_rows=16)
     args = config(tmp_path, "lipo", objectives=["overall"], per_device_train_batch_size=4, per_device_eval_batch_size=8)
     _, before, after = train_and_measure(*policy, args, train, held_out)
     print(f"lipo held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")

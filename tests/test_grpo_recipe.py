@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
 
-def command(output_dir, *overrides, config="accelerate_configs/cpu_2proc.yaml"):
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "recipes/grpo.py",
+def command(output_dir, *overrides, config=ROOT / "accelerate_configs" / "cpu_2proc.yaml"):
+    # Absolute paths, run from another folder: the recipe must not depend on the current directory.
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(ROOT / "recipes" / "grpo.py"),
             "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
             "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
             "--disable_tqdm", "true", *overrides]
@@ -30,14 +31,15 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_TOKEN": FAKE_ENV_TOKEN}
 
 
 def launch(output_dir, *overrides):
-    result = subprocess.run(command(output_dir, *overrides), cwd=ROOT, capture_output=True, text=True, env=ENV, timeout=900)
+    result = subprocess.run(command(output_dir, *overrides), cwd=output_dir.parent, capture_output=True, text=True, env=ENV,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def launch_and_kill_after(checkpoint: Path, output_dir, *overrides):
     """SIGKILL the launcher and both ranks as soon as `checkpoint` appears: no handler runs, nothing is flushed."""
-    process = subprocess.Popen(command(output_dir, *overrides), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(command(output_dir, *overrides), cwd=output_dir.parent, env=ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     while not checkpoint.exists():
         assert process.poll() is None, "the run ended before it could be killed"
@@ -85,6 +87,11 @@ def test_two_process_run_killed_midway_resumes_to_the_same_result_and_records_it
     assert record["objective_names"] == ["conciseness", "sentiment", "profanity_free"]
     assert record["weights"] == {"conciseness": 0.5, "sentiment": 0.4, "profanity_free": 0.1}
     assert record["aggregation"] == "normalize_then_sum"
+    # portable: the packaged policy and data by name, no path of this machine in the record or the card
+    assert record["base_model"] == "moalign/tiny-policy" and record["datasets"] == ["hh-prompts"]
+    for published in ("objectives.json", "README.md"):
+        text = (uninterrupted / published).read_text()
+        assert str(Path.home()) not in text and str(tmp_path) not in text and str(ROOT) not in text
     assert set(record["evaluation"]) >= {"conciseness/before", "conciseness/after"}
     card = (uninterrupted / "README.md").read_text()
     assert "Fixed preference weights: conciseness=0.5, sentiment=0.4, profanity_free=0.1." in card

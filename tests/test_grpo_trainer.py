@@ -1,16 +1,16 @@
 """Real GRPO steps on the tiny policy: the weights steer what is learned, and the checkpoint says what it was trained for."""
 
 import json
-from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from alignment.data import resolve_data
 from alignment.prompts import load_prompt_dataset
 from alignment.reward_vector import RewardFunctionError
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
-PROMPTS = Path(__file__).resolve().parent.parent / "recipes" / "data" / "hh_rlhf_single_turn_prompts.jsonl"
+PROMPTS = resolve_data("hh-prompts")
 
 
 def make_trainer(policy_path, output_dir, max_steps, **overrides):

@@ -72,7 +72,7 @@ def test_model_card_is_rendered_from_the_record(output_dir, tmp_path, tiny_polic
     record = json.loads((target / "objectives.json").read_text())
     assert card == render_model_card(record)  # never typed by hand
     front_matter = yaml.safe_load(card.split("---")[1])
-    assert front_matter["base_model"] == str(tiny_policy_path)
+    assert front_matter["base_model"] == "moalign/tiny-policy"  # the packaged name, never this machine's cache path
     assert front_matter["datasets"] == ["Anthropic/hh-rlhf (helpful-base)"]
     for expected in ("| conciseness | `builtin:conciseness` |  |", "| sentiment | `builtin:sentiment` | 0.1 |",
                      "## Data", "Fixed preference weights: conciseness=0.7, sentiment=0.3.",

@@ -16,13 +16,12 @@ from safetensors.torch import load_file
 from trl import ModelConfig
 
 from reward_models.data import RewardDataArguments
-from reward_models.modeling import TINY_POLICY
+from alignment.packaged_models import TINY_POLICY
 from reward_models.trainer import MultiHeadRewardConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 FAKE_TOKEN = "hf_FakeRecipeTokenNeverWritten789"
 FAKE_ENV_TOKEN = "hf_FakeEnvironmentTokenNeverWritten012"
 
@@ -82,9 +81,8 @@ def test_reward_model_recipe_resumes_to_the_uninterrupted_result(tmp_path, tiny_
     output_dir = tmp_path / "rm"
     data = RewardDataArguments(
         heads=["helpful", "harmless"],
-        pairwise_train_files=[f"helpful={DATA / 'hh_rlhf_helpful_base_train.jsonl'}[:48]",
-                              f"harmless={DATA / 'hh_rlhf_harmless_base_train.jsonl'}[:48]"],
-        pairwise_eval_files=[f"helpful={DATA / 'hh_rlhf_helpful_base_dev.jsonl'}[:32]"],
+        pairwise_train_files=["helpful=hh-helpful[:48]", "harmless=hh-harmless[:48]"],
+        pairwise_eval_files=["helpful=hh-helpful-dev[:32]"],
     )
     training_args = MultiHeadRewardConfig(
         output_dir=str(output_dir), max_length=64, per_device_train_batch_size=8, max_steps=4, save_steps=2,

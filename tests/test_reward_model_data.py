@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
 from reward_models.chat_format import parse_hh_dialogue, render_conversation
 from reward_models.data import (
     RewardDataArguments, RewardDataError, RewardMixtureCollator, build_mixture, load_examples, load_pairwise_source,
     load_rated_source, qa_feedback_ratings, split_slice,
 )
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HEADS = ["helpful", "harmless", "relevance", "factuality", "completeness"]
 
 
@@ -79,14 +80,14 @@ def test_score_gap_must_not_be_negative(tmp_path):
 
 
 def test_ultrafeedback_pairs_carry_their_score_gap_as_margin():
-    examples = load_pairwise_source(f"helpful={DATA / 'ultrafeedback_binarized_dev.jsonl'}[:3]", HEADS)
-    rows = [json.loads(line) for line in open(DATA / "ultrafeedback_binarized_dev.jsonl")][:3]
+    examples = load_pairwise_source("helpful=ultrafeedback-dev[:3]", HEADS)
+    rows = [row for _, row in iter_jsonl(resolve_data("ultrafeedback-dev"))][:3]
     assert [e.margin for e in examples] == [r["metadata"]["score_chosen"] - r["metadata"]["score_rejected"] for r in rows]
     assert examples[0].first[0]["role"] == "user" and examples[0].first[-1]["role"] == "assistant"
 
 
 def test_qa_feedback_ratings_count_annotated_errors_per_aspect():
-    row = json.loads(open(DATA / "finegrained_qa_feedback.jsonl").readline())
+    row = next(iter_jsonl(resolve_data("qa-feedback")))[1]
     question, answer, ratings = qa_feedback_ratings(row, "row 1")
     # Row 1: two 'Irrelevant' spans; 'Missing-Answer' and 'Missing-Minor-Auxiliary'; no factual error.
     assert ratings == {"relevance": -2.0, "factuality": 0.0, "completeness": -2.0}

@@ -7,9 +7,10 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignment.objectives import RewardSource
+from alignment.packaged_models import PACKAGED_MINILM
 from alignment.reward_vector import RewardVectorBuilder
 from reward_models.modeling import (
-    PACKAGED_MINILM, add_lora, build_reward_model, head_statistics, load_reward_tokenizer, merge_lora,
+    add_lora, build_reward_model, head_statistics, load_reward_tokenizer, merge_lora,
     set_head_statistics,
 )
 from reward_models.scoring import MultiHeadRewardScorer, load_reward_model_source

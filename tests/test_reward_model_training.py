@@ -10,13 +10,13 @@ from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig
 
 from reward_models.data import RewardDataArguments, RewardDataError
-from reward_models.modeling import TINY_POLICY, head_statistics
+from alignment.packaged_models import TINY_POLICY
+from reward_models.modeling import head_statistics
 from reward_models.trainer import MultiHeadRewardConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
 from reward_model import main  # noqa: E402
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def training_args(output_dir: Path, **overrides) -> MultiHeadRewardConfig:
@@ -32,12 +32,10 @@ def training_args(output_dir: Path, **overrides) -> MultiHeadRewardConfig:
 def test_short_run_beats_chance_on_every_pairwise_head_and_saves_a_plain_checkpoint(tmp_path, tiny_policy_path):
     data = RewardDataArguments(
         heads=["helpful", "harmless", "factuality"],
-        pairwise_train_files=[f"helpful={DATA / 'hh_rlhf_helpful_base_train.jsonl'}[:320]",
-                              f"harmless={DATA / 'hh_rlhf_harmless_base_train.jsonl'}[:320]"],
-        pairwise_eval_files=[f"helpful={DATA / 'hh_rlhf_helpful_base_dev.jsonl'}",
-                             f"harmless={DATA / 'hh_rlhf_harmless_base_dev.jsonl'}"],
-        rated_train_files=[f"qa_feedback:{DATA / 'finegrained_qa_feedback.jsonl'}[:64]"],
-        rated_eval_files=[f"qa_feedback:{DATA / 'finegrained_qa_feedback.jsonl'}[340:]"],
+        pairwise_train_files=["helpful=hh-helpful[:320]", "harmless=hh-harmless[:320]"],
+        pairwise_eval_files=["helpful=hh-helpful-dev", "harmless=hh-harmless-dev"],
+        rated_train_files=["qa_feedback:qa-feedback[:64]"],
+        rated_eval_files=["qa_feedback:qa-feedback[340:]"],
         rating_range=[-20, 0],
     )
     data.heads = ["helpful", "harmless", "relevance", "factuality", "completeness"]
@@ -47,7 +45,7 @@ def test_short_run_beats_chance_on_every_pairwise_head_and_saves_a_plain_checkpo
     # Chance is 0.5 on 235 / 231 dev pairs (std ~0.033): both heads must clearly beat it.
     assert results["eval_helpful_accuracy_helpful"] > 0.55
     assert results["eval_harmless_accuracy_harmless"] > 0.55
-    assert "eval_finegrained_qa_feedback_spearman_factuality" in results
+    assert "eval_qa_feedback_spearman_factuality" in results
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert model.config.id2label[1] == "harmless"

@@ -1,8 +1,6 @@
 """RMOD: the worst-case weights solve the log-mean-exp problem, the robust pick differs from best-of-K where it
 should, and blockwise decoding on the tiny policy follows the weights."""
 
-import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +8,8 @@ import torch
 from alignment.objectives import FunctionSource
 from alignment.rmod import best_of_k_selector, rmod_selector, worst_case_weights
 from alignment.steering import RobustDecoding, SteeringError, load_steerable
-from alignment.tiny_policy import DATA_DIR
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
 from reward_models.verifiable import conciseness, sentiment
 
 # Two one-sided candidates and one balanced candidate.
@@ -56,8 +55,7 @@ def test_strong_pull_toward_the_user_weights_recovers_best_of_k():
 
 @pytest.fixture(scope="module")
 def prompts():
-    with open(Path(DATA_DIR) / "hh_rlhf_single_turn_prompts.jsonl") as f:
-        return [json.loads(line)["prompt"] for _, line in zip(range(8), f)]
+    return [row["prompt"] for _, (_, row) in zip(range(8), iter_jsonl(resolve_data("hh-prompts")))]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ of one trunk the same way. Prompt conditioning is checked for writing the traine
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,9 @@ from alignment.checkpoint_record import build_record, save_record
 from alignment.conditioning import condition_prompt
 from alignment.multi_head import add_lm_heads, head_logits, mixed_heads, save_multi_head_model
 from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, SteeringError, load_steerable
-from alignment.tiny_policy import DATA_DIR, hh_dialogue_turns
+from alignment.data import resolve_data
+from alignment.jsonl import iter_jsonl
+from alignment.tiny_policy import hh_dialogue_turns
 from alignment.weights import PreferenceWeightsError
 from reward_models.verifiable import conciseness
 
@@ -36,8 +37,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def prompts():
-    with open(Path(DATA_DIR) / "hh_rlhf_single_turn_prompts.jsonl") as f:
-        return [json.loads(line)["prompt"] for _, line in zip(range(16), f)]
+    return [row["prompt"] for _, (_, row) in zip(range(16), iter_jsonl(resolve_data("hh-prompts")))]
 
 
 @pytest.fixture(scope="module")

