@@ -125,13 +125,16 @@ def _add_per_head_forward(model) -> None:
         heads = head_modules(model)
         log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
         used = set(torch.unique(head_ids).tolist())
+        data_parallel = torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
         for head_id, head in enumerate(heads):
             rows = head_ids == head_id
             if head_id not in used:
-                # A head without rows here still takes part, on zero rows (a zero gradient for no compute): every
-                # process must produce the same set of gradients, or the reductions of DDP and ZeRO mismatch across
-                # processes whose batches hold different objectives. Called as a module, so ZeRO-3 gathers it.
-                log_probs = log_probs + head(hidden[:0]).sum()
+                if data_parallel:
+                    # A head without rows here still takes part, on zero rows (a zero gradient for no compute):
+                    # every process must produce the same set of gradients, or the reductions of DDP and ZeRO
+                    # mismatch across processes whose batches hold different objectives (the average gradient of a
+                    # head another process did use is then right, too). Called as a module, so ZeRO-3 gathers it.
+                    log_probs = log_probs + head(hidden[:0]).sum()
                 continue
             logits = head(hidden[rows]).float()
             log_probs[rows] = selective_log_softmax(logits, targets[rows].clamp(min=0))

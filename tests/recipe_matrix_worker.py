@@ -61,7 +61,7 @@ def run(name: str, output_dir: Path):
         ]))
     recipe = load_recipe("reward_model")
     args = recipe.parse_args([
-        *common(output_dir), "--model_name_or_path", "local:tiny-policy", "--heads", "helpful", "harmless",
+        *common(output_dir), "--model_name_or_path", "tiny", "--heads", "helpful", "harmless",
         "--pairwise_train_files", "helpful=hh-helpful[:16]", "harmless=hh-harmless[:16]",
         "--pairwise_eval_files", "helpful=hh-helpful-dev[:4]", "--rated_train_files", "", "--rated_eval_files", "",
         "--max_length", "48", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
