@@ -25,7 +25,7 @@ from accelerate import PartialState
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = ("grpo", "grpo_mgda", "dpo_modpo", "dpo_mah", "rm")
+RECIPES = ("rm", "grpo", "grpo_mgda", "dpo_modpo", "dpo_mah")  # rm first: MODPO scores with it
 PROBE_TEXTS = ["<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\nMix flour and water",
                "<|im_start|>user\nSay something kind.<|im_end|>\n"]
 
@@ -54,7 +54,11 @@ def run(name: str, output_dir: Path):
         ]))
     if name in ("dpo_modpo", "dpo_mah"):
         recipe = load_recipe("dpo")
-        config = ["--config", str(ROOT / "recipes/configs/dpo_mah_tiny_cpu.yaml")] if name == "dpo_mah" else []
+        # MODPO's margin objective is a head of the matrix's reward model (run before it): a frozen scorer loaded
+        # inside the launch, which ZeRO-3 and FSDP must not partition
+        config = (["--config", str(ROOT / "recipes/configs/dpo_mah_tiny_cpu.yaml")] if name == "dpo_mah" else
+                  ["--objectives", "helpful", "harmless=rm:harmless", "--preference_weights", "helpful=0.8,harmless=0.2",
+                   "--reward_model_name_or_path", str(output_dir.parent / "rm")])
         return recipe.main(*recipe.parse_args([
             *config, *common(output_dir), "--num_train_rows", "16", "--num_eval_rows", "4",
             "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",

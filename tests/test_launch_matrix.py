@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 # backend: (config, recipes, recipes whose resume is checked, distributed type, ZeRO stage, FSDP version)
-RECIPES = "grpo,dpo_modpo,dpo_mah,rm"
+RECIPES = "rm,grpo,dpo_modpo,dpo_mah"  # rm first: its checkpoint scores MODPO's margin objective
 BACKENDS = {
     "ddp": ("cpu_2proc.yaml", RECIPES + ",grpo_mgda", "rm", "MULTI_CPU", None, None),
     "zero2": ("zero2.yaml", RECIPES, "dpo_mah", "DEEPSPEED", 2, None),
