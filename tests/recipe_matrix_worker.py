@@ -1,15 +1,15 @@
 """One backend's column of the launch matrix (tests/test_launch_matrix.py), run under `accelerate launch`.
 
 Every recipe runs in this one launched process pair, one after the other (one process start per backend instead of
-one per cell): GRPO, DPO (MODPO), multi-head DPO and the multi-head reward model, 2 steps each with a checkpoint per
-step. After each run every rank takes part in one forward pass of the in-memory model, as the backend holds it
+one per cell): the multi-head reward model, GRPO (and GRPO with MGDA), DPO (MODPO, its margin objective scored by
+that reward model) and multi-head DPO, 2 steps each with a checkpoint per step. After each run every rank takes part in one forward pass of the in-memory model, as the backend holds it
 (DDP replica, ZeRO-2/ZeRO-3 engine, FSDP2 shards), on fixed inputs; the main process writes the outputs beside the
 checkpoint (`in_memory_outputs.safetensors`) for the test to compare with the saved checkpoint loaded in plain
 transformers. With `--resume`, each run is then rolled back to checkpoint-1 (what a kill right after it leaves) and
 rerun: it must resume from checkpoint-1, not rewrite it, and finish.
 
     accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \\
-        tests/recipe_matrix_worker.py OUTPUT_ROOT [--resume grpo,dpo_mah] [--only grpo,rm]
+        tests/recipe_matrix_worker.py OUTPUT_ROOT [--only rm,grpo] [--resume grpo] [--fsdp_on_cpu]
 """
 
 import argparse
