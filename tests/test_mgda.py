@@ -100,7 +100,7 @@ def test_mgda_trainer_steps_along_the_min_norm_combination_and_logs_its_weights(
 _MGDA_RANK = """
 import sys, torch, torch.distributed as dist
 from safetensors.torch import save_file
-from alignment.trainers.mgda_grpo import mgda_combination
+from alignment.pareto import mgda_combination
 rank, out = int(sys.argv[1]), sys.argv[2]
 dist.init_process_group("gloo", rank=rank, world_size=2)
 torch.manual_seed(1)
@@ -123,7 +123,7 @@ def test_two_process_mgda_solves_the_full_batch_problem(tmp_path):
 
     from safetensors.torch import load_file
 
-    from alignment.trainers.mgda_grpo import mgda_combination
+    from alignment.pareto import mgda_combination
 
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000),

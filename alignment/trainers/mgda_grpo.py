@@ -17,7 +17,7 @@ This is K forward and K backward passes per step, against one of each for GRPO o
 (`benchmarks/pareto_step.py`). Logged every step: `mgda/weight/<objective>` and `mgda/combined_grad_norm`.
 
 Data parallel (DDP): `torch.autograd.grad` bypasses DDP's gradient all-reduce, so each g_k is averaged over the
-processes by hand before the Gram matrix (`mgda_combination`): every process solves the same min-norm problem, on
+processes by hand before the Gram matrix (`alignment.pareto.mgda_combination`): every process solves the same min-norm problem, on
 the gradients of the global batch, and hands the Trainer the same direction (DDP's own average of it is a no-op).
 DeepSpeed and FSDP are refused at start: under ZeRO-3 and FSDP a process holds only a shard of each parameter, so
 each g_k and the Gram matrix would need a reduction over shards that is not implemented (ZeRO-2: untested, refused).
@@ -28,26 +28,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.distributed as dist
 
-from alignment.pareto import min_norm_weights
+from alignment.pareto import mgda_combination
 from alignment.scalarize import group_normalize
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
-
-
-def mgda_combination(flat_gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alpha* [K], direction sum_k alpha_k g_k [D]) from this process's per-objective gradients [K, D].
-
-    Under data parallelism each g_k is first averaged over the processes, as DDP averages the gradient of one loss:
-    the min-norm problem is solved on the global batch's gradients, identically on every process.
-    """
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        flat_gradients = flat_gradients.clone()
-        dist.all_reduce(flat_gradients)
-        flat_gradients /= dist.get_world_size()
-    gram = (flat_gradients.double() @ flat_gradients.double().T).cpu().numpy()
-    alpha = torch.as_tensor(min_norm_weights(gram), dtype=flat_gradients.dtype, device=flat_gradients.device)
-    return alpha, alpha @ flat_gradients
 
 
 class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
