@@ -78,7 +78,8 @@ def main(argv=None):
     parser.add_argument("--block_size", type=int, default=8, help="rmod / best_of_k: tokens per block (B)")
     parser.add_argument("--lam", type=float, default=1.0, help="rmod: lambda of the log-mean-exp worst-case objective")
     parser.add_argument("--tau", type=float, default=0.0,
-                        help="rmod: pull of the worst-case weights toward --weights (0: the paper's robust objective)")
+                        help="rmod: pull of the worst-case weights toward --weights. 0 is the paper's robust objective, "
+                             "which uses only WHICH objectives have weight > 0, not the values (a warning says so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", help="also write the JSON lines to this file")
@@ -97,7 +98,7 @@ def main(argv=None):
         weights = steerable.parse_weights(args.weights)
         completions = steerable.generate(prompts, weights, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
                                          temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
-    except (SteeringError, PreferenceWeightsError, FileNotFoundError) as error:
+    except (SteeringError, PreferenceWeightsError, OSError) as error:  # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
     lines = [json.dumps({"prompt": p, "weights": format_preference_weights(weights, steerable.objective_names),
                          "method": steerable.method, "completion": c}) for p, c in zip(prompts, completions)]
