@@ -8,6 +8,8 @@ directory (and from an installed package). A path given on the command line stay
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +17,8 @@ import yaml
 from trl import TrlParser
 
 from alignment.data import anchor_data_spec
+
+logger = logging.getLogger(__name__)
 
 
 def _given_on_command_line(name: str, argv: list[str]) -> bool:
@@ -45,6 +49,42 @@ def parse_recipe_args(dataclass_types, default_config: str | Path, argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in argv:
         argv = ["--config", str(default_config)] + argv
-    parsed = TrlParser(dataclass_types).parse_args_and_config(args=argv)
+    parsed = TrlParser(dataclass_types).parse_args_and_config(args=honour_fsdp_launch(argv))
+    check_fsdp_launch()
     anchor_yaml_data_fields(parsed, argv[argv.index("--config") + 1], argv)
     return parsed
+
+
+def honour_fsdp_launch(argv: list[str]) -> list[str]:
+    """Under an FSDP launch, `use_cpu` is turned off.
+
+    `use_cpu: true` (every CPU config sets it) puts accelerate in its CPU mode, which has no FSDP: the run would
+    silently train as plain data parallel, and `fsdp_cpu_ram_efficient_loading` would still have loaded the model
+    on the meta device on every process but the first. The launch is the more specific request (on a machine without
+    GPUs accelerate cannot run FSDP at all: `check_fsdp_launch` stops the run). DeepSpeed launches are honoured
+    whatever use_cpu says.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return argv
+    if int(os.environ.get("RANK", "0")) == 0:
+        logger.warning("FSDP launch: use_cpu is set to false (accelerate's CPU mode has no FSDP)")
+    return argv + ["--use_cpu", "false"]
+
+
+def check_fsdp_launch() -> None:
+    """Stop an FSDP launch that accelerate would not run as FSDP.
+
+    accelerate (1.15) builds FSDP only on a GPU-class backend: on a machine without one, the processes of an FSDP
+    launch end up as plain CPU data parallel (use_cpu) or as independent single-process runs writing one output_dir.
+    Neither is what was asked for, and neither says so.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    distributed_type = PartialState().distributed_type
+    if distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU):
+        raise ValueError(f"FSDP launch, but accelerate set this run up as {distributed_type.value}: accelerate runs FSDP "
+                         "only on GPUs (or another accelerator), not on the CPU. On CPU launch with "
+                         "accelerate_configs/cpu_2proc.yaml (DDP), zero2.yaml or zero3.yaml instead.")

@@ -18,7 +18,6 @@ before user ones, and they must see the mixed logits.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import json
 from pathlib import Path
@@ -36,10 +35,33 @@ HEADS_FILE = "lm_heads.safetensors"
 HEADS_RECORD = "multi_head.json"
 
 
+def _full_copy(parameter: torch.Tensor) -> torch.Tensor:
+    """A plain copy of a parameter's whole value. A model loaded under DeepSpeed ZeRO-3 (`zero3_init_flag`) holds
+    partitioned parameters (empty locally): gather first. DeepSpeed partitions the new plain parameters when it
+    wraps the model."""
+    if hasattr(parameter, "ds_id"):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([parameter]):
+            return parameter.detach().clone()
+    return parameter.detach().clone()
+
+
+def _copy_head(head: nn.Module) -> nn.Linear:
+    weight = _full_copy(head.weight)
+    copy_ = nn.Linear(weight.shape[1], weight.shape[0], bias=head.bias is not None, device=weight.device,
+                      dtype=weight.dtype)
+    with torch.no_grad():
+        copy_.weight.copy_(weight)
+        if head.bias is not None:
+            copy_.bias.copy_(_full_copy(head.bias))
+    return copy_
+
+
 def _untie_output_embeddings(model) -> None:
     head = model.get_output_embeddings()
     if head.weight is model.get_input_embeddings().weight:
-        head.weight = nn.Parameter(head.weight.detach().clone())
+        head.weight = nn.Parameter(_full_copy(head.weight))
     model.config.tie_word_embeddings = False
     if hasattr(model.config, "get_text_config"):
         model.config.get_text_config().tie_word_embeddings = False
@@ -57,7 +79,7 @@ def add_lm_heads(model, head_names: list[str]):
         raise ValueError(f"add_lm_heads: {type(model).__name__} has no language-model head to copy")
     _untie_output_embeddings(model)
     base_head = model.get_output_embeddings()
-    model.extra_lm_heads = nn.ModuleList([copy.deepcopy(base_head) for _ in head_names[1:]])
+    model.extra_lm_heads = nn.ModuleList([_copy_head(base_head) for _ in head_names[1:]])
     model.config.multi_head = {"head_names": list(head_names), "plain_head": head_names[0]}
     model.__class__ = _multi_head_class(type(model))
     return model
@@ -109,9 +131,19 @@ def _multi_head_class(model_class: type) -> type:
             targets = labels[:, 1:]
             heads = head_modules(self)
             log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
-            for head_id in torch.unique(head_ids).tolist():
+            used = set(torch.unique(head_ids).tolist())
+            data_parallel = torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+            for head_id, head in enumerate(heads):
                 rows = head_ids == head_id
-                logits = heads[head_id](hidden[rows]).float()
+                if head_id not in used:
+                    if data_parallel:
+                        # A head without rows here still takes part, on zero rows (a zero gradient for no compute):
+                        # every process must produce the same set of gradients, or the reductions of DDP and ZeRO
+                        # mismatch across processes whose batches hold different objectives (the average gradient
+                        # of a head another process did use is then right, too). A module call: ZeRO-3 gathers it.
+                        log_probs = log_probs + head(hidden[:0]).sum()
+                    continue
+                logits = head(hidden[rows]).float()
                 log_probs[rows] = selective_log_softmax(logits, targets[rows].clamp(min=0))
             return ModelOutput(log_probs=log_probs.masked_fill(targets == -100, 0.0))
 
@@ -221,19 +253,24 @@ def save_multi_head_model(model, output_dir: str | Path, plain_head: str | None 
     plain_head = plain_head or model.config.multi_head.get("plain_head", names[0])
     if plain_head not in names:
         raise ValueError(f"save_multi_head_model: no head '{plain_head}'; heads are {names}")
-    heads = head_modules(model)
-    chosen = heads[names.index(plain_head)]
+    # Heads are read from the state dict, not the modules: under ZeRO-3 or FSDP the modules hold shards, and the
+    # Trainer hands in the gathered full state dict.
     key = _output_embedding_key(model)
-    state = {k: v for k, v in (state_dict or model.state_dict()).items() if not k.startswith("extra_lm_heads.")}
-    state[f"{key}.weight"] = chosen.weight.detach()
-    if chosen.bias is not None:
-        state[f"{key}.bias"] = chosen.bias.detach()
+    full_state = state_dict if state_dict is not None else model.state_dict()
+    head_keys = [key] + [f"extra_lm_heads.{index}" for index in range(len(names) - 1)]
+    weights = [full_state[f"{k}.weight"].detach() for k in head_keys]
+    biases = [full_state.get(f"{k}.bias") for k in head_keys]
+    chosen = names.index(plain_head)
+    state = {k: v for k, v in full_state.items() if not k.startswith("extra_lm_heads.")}
+    state[f"{key}.weight"] = weights[chosen]
+    if biases[chosen] is not None:
+        state[f"{key}.bias"] = biases[chosen].detach()
     output_dir = Path(output_dir)
     model.config.multi_head = {"head_names": names, "plain_head": plain_head}
     model.save_pretrained(output_dir, state_dict=state, safe_serialization=True, **save_kwargs)
-    tensors = {"weight": torch.stack([h.weight.detach() for h in heads]).contiguous().cpu()}
-    if heads[0].bias is not None:
-        tensors["bias"] = torch.stack([h.bias.detach() for h in heads]).contiguous().cpu()
+    tensors = {"weight": torch.stack(weights).contiguous().cpu()}
+    if biases[0] is not None:
+        tensors["bias"] = torch.stack([b.detach() for b in biases]).contiguous().cpu()
     save_file(tensors, str(output_dir / HEADS_FILE))
     (output_dir / HEADS_RECORD).write_text(json.dumps({"head_names": names, "plain_head": plain_head}, indent=2) + "\n")
     return output_dir

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import moocore
 import numpy as np
+import torch
+import torch.distributed as dist
 from scipy.stats import spearmanr
 
 
@@ -143,3 +145,18 @@ def controllability(requested_weights, achieved_values, objective_names: Sequenc
         rho, p_value = spearmanr(weights[:, column], values[:, column])
         result[name] = {"spearman": float(rho), "p_value": float(p_value)}
     return result
+
+
+def mgda_combination(flat_gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha* [K], direction sum_k alpha_k g_k [D]) from this process's per-objective gradients [K, D].
+
+    Under data parallelism each g_k is first averaged over the processes, as DDP averages the gradient of one loss:
+    the min-norm problem is solved on the global batch's gradients, identically on every process.
+    """
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        flat_gradients = flat_gradients.clone()
+        dist.all_reduce(flat_gradients)
+        flat_gradients /= dist.get_world_size()
+    gram = (flat_gradients.double() @ flat_gradients.double().T).cpu().numpy()
+    alpha = torch.as_tensor(min_norm_weights(gram), dtype=flat_gradients.dtype, device=flat_gradients.device)
+    return alpha, alpha @ flat_gradients

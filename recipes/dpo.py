@@ -115,6 +115,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
                             f"Implicit reward (beta * log pi/pi_ref) on {len(eval_rows)} held-out rows")
+    return trainer
 
 
 def parse_args(argv=None):

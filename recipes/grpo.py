@@ -15,7 +15,7 @@ card and `samples.jsonl` (held-out prompts with the base and the trained reply).
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint: weights as numbers in a preference adapter (or prompt / both)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
-    # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process)
+    # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
     # two CPU processes (gloo), or DeepSpeed ZeRO-2
@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import transformers
+from accelerate.utils import broadcast_object_list, model_has_dtensor
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
+from trl.models import unwrap_model_for_generation
 
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
@@ -74,8 +76,8 @@ class ScriptArguments:
     )
     pareto_method: str = field(
         default="none",
-        metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process; the preference weights do not enter its update, and a warning says so when they "
+        metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes; one "
+                          "process or DDP; the preference weights do not enter its update, and a warning says so when they "
                           "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
@@ -90,6 +92,20 @@ def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
         from reward_models.scoring import check_reward_model_source
 
         check_reward_model_source(args.reward_model_name_or_path, heads, args.trust_remote_code)
+
+
+def evaluate_policy(trainer, prompts, weights, generation):
+    """The held-out replies and their scores. Every process generates the same replies; under ZeRO-3 the parameters
+    are gathered for it, as TRL gathers them for its own generation."""
+    if trainer.is_fsdp_enabled and not model_has_dtensor(trainer.model):
+        # Before train() under FSDP the policy is not sharded yet and, with fsdp_cpu_ram_efficient_loading, only the
+        # main process holds its weights: it evaluates alone and shares the result.
+        result = [score_held_out(trainer.model, trainer.processing_class, prompts, trainer.reward_vector_builder,
+                                 weights, **generation) if trainer.accelerator.is_main_process else None]
+        return broadcast_object_list(result)[0]
+    with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as policy:
+        return score_held_out(policy, trainer.processing_class, prompts, trainer.reward_vector_builder, weights,
+                              **generation)
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
@@ -126,8 +142,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
                       steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
 
     def evaluate():
-        return score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                              trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
+        return evaluate_policy(trainer, eval_prompts, eval_weights, generation) if num_eval else None
 
     def summarize(before, after):
         return summarize_held_out(trainer, before, after, script_args.num_samples)
@@ -136,6 +151,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
                             f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
                             f"{weights} times the objectives)", summarize)
+    return trainer
 
 
 def summarize_held_out(trainer, before, after, num_samples: int):

@@ -113,6 +113,7 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
             k: v for k, v in evaluation.items() if k.startswith("eval_") and ("accuracy" in k or "spearman" in k)
         })
     logger.info("saved the reward model to %s", training_args.output_dir)
+    return trainer
 
 
 def parse_args(argv=None):

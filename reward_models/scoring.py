@@ -10,7 +10,9 @@ Scores are raw head outputs, or normalized per head with the mean/std stored in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 from collections.abc import Sequence
 
@@ -88,6 +90,27 @@ def check_reward_model_source(name_or_path: str, heads: dict[str, str], trust_re
     return check_reward_model_heads(config, heads, name_or_path)
 
 
+@contextlib.contextmanager
+def whole_weights_on_every_process():
+    """Within the block, `from_pretrained` loads whole weights on every process. A frozen scorer is used outside
+    any training engine, but inside a launch transformers would otherwise load it partitioned under DeepSpeed ZeRO-3
+    (`zero3_init_flag`: empty local shards) or, under FSDP's `cpu_ram_efficient_loading`, on the meta device on every
+    process but the first; neither can score."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref  # what is_deepspeed_zero3_enabled() reads
+    config = reference() if reference is not None else None
+    ram_efficient = os.environ.pop("FSDP_CPU_RAM_EFFICIENT_LOADING", None)
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        if config is not None:
+            hf_deepspeed.set_hf_deepspeed_config(config)
+        if ram_efficient is not None:
+            os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = ram_efficient
+
+
 class MultiHeadRewardScorer:
     """A loaded multi-head reward model with its tokenizer: `score(...)` returns [N, K] in `head_names` order."""
 
@@ -108,9 +131,10 @@ class MultiHeadRewardScorer:
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         tokenizer = load_reward_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
-        )
+        with whole_weights_on_every_process():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                name_or_path, trust_remote_code=trust_remote_code, dtype=dtype, use_safetensors=True
+            )
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

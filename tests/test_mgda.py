@@ -1,5 +1,7 @@
 """MGDA's min-norm weights (alignment.pareto.min_norm_weights) against hand-computed cases, and the MGDA trainer."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,57 @@ def test_mgda_trainer_steps_along_the_min_norm_combination_and_logs_its_weights(
     card = (tmp_path / "final" / "README.md").read_text()  # the card says what was optimized, not fixed weights
     assert "Update: MGDA (`pareto_method: mgda`)" in card and "weights were not used" in card
     assert "Fixed preference weights" not in card
+
+
+# Per-objective gradients of a linear model on 3 squared-error objectives; rows 0::2 on one process, 1::2 on the
+# other (equal halves, so the mean of the two halves' mean-loss gradients is the full batch's).
+_MGDA_RANK = """
+import sys, torch, torch.distributed as dist
+from safetensors.torch import save_file
+from alignment.pareto import mgda_combination
+rank, out = int(sys.argv[1]), sys.argv[2]
+dist.init_process_group("gloo", rank=rank, world_size=2)
+torch.manual_seed(1)
+x, y, w = torch.randn(16, 5), torch.randn(16, 3), torch.randn(5)
+x, y = x[rank::2], y[rank::2]
+gradients = torch.stack([torch.autograd.grad(((x @ w.requires_grad_() - y[:, k]) ** 2).mean(), w)[0] for k in range(3)])
+alpha, direction = mgda_combination(gradients)
+save_file({"alpha": alpha, "direction": direction, "local": gradients}, f"{out}/rank{rank}.safetensors")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.distributed
+def test_two_process_mgda_solves_the_full_batch_problem(tmp_path):
+    """Under DDP each objective's gradient is averaged over the processes before the min-norm solve: two processes
+    get the weights and direction of one process on the concatenated batch, and agree with each other."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from alignment.pareto import mgda_combination
+
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(29500 + os.getpid() % 1000),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    ranks = [subprocess.Popen([sys.executable, "-c", _MGDA_RANK, str(r), str(tmp_path)], env=env, cwd=root,
+                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for process in ranks:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    results = [load_file(tmp_path / f"rank{r}.safetensors") for r in range(2)]
+
+    torch.manual_seed(1)  # a case with an interior solution that neither half alone finds
+    x, y, w = torch.randn(16, 5), torch.randn(16, 3), torch.randn(5)
+    full = torch.stack([torch.autograd.grad(((x @ w.requires_grad_() - y[:, k]) ** 2).mean(), w)[0] for k in range(3)])
+    alpha, direction = mgda_combination(full)  # one process, the whole batch
+    assert 0.05 < alpha.max() < 0.95
+    for result in results:
+        torch.testing.assert_close(result["alpha"], alpha, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(result["direction"], direction, atol=1e-5, rtol=1e-5)
+    # the test can fail: each half alone gives other weights than the full batch
+    for result in results:
+        local_alpha, _ = mgda_combination(result["local"])
+        assert (local_alpha - alpha).abs().max() > 0.05

@@ -16,8 +16,11 @@ Per step, on each micro-batch:
 This is K forward and K backward passes per step, against one of each for GRPO or PAMA: the cost PAMA removes
 (`benchmarks/pareto_step.py`). Logged every step: `mgda/weight/<objective>` and `mgda/combined_grad_norm`.
 
-One process only: per-objective gradients by `torch.autograd.grad` bypass DDP's gradient all-reduce, and sharded
-parameters (ZeRO-3, FSDP) would need a gathered Gram matrix.
+Data parallel (DDP): `torch.autograd.grad` bypasses DDP's gradient all-reduce, so each g_k is averaged over the
+processes by hand before the Gram matrix (`alignment.pareto.mgda_combination`): every process solves the same min-norm problem, on
+the gradients of the global batch, and hands the Trainer the same direction (DDP's own average of it is a no-op).
+DeepSpeed and FSDP are refused at start: under ZeRO-3 and FSDP a process holds only a shard of each parameter, so
+each g_k and the Gram matrix would need a reduction over shards that is not implemented (ZeRO-2: untested, refused).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import warnings
 
 import torch
 
-from alignment.pareto import min_norm_weights
+from alignment.pareto import mgda_combination
 from alignment.scalarize import group_normalize
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
@@ -46,8 +49,12 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
             warnings.warn("preference_weights are ignored by MGDA: its update is the min-norm combination of the "
                           "per-objective gradients, whatever the weights", UserWarning, stacklevel=2)
         super().__init__(model=model, args=args, **kwargs)
-        if self.accelerator.num_processes > 1:
-            raise ValueError("MGDAGRPOTrainer runs on one process: its per-objective gradients bypass DDP's all-reduce")
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError("MGDA (pareto_method 'mgda') runs on one process or under DDP, not DeepSpeed or FSDP: "
+                             "under ZeRO-3 and FSDP a process holds only a shard of each parameter, so its per-objective "
+                             "gradients and their Gram matrix would need a reduction over shards that is not "
+                             "implemented (ZeRO-2 is refused too: untested); launch with accelerate_configs/cpu_2proc.yaml "
+                             "or ddp.yaml")
 
     # ---- per-objective advantages travel with the batch ----
     def _advantages(self, reward_vector, weights, group_size, update_state):
@@ -79,10 +86,7 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
                 (torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(parameters, gradients)
             ]))
             losses.append(loss.detach())
-        stacked = torch.stack(flat_gradients)  # [K, D]
-        gram = (stacked.double() @ stacked.double().T).cpu().numpy()
-        alpha = torch.as_tensor(min_norm_weights(gram), dtype=stacked.dtype, device=stacked.device)
-        combined = alpha @ stacked
+        alpha, combined = mgda_combination(torch.stack(flat_gradients))
 
         metrics = self._metrics["train"]
         for name, weight in zip(self.objective_names, alpha.tolist()):

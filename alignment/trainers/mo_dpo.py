@@ -27,7 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from accelerate.utils import model_has_dtensor
 from trl import DPOConfig, DPOTrainer
+from trl.distributed import DistributedBackend
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
@@ -184,6 +186,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             eval_dataset = {k: self._check_and_shape(v, args, f"eval_dataset['{k}']") for k, v in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = self._check_and_shape(eval_dataset, args, "eval_dataset")
+        self._reference_is_initial_policy = ref_model is None and peft_config is None
         super().__init__(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config, **kwargs)
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
@@ -274,6 +277,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         seq_len = completion_mask.size(1) - 1
+        if self._policy_is_reference:  # see evaluation_loop: FSDP, before train()
+            ref_logps = torch.cat(self.compute_ref_log_probs(self.ref_model, {**model_inputs,
+                                                                                "completion_mask": completion_mask}))
+            return ref_logps, ref_logps
         if self.args.loss == "mah":
             # Each pair is scored by its objective's head; the batch is [chosen; rejected].
             head_ids = inputs["head_id"].repeat(2)
@@ -365,6 +372,46 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self._metrics[mode]["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
         self._metrics[mode]["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
 
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    _policy_is_reference = False
+
+    def evaluation_loop(self, *args, **kwargs):
+        if self.is_fsdp_enabled and not model_has_dtensor(self.model):
+            return self._evaluate_untrained_policy_under_fsdp(*args, **kwargs)
+        if not (self.is_deepspeed_enabled and self.deepspeed is None):
+            return super().evaluation_loop(*args, **kwargs)
+        # Evaluation before train() (the recipes' "before" numbers) under DeepSpeed: transformers would wrap the
+        # policy in a ZeRO inference engine, which ZeRO-2 refuses and which, under ZeRO-3, leaves train() without the
+        # training engine it then needs. Evaluate the plain module instead, its ZeRO-3 shards gathered for the pass
+        # (as TRL gathers them to generate); the reference model is TRL's, prepared for the backend in __init__.
+        prepared = list(self.accelerator._models)
+        self.is_deepspeed_enabled = False
+        try:
+            with DistributedBackend(self.accelerator).gather_params(list(self.model.parameters())):
+                return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self.is_deepspeed_enabled = True
+            self.accelerator._models[:] = prepared  # the plain module must not sit beside the engine train() builds
+
+    def _evaluate_untrained_policy_under_fsdp(self, *args, **kwargs):
+        """Evaluation before train() under FSDP2. The policy is sharded only together with its optimizer, in train(),
+        so transformers cannot prepare it for evaluation here, and with `fsdp_cpu_ram_efficient_loading` only the
+        first process holds its weights. Before any step the policy is its reference, though: TRL loaded the
+        reference from the policy's own weights, and every extra head of a multi-head policy is a copy of the base
+        head. So the reference, which TRL prepared for FSDP, scores for both (every implicit reward is then 0)."""
+        if self.state.global_step > 0 or self.ref_model is None or not self._reference_is_initial_policy:
+            raise ValueError("under FSDP the policy can be evaluated only after train() has prepared it, or before it "
+                             "when the reference model is the policy's own initial weights (no ref_model, no PEFT)")
+        prepared = list(self.accelerator._models)
+        self.accelerator._models.append(self.ref_model)  # transformers prepares the policy only if nothing is
+        self._policy_is_reference = True
+        try:
+            return super().evaluation_loop(*args, **kwargs)
+        finally:
+            self._policy_is_reference = False
+            self.accelerator._models[:] = prepared
+
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def objectives_record(self) -> dict:
@@ -408,7 +455,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if self.args.loss == "mah":
+        # DeepSpeed and FSDP restore the whole module from their own checkpoint files, extra heads included.
+        if self.args.loss == "mah" and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
             load_lm_heads(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
 
 
