@@ -14,7 +14,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from peft import LoraConfig

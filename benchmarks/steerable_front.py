@@ -71,7 +71,7 @@ def run_seed(seed: int, options) -> dict:
               "spearman_fixed": {n: front["baseline"]["controllability"][n]["spearman"] for n in NAMES}}
     print(f"seed {seed}: HV conditioned {result['hv_conditioned']:.4f}, fixed {result['hv_fixed']:.4f}, ratio "
           f"{result['ratio']:.3f}; Spearman conditioned " + ", ".join(f"{n} {v}" for n, v in result["spearman"].items())
-          + f" (fixed runs: " + ", ".join(f"{n} {v}" for n, v in result["spearman_fixed"].items())
+          + " (fixed runs: " + ", ".join(f"{n} {v}" for n, v in result["spearman_fixed"].items())
           + f"); training {train_seconds:.0f} s", flush=True)
     return result
 
