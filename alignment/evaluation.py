@@ -33,9 +33,11 @@ def generate_completions(model, tokenizer, prompts: list, max_new_tokens: int = 
 
 def evaluate_objectives(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
                         **generation_kwargs) -> dict[str, float]:
-    """Mean of each objective over one sampled reply per prompt; with `weights`, prompts are conditioned on them."""
+    """Mean of each objective over one sampled reply per prompt; with `weights` (one vector, or one row per prompt),
+    prompts are conditioned on them."""
     if weights is not None:
-        prompts = [condition_prompt(p, weights, builder.objective_names) for p in prompts]
+        rows = weights if isinstance(weights, torch.Tensor) and weights.dim() == 2 else [weights] * len(prompts)
+        prompts = [condition_prompt(p, w, builder.objective_names) for p, w in zip(prompts, rows)]
     completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)
     reward_vector, _ = builder(prompts, completions)
     means = {name: torch.nanmean(reward_vector[:, i]).item() for i, name in enumerate(builder.objective_names)}

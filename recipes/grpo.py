@@ -10,6 +10,9 @@ each objective's mean before and after training and writes a checkpoint with `ob
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint
     accelerate launch recipes/grpo.py --weights_mode dirichlet --output_dir outputs/grpo-conditioned
+    # prompt-aware weights from a Preference Orchestrator (PRO, recipes/orchestrator.py) over reward-model heads
+    accelerate launch recipes/grpo.py --objectives helpful=rm:helpful harmless=rm:harmless \
+        --reward_model_name_or_path outputs/rm --weights_mode prompt_aware --orchestrator_name_or_path outputs/orchestrator
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
@@ -107,8 +110,11 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         peft_config=get_peft_config(model_args), dataset_names=[data_display_name(script_args.dataset_path)],
     )
 
-    # With sampled weights the table uses the distribution's mean weights, written into the prompt.
+    # With sampled weights the table uses the distribution's mean weights, written into the prompt; with
+    # prompt-aware weights, each prompt's own.
     eval_weights = trainer.args.reward_weights if training_args.condition_on_weights else None
+    if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
+        eval_weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, seed=training_args.seed)
     before = evaluate_objectives(trainer.model, tokenizer, eval_prompts, trainer.reward_vector_builder,
                                  eval_weights, **generation) if num_eval else None
