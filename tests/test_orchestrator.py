@@ -195,3 +195,29 @@ def test_generate_weights_auto_needs_an_orchestrator(tmp_path):
     with pytest.raises(SystemExit, match="no config.json"):  # an orchestrator path that is not one
         generate.main(["--model", str(tmp_path), "--prompt", "Hi", "--method", "prompt", "--weights", "auto",
                        "--orchestrator", str(tmp_path / "missing")])
+
+
+def test_recipe_writes_a_checkpoint_with_its_card_and_held_out_figures(tiny_policy_path, tmp_path, one_thread):
+    from reward_models.modeling import build_reward_model, load_reward_tokenizer, set_head_statistics
+
+    tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+    reward_model = build_reward_model(str(tiny_policy_path), ["helpful", "harmless"], tokenizer, max_length=64)
+    set_head_statistics(reward_model.config, torch.tensor([0.1, -0.2]), torch.tensor([0.5, 2.0]))
+    reward_model.save_pretrained(tmp_path / "rm")
+    tokenizer.save_pretrained(tmp_path / "rm")
+    spec = importlib.util.spec_from_file_location("orchestrator_recipe", ROOT / "recipes" / "orchestrator.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    (args,) = recipe.parse_args(["--reward_model_name_or_path", str(tmp_path / "rm"), "--output_dir", str(tmp_path / "o"),
+                                 "--train_files", "hh-helpful[:12]", "hh-harmless[:12]",
+                                 "--eval_files", "hh-helpful-dev[:6]", "hh-harmless-dev[:6]", "--steps", "20"])
+    recipe.main(args)
+    record = json.loads((tmp_path / "o" / "objectives.json").read_text())
+    assert record["trainer"] == "orchestrator" and record["objective_names"] == ["helpful", "harmless"]
+    assert record["evaluation"]["prompts"] == 12 and "spearman_helpful_se" in record["evaluation"]
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "Preference Orchestrator (PRO)" in card and "PreferenceOrchestrator.from_pretrained" in card
+    weights = PreferenceOrchestrator.from_pretrained(tmp_path / "o").weights(["How do I bake bread?"])
+    assert weights.shape == (1, 2) and weights.sum().item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="reward_model_name_or_path"):
+        recipe.main(recipe.parse_args(["--output_dir", str(tmp_path / "x")])[0])
