@@ -25,6 +25,7 @@ the reward model: the plain `Human: ...` format for an encoder without a chat te
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from alignment.packaged_models import PACKAGED_MINILM, resolve_model_path
 from reward_models.chat_format import render_conversation, to_messages
 
+logger = logging.getLogger(__name__)
 CONFIG_KEY = "preference_orchestrator"
 TARGETS = ("softmax", "clip")
 POOLINGS = ("mean", "pooler")
@@ -88,8 +90,9 @@ def fit_head(features: torch.Tensor, targets: torch.Tensor, *, steps: int = 300,
 
 # ------------------------------------------------------------------------------------------------ data
 
-def prompt_and_chosen(row: dict, where: str) -> tuple[list[dict], str]:
-    """(prompt messages, chosen reply) of a pairwise row: HH dialogue strings, message lists, or prompt + chosen."""
+def prompt_and_chosen(row: dict, where: str) -> tuple[list[dict], str] | None:
+    """(prompt messages, chosen reply) of a pairwise row (HH dialogue strings, message lists, or prompt + chosen);
+    None when the chosen reply is empty."""
     if "chosen" not in row:
         raise OrchestratorError(f"{where}: missing field 'chosen' (present: {sorted(row)}); the orchestrator learns "
                                 "from the chosen replies of pairwise data")
@@ -101,8 +104,10 @@ def prompt_and_chosen(row: dict, where: str) -> tuple[list[dict], str]:
     if messages and chosen[:len(messages)] == messages:
         chosen = chosen[len(messages):]
     conversation = messages + chosen
-    if len(conversation) < 2 or conversation[-1]["role"] != "assistant" or not conversation[-1]["content"].strip():
-        raise OrchestratorError(f"{where}: 'chosen' must end with a non-empty assistant reply after a prompt")
+    if len(conversation) < 2 or conversation[-1]["role"] != "assistant":
+        raise OrchestratorError(f"{where}: 'chosen' must end with an assistant reply after a prompt")
+    if not conversation[-1]["content"].strip():
+        return None  # an empty preferred reply (a few real HH rows) says nothing about the balance
     return conversation[:-1], conversation[-1]["content"]
 
 
@@ -114,13 +119,18 @@ def load_prompt_targets(specs: Sequence[str], scorer, objective_columns: Sequenc
     """
     from reward_models.data import read_jsonl, split_slice
 
-    prompts, replies = [], []
+    prompts, replies, empty = [], [], 0
     for spec in specs:
         name, rows = split_slice(spec)
         for number, row in read_jsonl(name, rows):
-            prompt, reply = prompt_and_chosen(row, f"{name}, row {number}")
-            prompts.append(prompt)
-            replies.append(reply)
+            pair = prompt_and_chosen(row, f"{name}, row {number}")
+            if pair is None:
+                empty += 1
+                continue
+            prompts.append(pair[0])
+            replies.append(pair[1])
+    if empty:
+        logger.info("left out %d rows of %s whose chosen reply is empty", empty, list(specs))
     if not prompts:
         raise OrchestratorError(f"no pairwise rows in {list(specs)}")
     scores = scorer.score(prompts, replies, normalize=True)[:, list(objective_columns)]

@@ -68,6 +68,8 @@ def main(argv=None):
             metrics.update(pooling=pooling, target=target, temperature=temperature,
                            predicted_std=float(predicted[:, 0].std()), target_std=float(train_targets[:, 0].std()))
             results.append(metrics)
+            print(f"{pooling} {target} T={temperature}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                                                         for k, v in metrics.items()}), flush=True)
 
     name0 = heads[0]
     print(f"\n{'pooling':<8}{'target':<10}{'T':>5}" + "".join(f"{'rho ' + h:>18}" for h in heads)

@@ -66,7 +66,7 @@ def run(args):
             output_dir=f"{args.output_dir}/{mode}-seed{args.seed}", objectives=OBJECTIVES,
             reward_model_name_or_path=args.reward_model, weights_mode=mode,
             orchestrator_name_or_path=args.orchestrator if mode == "prompt_aware" else None,
-            num_generations=8, per_device_train_batch_size=64, max_completion_length=args.max_completion_length,
+            num_generations=args.num_generations, per_device_train_batch_size=args.num_generations * args.prompts_per_step, max_completion_length=args.max_completion_length,
             max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=0.0,
             temperature=1.0, multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False,
             activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
@@ -124,6 +124,8 @@ def main(argv=None):
     parser.add_argument("--num_eval", type=int, default=160)
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--num_generations", type=int, default=8)
+    parser.add_argument("--prompts_per_step", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--max_completion_length", type=int, default=32)
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"])

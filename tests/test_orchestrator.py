@@ -47,6 +47,20 @@ def test_targets_by_hand():
         target_weights(scores, "rank")
 
 
+def test_prompt_and_chosen_reply_of_pairwise_rows():
+    from alignment.orchestrator import prompt_and_chosen
+
+    prompt, reply = prompt_and_chosen({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Bake bread?\n\nAssistant: Knead."}, "r1")
+    assert [m["content"] for m in prompt] == ["Hi", "Hello", "Bake bread?"] and reply == "Knead."
+    assert prompt_and_chosen({"prompt": "Bake bread?", "chosen": [{"role": "assistant", "content": "Knead."}]}, "r2") == (
+        [{"role": "user", "content": "Bake bread?"}], "Knead.")
+    assert prompt_and_chosen({"chosen": "\n\nHuman: Hi\n\nAssistant: "}, "r3") is None  # empty reply: left out
+    with pytest.raises(OrchestratorError, match="r4: missing field 'chosen'"):
+        prompt_and_chosen({"completion": "x"}, "r4")
+    with pytest.raises(OrchestratorError, match="r5: 'chosen' must end with an assistant reply"):
+        prompt_and_chosen({"chosen": "just text"}, "r5")
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_orchestrator_learns_a_planted_rule(encoder_orchestrator, one_thread, seed):
     """Prompts with a marker word want objective A (harmless), the others B (helpful); held-out base prompts."""
