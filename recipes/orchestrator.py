@@ -59,7 +59,10 @@ class OrchestratorArguments:
     max_length: int = field(default=128, metadata={"help": "Prompt tokens the encoder reads (the end of the prompt is kept)."})
     target: str = field(default="softmax", metadata={"help": f"Scores -> target weights: one of {TARGETS}."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax target: temperature on the normalized scores."})
-    steps: int = field(default=300, metadata={"help": "Full-batch Adam steps on the head."})
+    steps: int = field(default=300, metadata={"help": "Most full-batch Adam steps on the head (early stopping picks "
+                                                      "fewer on a validation slice)."})
+    validation_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the training prompts held out to choose the number of steps; 0: all steps."})
     learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of the head."})
     weight_decay: float = field(default=1e-3, metadata={"help": "Adam weight decay of the head."})
     seed: int = field(default=0, metadata={"help": "Seed of the head's initialization."})
@@ -99,7 +102,8 @@ def main(args: OrchestratorArguments):
     # Frozen features once, then the head
     orchestrator = PreferenceOrchestrator.build(heads, args.encoder, pooling=args.pooling, max_length=args.max_length)
     head = fit_head(orchestrator.features(train_prompts), train_targets, steps=args.steps,
-                    learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed)
+                    learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                    validation_fraction=args.validation_fraction, seed=args.seed)
     orchestrator.set_head(head)
 
     evaluation = {}
