@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.data import resolve_data  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
-from alignment.orchestrator import PreferenceOrchestrator, load_prompt_targets, target_weights  # noqa: E402
+from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
 from alignment.prompts import load_prompt_dataset  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
 
@@ -33,10 +33,19 @@ NAMES = ["helpful", "harmless"]
 
 
 def held_out_prompts(scorer, orchestrator_settings, files):
-    prompts, scores = load_prompt_targets(files, scorer, [scorer.head_names.index(n) for n in NAMES])
-    single = [i for i, p in enumerate(prompts) if len(p) == 1]
-    targets = target_weights(scores[single], orchestrator_settings["target"], orchestrator_settings.get("temperature", 1.0))
-    return [prompts[i] for i in single], targets
+    """Single-turn prompts of the dev pairs with their target weights (from the chosen reply's normalized scores)."""
+    from reward_models.data import read_jsonl, split_slice
+
+    prompts, replies = [], []
+    for spec in files:
+        name, rows = split_slice(spec)
+        for number, row in read_jsonl(name, rows):
+            pair = prompt_and_chosen(row, f"{name}, row {number}")
+            if pair is not None and len(pair[0]) == 1:  # single-turn only: scored before anything else is read
+                prompts.append(pair[0])
+                replies.append(pair[1])
+    scores = scorer.score(prompts, replies)[:, [scorer.head_names.index(n) for n in NAMES]]
+    return prompts, target_weights(scores, orchestrator_settings["target"], orchestrator_settings.get("temperature", 1.0))
 
 
 def run(args):
@@ -98,9 +107,11 @@ def run(args):
 
 def summarize(paths):
     print(f"{'seed':<6}{'metric':<16}{'fixed':>10}{'prompt_aware':>14}{'diff (paired)':>22}")
-    diffs = {}
-    for path in paths:
+    diffs, by_seed = {}, {}
+    for path in paths:  # one file per (seed, mode) or per seed
         result = json.loads(Path(path).read_text())
+        by_seed.setdefault(result["seed"], {"seed": result["seed"], "runs": {}})["runs"].update(result["runs"])
+    for result in by_seed.values():
         fixed, aware = result["runs"]["fixed"], result["runs"]["prompt_aware"]
         for metric in ("target_weighted", "equal_weighted", "helpful", "harmless"):
             a, b = torch.tensor(fixed[metric]), torch.tensor(aware[metric])
