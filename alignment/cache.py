@@ -1,13 +1,58 @@
 """Where the suite keeps what it builds or downloads once (the tiny policy, converted models, hub datasets).
 
-`$MOALIGN_CACHE`, else `~/.cache/moalign`: a user cache, never the repository or the installed package.
+`$MOALIGN_CACHE`, else `~/.cache/moalign`: a user cache, never the repository or the installed package. One folder
+per build, built once even by several processes (`build_once`): a build writes into a staging folder that is renamed into place when complete, so a killed build leaves nothing
+that looks finished; an exclusive file lock around check-then-build makes a second process (e.g. the other rank
+of `accelerate launch --num_processes 2`) wait for the first one's result instead of building it again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 
 def default_cache_dir() -> Path:
+    """$MOALIGN_CACHE, else ~/.cache/moalign."""
     return Path(os.environ.get("MOALIGN_CACHE", Path.home() / ".cache" / "moalign"))
+
+
+@contextmanager
+def exclusive_lock(lock_path: Path):
+    """Hold an exclusive flock on `lock_path` (released by the OS if the holder dies, so a crash never deadlocks)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_once(target: Path, build: Callable[[Path], None], done_marker: str = "config.json") -> Path:
+    """Return `target`, first calling `build(staging_dir)` if no complete build (one with `done_marker`) is there.
+
+    Concurrent callers serialize on `<target>.lock`: the first builds, the others find the finished folder.
+    """
+    target = Path(target)
+    if (target / done_marker).exists():
+        return target
+    with exclusive_lock(target.parent / f"{target.name}.lock"):
+        if (target / done_marker).exists():  # built by another process while we waited
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
+        try:
+            build(staging)
+            if not (staging / done_marker).exists():
+                raise RuntimeError(f"building {target.name} wrote no {done_marker}")
+            if target.exists():  # a leftover without the marker: not a usable build
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -34,3 +34,18 @@ def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterato
             if not isinstance(row, dict):
                 raise error(f"{path}, row {line_number}: expected a JSON object, got {type(row).__name__}")
             yield line_number, row
+
+
+def write_jsonl(path: str | Path, rows) -> Path:
+    """Write dicts as JSON lines (UTF-8, non-ASCII kept readable), replacing the file whole when complete."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -12,6 +12,38 @@ _STEERING_HELP = {
 }
 
 
+def _cell(text: str, limit: int = 160) -> str:
+    """Text fit for one Markdown table cell: one line, pipes escaped, long text cut with an ellipsis."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _optimized_lines(record: dict) -> list[str]:
+    """The update the run actually made, and whether the preference weights entered it (MGDA and the Lagrangian
+    mode ignore them; a card must not claim fixed weights they never used)."""
+    lines = []
+    lagrangian = record.get("lagrangian")
+    if record.get("pareto_method") == "mgda":
+        lines.append("Update: MGDA (`pareto_method: mgda`), the min-norm combination of the per-objective gradients. "
+                     "The preference weights were not used by the update.")
+    elif lagrangian:
+        lines.append(f"Update: maximize `{lagrangian['main_objective']}` subject to mean "
+                     f"`{lagrangian['constraint_objective']}` >= {lagrangian['constraint_threshold']:g} (Lagrangian, "
+                     f"final lambda = {lagrangian['final_lambda']:.4g}). The preference weights were not used.")
+    elif record.get("weights"):
+        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
+    if record.get("weight_distribution"):
+        used = "" if record.get("weights_used", True) else " (they condition the prompt only)"
+        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`{used}.")
+    if record.get("aggregation"):
+        settings = [f"aggregation `{record['aggregation']}`", f"scalarization `{record.get('scalarization')}`"]
+        settings += [f"{key} `{record[key]}`" for key in ("scale_rewards", "partial_rewards") if record.get(key)]
+        lines.append("Advantages: " + ", ".join(settings) + ".")
+    if record.get("loss"):
+        lines.append(f"Loss: `{record['loss']}`, beta {record.get('beta')}.")
+    return lines or ["No preference weights (see objectives.json)."]
+
+
 def render_model_card(record: dict) -> str:
     names = record.get("objective_names", [])
     front_matter = {
@@ -31,14 +63,7 @@ def render_model_card(record: dict) -> str:
     lines.append("")
     if record.get("datasets"):
         lines += ["## Data", "", *[f"- `{name}`" for name in record["datasets"]], ""]
-    lines += ["## Weights", ""]
-    if record.get("weights"):
-        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
-    if record.get("weight_distribution"):
-        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`.")
-    if record.get("aggregation"):
-        lines.append(f"Aggregation: `{record['aggregation']}`; scalarization: `{record.get('scalarization')}`.")
-    lines.append("")
+    lines += ["## What the run optimized", "", *_optimized_lines(record), ""]
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
     lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]
@@ -48,6 +73,12 @@ def render_model_card(record: dict) -> str:
     if evaluation:
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in evaluation.items()]
+        lines.append("")
+    if record.get("samples"):
+        lines += ["## Before / after samples", "", "Held-out prompts, one sampled reply from the base model and one from "
+                  "the trained one (all of them in `samples.jsonl`).", "",
+                  "| prompt | base reply | trained reply |", "|---|---|---|"]
+        lines += [f"| {_cell(s['prompt'])} | {_cell(s['base'])} | {_cell(s['trained'])} |" for s in record["samples"]]
         lines.append("")
     if record.get("front_plot"):
         lines += ["## Pareto front", "", f"![Pareto front]({record['front_plot']})", ""]

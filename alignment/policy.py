@@ -28,6 +28,22 @@ def ensure_pad_token(tokenizer, name: str):
     return tokenizer
 
 
+def eos_token_ids(model) -> set[int]:
+    """The end-of-sequence ids generation stops at (`generation_config.eos_token_id`: an id, a list, or None)."""
+    eos = model.generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+
+def check_safetensors_adapter(path) -> None:
+    """Refuse a LoRA adapter folder without `adapter_model.safetensors`: peft would unpickle `adapter_model.bin`
+    (torch.load of a pickle can run arbitrary code) and has no switch to forbid it."""
+    from pathlib import Path
+
+    if not (Path(path) / "adapter_model.safetensors").exists():
+        raise OSError(f"{path}: no adapter_model.safetensors; pickled adapter weights (adapter_model.bin) are refused. "
+                      "Re-save the adapter with save_pretrained(..., safe_serialization=True)")
+
+
 def load_policy(model_args, trust_remote_code: bool = False):
     """(model, tokenizer) from TRL's ModelConfig; a packaged name ('tiny', or no name) is built offline and cached on
     first use."""

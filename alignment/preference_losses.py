@@ -2,7 +2,7 @@
 
 Every loss takes implicit-reward *log-ratios* `log pi(y|x) - log pi_ref(y|x)` (one per sequence, summed over the
 completion tokens: the trainer computes them, TRL-style) and returns one loss per training unit (pair, list or
-group) so the trainer can average, weight or log them. `s(y) = beta * logratio(y)` is DPO's implicit reward.
+group) so the trainer can average, weight or log them (LiPO's default reduction is RAX's batch mean over pairs). `s(y) = beta * logratio(y)` is DPO's implicit reward.
 
 - `dpo_loss`            DPO (Rafailov et al. 2023, eq. 7) with an optional per-pair offset and weight.
 - `cardinal_dpo_loss`   the score gap of a pair weights or offsets its loss ("Beyond Ordinal Preferences", 2025;
@@ -12,7 +12,8 @@ group) so the trainer can average, weight or log them. `s(y) = beta * logratio(y
 - `mah_dpo_loss`        multi-head DPO: DPO per language-model head on its objective's pairs, mean over the heads
                         present in the batch.
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
-- `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11).
+- `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
+                        RAX's scale by default.
 
 Label helpers for lists: `labels_from_reward_vector` (any scalarization of reward vectors under weights, from
 `alignment.scalarize`) and `labels_from_ranks`.
@@ -141,35 +142,52 @@ def mipo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, 
     return (delta - 1.0 / (2.0 * beta)) ** 2
 
 
-def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:
-    """LiPO-lambda (Liu et al. 2024, eq. 10-11), one loss per list of K responses.
+LIPO_REDUCTIONS = ("rax", "sum")
 
-    With s_i = beta * logratio_i and labels psi_i (higher is better):
-        L = sum_{psi_i > psi_j} Delta_ij * log(1 + exp(-(s_i - s_j)))
-        Delta_ij = |G_i - G_j| * |1/D(tau_i) - 1/D(tau_j)|,  G = 2^psi - 1,  D(tau) = log(1 + tau)
+
+def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
+                     mask: torch.Tensor | None = None, reduction: str = "rax") -> torch.Tensor:
+    """LiPO-lambda (Liu et al. 2024, eq. 10-11 and Algorithm 1).
+
+    With s_i = beta * logratio_i and labels psi_i (higher is better), over the pairs psi_i > psi_j:
+        l_ij = Delta_ij * log(1 + exp(-(s_i - s_j)))
+        Delta_ij = |G_i - G_j| * |1/D(tau_i) - 1/D(tau_j)|,  G = 2^psi - 1,  D(tau) = log2(1 + tau)
     where tau is the 1-based rank of each response under the model's scores s (descending). The lambda weights
-    Delta_ij are constants (no gradient): they say how much swapping i and j would change the list's DCG.
+    Delta_ij are constants (no gradient): they say how much swapping i and j would change the list's DCG. The
+    log2 discount is the one of the paper's Algorithm 1 (RAX's `dcg_lambdaweight`).
     `logratios`, `labels`, `mask` are [N, K]; masked-out entries (mask 0) take part in no pair.
+
+    reduction:
+    - `"rax"` (default): the scalar RAX's `pairwise_logistic_loss(..., lambdaweight_fn=dcg_lambdaweight,
+      reduce_fn=jnp.mean)` returns, the call in LiPO's Algorithm 1: Delta_ij times the list size, averaged over
+      every valid pair of the batch. One deliberate difference: the list size is each list's own number of
+      responses, where RAX multiplies by the padded width, so padding a list does not change its loss (without
+      padding the two agree).
+    - `"sum"`: [N], each list's sum of l_ij (eq. 11 as written, no normalization).
     """
+    if reduction not in LIPO_REDUCTIONS:
+        raise ValueError(f"lipo_lambda_loss: unknown reduction {reduction!r}; expected one of {LIPO_REDUCTIONS}")
     scores = beta * logratios
     valid = torch.ones_like(scores, dtype=torch.bool) if mask is None else mask.bool()
     with torch.no_grad():
         # Rank valid responses by score; padding sorts last so it never takes a rank from a real response.
         ranking_scores = scores.detach().masked_fill(~valid, -math.inf)
-        order = ranking_scores.argsort(dim=-1, descending=True)
+        order = ranking_scores.argsort(dim=-1, descending=True, stable=True)  # ties: index order
         ranks = torch.empty_like(order)
         ranks.scatter_(-1, order, torch.arange(1, scores.shape[-1] + 1, device=scores.device).expand_as(order))
         gains = torch.pow(2.0, labels.to(scores)) - 1.0
-        inverse_discounts = 1.0 / torch.log1p(ranks.to(scores))
+        inverse_discounts = 1.0 / torch.log2(1.0 + ranks.to(scores))
         delta = (gains.unsqueeze(-1) - gains.unsqueeze(-2)).abs() * (
             inverse_discounts.unsqueeze(-1) - inverse_discounts.unsqueeze(-2)
         ).abs()
         labels = labels.to(scores)
         pair_mask = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & valid.unsqueeze(-1) & valid.unsqueeze(-2)
     score_diff = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # [N, K, K]: s_i - s_j
-    pair_losses = delta * F.softplus(-score_diff)  # softplus(-x) = log(1 + exp(-x)), stable
-    return (pair_losses * pair_mask).sum(dim=(-1, -2))
+    pair_losses = delta * F.softplus(-score_diff) * pair_mask  # softplus(-x) = log(1 + exp(-x)), stable
+    if reduction == "sum":
+        return pair_losses.sum(dim=(-1, -2))
+    list_sizes = valid.sum(dim=-1).to(scores)[:, None, None]
+    return (pair_losses * list_sizes).sum() / pair_mask.sum().clamp(min=1)
 
 
 def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:

@@ -122,6 +122,9 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
     base = base_model or adapter_config.get("base_model_name_or_path")
     if not base:
         raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
+    from alignment.policy import check_safetensors_adapter
+
+    check_safetensors_adapter(plan.source)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(base), use_safetensors=True), str(plan.source))
     model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
 
@@ -136,16 +139,19 @@ def _check_no_secret(folder: Path) -> None:
 
 def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = False, base_model: str | None = None,
                  overwrite: bool = False, dry_run: bool = False) -> Path:
-    """Write the hub-ready folder at `target` atomically (temp dir, then rename); with dry_run, build it and delete it."""
+    """Write the hub-ready folder at `target` atomically (temp dir, then rename). With dry_run, every check of the
+    real run (the target-exists check included) runs and the folder is built in the system temp dir, then deleted:
+    nothing is written beside the target, not even its parent folder."""
     target = Path(target).resolve()
-    if target.exists() and not overwrite and not dry_run:
+    if target.exists() and not overwrite:
         raise PublishError(f"{target} exists; choose another folder or pass overwrite")
     if target == plan.source.resolve():
         raise PublishError(f"{target}: the published folder must differ from the training output directory")
     if merge_lora and not plan.is_adapter:
         raise PublishError(f"{plan.source}: merge_lora asked for, but there is no LoRA adapter (adapter_config.json)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    if not dry_run:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=None if dry_run else target.parent))
     try:
         record = dict(plan.record)
         if merge_lora:

@@ -11,15 +11,17 @@ from alignment.objectives import RewardSource
 
 
 class RewardFunctionError(RuntimeError):
-    """A reward source raised, returned the wrong shape, or returned NaN/inf; the message names the objective."""
+    """A reward source raised, returned the wrong shape, or returned NaN/inf/None; the message names the objective."""
 
 
 class RewardVectorBuilder:
     """Runs each source once and assembles the [N, K] reward vector.
 
-    `on_invalid="raise"` (default) stops on any NaN/inf reward with the objective's name, the row and the step.
-    `on_invalid="drop"` marks such rows as dropped instead (their whole row becomes NaN: the scalarization gives
-    them advantage 0) and the caller counts them. A source that raises or returns the wrong length always stops.
+    `on_invalid="raise"` (default) stops on any NaN/inf/None reward with the objective's name, the row and the step.
+    `on_invalid="drop"` leaves such a reward out instead: it becomes NaN (a missing reward), and the scalarization
+    decides what the row is worth (`alignment.scalarize`, `partial_rewards`: drop the whole row, or sum the
+    objectives present). A source that raises or returns the wrong number of rewards always stops: that is a bug
+    in the reward function, not a bad completion.
     """
 
     def __init__(self, objective_names: Sequence[str], sources: Sequence[RewardSource], on_invalid: str = "raise"):
@@ -38,7 +40,7 @@ class RewardVectorBuilder:
         self._columns = [[self.objective_names.index(name) for name in source.objective_names] for source in self.sources]
 
     def __call__(self, prompts: list, completions: list, step: int | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (reward_vector [N, K], dropped [N] bool)."""
+        """Return (reward_vector [N, K] with NaN where a reward is missing, incomplete [N] bool: rows missing one)."""
         where = f" at step {step}" if step is not None else ""
         num_rows = len(completions)
         reward_vector = torch.full((num_rows, len(self.objective_names)), math.nan)
@@ -70,6 +72,5 @@ class RewardVectorBuilder:
                 f"for completion {row}{where} ({int(invalid.any(dim=1).sum())} of {num_rows} rows affected); "
                 "fix the reward function, or set drop_invalid_rewards=true to drop such rows"
             )
-        dropped = invalid.any(dim=1)
-        reward_vector[dropped] = math.nan
-        return reward_vector, dropped
+        reward_vector[invalid] = math.nan
+        return reward_vector, invalid.any(dim=1)

@@ -2,17 +2,27 @@
 
 Notation: a batch holds N = P * G completions, G consecutive rows per prompt (TRL's layout). `reward_vector` is
 [N, K], one column per objective; `weights` is [N, K] (one preference point per row; rows of one group share it)
-or [K]. A row with a NaN in any column was dropped upstream: it is left out of every statistic and its
-advantage is 0, so it cannot move the policy.
+or [K]. A NaN is a missing reward. `partial_rewards` says what a row with some (not all) rewards missing means:
+`drop_row` (default) drops the whole row; `sum_present` (TRL's behaviour) scalarizes the objectives present. A
+row with no reward left is out of every statistic and gets advantage 0, so it cannot move the policy.
 
-Aggregations:
-- `sum_then_normalize` (TRL's default, MO-GRPO seed): R = scalarize(r, w); A = (R - mean_g R) / (std_g R + eps).
-- `normalize_then_sum` (GDPO): A_k = (r_k - mean_g r_k) / (std_g r_k + eps); A = scalarize(A_k, w); whiten over the batch.
-Scalarizations: `linear` (sum_k w_k r_k), `tchebycheff` (-max_k w_k (z_k - r_k), z an ideal point),
-`worst_case` (min over weighted objectives of batch-standardized r_k).
-Constraint mode `lagrangian` (Safe-RLHF): A = (A_main + lambda A_c) / (1 + lambda), lambda learned.
-Pareto mode `pama` (PAMA, He & Maghsudi 2025): per-sample min-norm combination of the Noon-clipped per-objective
-advantages, closed form, O(K) per completion (see `pama_advantages`).
+Aggregations, as TRL 1.16's GRPOTrainer computes them (`linear` reproduces TRL's advantages exactly, tested against
+TRL's own trainer in tests/test_peer_equivalence.py):
+- `sum_then_normalize` (TRL's default): R = scalarize(r, w); A = R - mean_g R, divided by std_g R + eps
+  (`scale_rewards: group`), by the batch std of R + eps (`batch`), or not at all (`none`).
+- `normalize_then_sum` (GDPO): A_k = (r_k - mean_g r_k) / (std_g r_k + eps) ALWAYS (TRL ignores `scale_rewards`
+  here too: without the per-objective sigma the high-variance objective dominates again); A = scalarize(A_k, w),
+  whitened over the batch.
+Scalarizations (every one but `linear` works on each objective z-scored within its group, so a weight means the same
+whatever the objective's units):
+- `linear`: sum_k w_k r_k;
+- `tchebycheff`: -max_k w_k (z*_k - z_k), z*_k the best z-score of objective k in the group (the ideal point);
+- `worst_case`: min_{k: w_k > 0} (z_k - z^nad_k) / w_k, z^nad_k the worst z-score of objective k in the group (the
+  nadir point): the weighted max-min, where an objective with twice the weight must sit twice as far above its
+  group's worst to stop being the bottleneck.
+Constraint mode `lagrangian` (Safe-RLHF): A = (A_main + lambda A_c) / (1 + lambda), lambda learned; it does not
+use the weights. Pareto mode `pama` (PAMA, He & Maghsudi 2025): per-sample min-norm combination of the
+Noon-clipped per-objective advantages, closed form, O(K) per completion (see `pama_advantages`).
 """
 
 from __future__ import annotations
@@ -24,11 +34,9 @@ from trl.trainer.utils import nanstd
 
 AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 SCALARIZATIONS = ("linear", "tchebycheff", "worst_case", "lagrangian", "pama")
-EPS = 1e-4  # TRL's epsilon, so `sum_then_normalize` + `linear` reproduces TRL's advantages exactly
-
-
-def _valid_rows(reward_vector: torch.Tensor) -> torch.Tensor:
-    return ~torch.isnan(reward_vector).any(dim=1)
+SCALE_REWARDS = ("group", "batch", "none")  # TRL's GRPOConfig.scale_rewards
+PARTIAL_REWARDS = ("drop_row", "sum_present")
+EPS = 1e-4  # TRL's epsilon, so `linear` reproduces TRL's advantages exactly
 
 
 def _broadcast_weights(weights: torch.Tensor, reward_vector: torch.Tensor) -> torch.Tensor:
@@ -40,45 +48,72 @@ def _broadcast_weights(weights: torch.Tensor, reward_vector: torch.Tensor) -> to
     return weights
 
 
-def group_normalize(values: torch.Tensor, group_size: int, eps: float = EPS, scale: bool = True) -> torch.Tensor:
-    """(x - mean over the group) / (std over the group + eps), column-wise, NaN-aware. values: [N] or [N, K]."""
+def _grouped(values: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[N] or [N, K] -> [N / G, G, K]."""
     if values.shape[0] % group_size:
-        raise ValueError(f"group_normalize: {values.shape[0]} rows are not a whole number of groups of {group_size}")
-    squeeze = values.dim() == 1
-    grouped = values.reshape(-1, group_size, 1 if squeeze else values.shape[1])
+        raise ValueError(f"{values.shape[0]} rows are not a whole number of groups of {group_size}")
+    return values.reshape(-1, group_size, 1 if values.dim() == 1 else values.shape[1])
+
+
+def _nanstd(values: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
+    """TRL's nanstd (unbiased), 0 where fewer than two values are present (TRL's single-completion case)."""
+    std = nanstd(values, dim=dim, keepdim=keepdim) if dim is not None else nanstd(values)
+    return torch.nan_to_num(std, nan=0.0)
+
+
+def group_normalize(values: torch.Tensor, group_size: int, eps: float = EPS, scale: str | bool = "group") -> torch.Tensor:
+    """x - mean over the group, column-wise and NaN-aware, divided by: the group's std + eps (`scale="group"`), the
+    batch's std + eps (`"batch"`, one std per column over every row), or nothing (`"none"`). values: [N] or [N, K]."""
+    scale = {True: "group", False: "none"}.get(scale, scale)
+    if scale not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards: unknown mode {scale!r}; expected one of {SCALE_REWARDS}")
+    grouped = _grouped(values, group_size)
     centered = grouped - torch.nanmean(grouped, dim=1, keepdim=True)
-    if scale:
-        std = nanstd(grouped, dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centered[:, :1])
-        centered = centered / (torch.nan_to_num(std, nan=0.0) + eps)
+    if scale == "group":
+        std = _nanstd(grouped, dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(centered[:, :1])
+        centered = centered / (std + eps)
+    elif scale == "batch":
+        flat = grouped.reshape(-1, grouped.shape[-1])
+        std = _nanstd(flat, dim=0) if flat.shape[0] > 1 else torch.zeros(flat.shape[-1], dtype=flat.dtype)
+        centered = centered / (std + eps)
     centered = centered.reshape(values.shape[0], -1)
-    return centered.squeeze(1) if squeeze else centered
+    return centered.squeeze(1) if values.dim() == 1 else centered
 
 
 def batch_whiten(values: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """(x - mean) / (std + eps) over every non-NaN entry of a [N] tensor."""
-    std = nanstd(values) if values.numel() > 1 else torch.zeros((), device=values.device)
-    return (values - torch.nanmean(values)) / (torch.nan_to_num(std, nan=0.0) + eps)
+    std = _nanstd(values) if values.numel() > 1 else torch.zeros((), device=values.device)
+    return (values - torch.nanmean(values)) / (std + eps)
 
 
 def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear",
-              ideal_point: torch.Tensor | None = None) -> torch.Tensor:
-    """[N, K] rewards (or per-objective advantages) and weights -> [N] scalar rewards."""
+              group_size: int | None = None) -> torch.Tensor:
+    """[N, K] rewards (or per-objective advantages) and weights -> [N] scalar rewards.
+
+    NaN entries are left out (a row with every entry NaN gives NaN). `tchebycheff` and `worst_case` z-score each
+    objective within groups of `group_size` rows (default: all rows are one group) before comparing objectives.
+    """
     weights = _broadcast_weights(weights, reward_vector)
+    missing = torch.isnan(reward_vector)
+    empty = missing.all(dim=1)
     if method == "linear":
-        return (reward_vector * weights).sum(dim=1)
-    if method == "tchebycheff":
-        if ideal_point is None:  # no running ideal point: the best value seen in this batch
-            ideal_point = update_ideal_point(None, reward_vector)
-        gap = ideal_point.to(reward_vector).unsqueeze(0) - reward_vector
-        return -(weights * gap).max(dim=1).values
-    if method == "worst_case":
-        standardized = (reward_vector - torch.nanmean(reward_vector, dim=0)) / (
-            torch.nan_to_num(nanstd(reward_vector, dim=0), nan=0.0) + EPS
-        )
-        # Objectives the user gave weight 0 do not take part in the minimum.
-        standardized = standardized.masked_fill(weights <= 0, math.inf)
-        return standardized.min(dim=1).values
-    raise ValueError(f"scalarize: unknown scalarization '{method}'; expected one of {SCALARIZATIONS[:3]}")
+        scalar = (reward_vector * weights).nansum(dim=1)
+    elif method in ("tchebycheff", "worst_case"):
+        group_size = group_size or reward_vector.shape[0]
+        z = group_normalize(reward_vector, group_size)
+        grouped = _grouped(z, group_size)
+        if method == "tchebycheff":
+            ideal = torch.nan_to_num(grouped, nan=-math.inf).max(dim=1, keepdim=True).values
+            gap = (weights * (ideal - grouped).reshape_as(z)).masked_fill(missing, -math.inf)
+            scalar = -gap.max(dim=1).values
+        else:
+            nadir = torch.nan_to_num(grouped, nan=math.inf).min(dim=1, keepdim=True).values
+            above = (grouped - nadir).reshape_as(z) / weights
+            # objectives the user gave weight 0, and missing rewards, do not take part in the minimum
+            scalar = above.masked_fill(missing | (weights <= 0), math.inf).min(dim=1).values
+    else:
+        raise ValueError(f"scalarize: unknown scalarization '{method}'; expected one of {SCALARIZATIONS[:3]}")
+    return scalar.masked_fill(empty | torch.isinf(scalar), math.nan)
 
 
 def compute_advantages(
@@ -87,36 +122,49 @@ def compute_advantages(
     group_size: int,
     aggregation: str = "sum_then_normalize",
     scalarization: str = "linear",
-    scale_rewards: bool = True,
-    ideal_point: torch.Tensor | None = None,
+    scale_rewards: str = "group",
     lagrangian: tuple[int, int, float] | None = None,
+    partial_rewards: str = "drop_row",
 ) -> torch.Tensor:
     """[N, K] reward vector -> [N] advantages. `lagrangian` = (main column, constraint column, lambda).
 
-    Rows with a NaN get advantage 0 and are left out of the statistics.
+    `scale_rewards` is TRL's: group | batch | none (see the module docstring for where it applies). Rows with no
+    reward left get advantage 0 and are left out of the statistics.
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"compute_advantages: unknown aggregation '{aggregation}'; expected one of {AGGREGATIONS}")
-    valid = _valid_rows(reward_vector)
-    rewards = reward_vector.masked_fill(~valid.unsqueeze(1), math.nan)
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"compute_advantages: unknown scale_rewards {scale_rewards!r}; expected one of {SCALE_REWARDS}")
+    if partial_rewards not in PARTIAL_REWARDS:
+        raise ValueError(f"compute_advantages: unknown partial_rewards {partial_rewards!r}; expected one of {PARTIAL_REWARDS}")
+    rewards = drop_partial_rows(reward_vector) if partial_rewards == "drop_row" else reward_vector
+    scorable = ~torch.isnan(rewards).all(dim=1)
 
-    if scalarization == "lagrangian":
-        if lagrangian is None:
-            raise ValueError("compute_advantages: 'lagrangian' needs (main index, constraint index, lambda)")
-        main, constraint, lam = lagrangian
+    if scalarization in ("lagrangian", "pama"):
+        if partial_rewards != "drop_row":
+            raise ValueError(f"compute_advantages: scalarization '{scalarization}' needs every objective of a row; "
+                             "use partial_rewards='drop_row'")
+        # Both work on per-objective advantages whatever the aggregation.
         per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
-        advantages = lagrangian_advantages(per_objective[:, main], per_objective[:, constraint], lam)
-    elif scalarization == "pama":
-        # PAMA works on per-objective advantages whatever the aggregation, like the Lagrangian mode.
-        per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
-        advantages, _ = pama_advantages(per_objective, _broadcast_weights(weights, rewards))
+        if scalarization == "lagrangian":
+            if lagrangian is None:
+                raise ValueError("compute_advantages: 'lagrangian' needs (main index, constraint index, lambda)")
+            main, constraint, lam = lagrangian
+            advantages = lagrangian_advantages(per_objective[:, main], per_objective[:, constraint], lam)
+        else:
+            advantages, _ = pama_advantages(per_objective, _broadcast_weights(weights, rewards))
     elif aggregation == "sum_then_normalize":
-        scalar = scalarize(rewards, weights, scalarization, ideal_point)
+        scalar = scalarize(rewards, weights, scalarization, group_size)
         advantages = group_normalize(scalar, group_size, scale=scale_rewards)
     else:
-        per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
-        advantages = batch_whiten(scalarize(per_objective, weights, scalarization, ideal_point))
-    return torch.nan_to_num(advantages.masked_fill(~valid, 0.0), nan=0.0)
+        per_objective = group_normalize(rewards, group_size, scale="group")  # TRL: always, whatever scale_rewards
+        advantages = batch_whiten(scalarize(per_objective, weights, scalarization, group_size))
+    return torch.nan_to_num(advantages.masked_fill(~scorable, 0.0), nan=0.0)
+
+
+def drop_partial_rows(reward_vector: torch.Tensor) -> torch.Tensor:
+    """Every row with a missing (NaN) reward becomes entirely NaN: `partial_rewards="drop_row"`."""
+    return reward_vector.masked_fill(torch.isnan(reward_vector).any(dim=1, keepdim=True), math.nan)
 
 
 def lagrangian_advantages(main_advantage: torch.Tensor, constraint_advantage: torch.Tensor, lam: float) -> torch.Tensor:
@@ -133,12 +181,6 @@ def update_log_lagrange_multiplier(log_lambda: float, constraint_mean: float, th
     """
     log_lambda = log_lambda + learning_rate * math.exp(log_lambda) * (threshold - constraint_mean)
     return min(log_lambda, math.log(lambda_max))
-
-
-def update_ideal_point(ideal_point: torch.Tensor | None, reward_vector: torch.Tensor) -> torch.Tensor:
-    """Running per-objective maximum of the observed rewards: the Tchebycheff ideal point z."""
-    batch_max = torch.nan_to_num(reward_vector, nan=-math.inf).max(dim=0).values
-    return batch_max if ideal_point is None else torch.maximum(ideal_point.to(batch_max), batch_max)
 
 
 # ---- PAMA: the min-norm weights in closed form ----
@@ -211,9 +253,8 @@ def pama_advantages(per_objective_advantages: torch.Tensor, weights: torch.Tenso
 
 
 def pama_step_weights(reward_vector: torch.Tensor, weights: torch.Tensor, group_size: int,
-                      scale_rewards: bool = True) -> torch.Tensor:
+                      scale_rewards: str = "group") -> torch.Tensor:
     """[K] mean over the batch's scored completions of PAMA's per-completion weights: what the step optimized."""
-    rewards = reward_vector.masked_fill(~_valid_rows(reward_vector).unsqueeze(1), math.nan)
-    per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
+    per_objective = group_normalize(drop_partial_rows(reward_vector), group_size, scale=scale_rewards)
     _, pama_weights = pama_advantages(per_objective, weights)
     return torch.nan_to_num(torch.nanmean(pama_weights, dim=0), nan=0.0)

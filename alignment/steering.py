@@ -24,6 +24,7 @@ String prompts become a user message when the tokenizer has a chat template; cha
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from alignment.checkpoint_record import RECORD_FILE, load_record
 from alignment.conditioning import condition_prompt
 from alignment.multi_head import HEADS_RECORD, generate_with_weights, head_names, load_multi_head_model
 from alignment.objectives import RewardSource
+from alignment.policy import check_safetensors_adapter, eos_token_ids
 from alignment.packaged_models import resolve_model_path
 from alignment.rmod import best_of_k_selector, blockwise_decode, reward_builder, rmod_selector
 from alignment.weights import parse_preference_weights
@@ -48,11 +50,6 @@ class SteeringError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ shared pieces
-
-def _eos_ids(model) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-
 
 class Steerable:
     """Base: a tokenizer, the objective names the weights refer to, prompt rendering and decoding."""
@@ -296,11 +293,17 @@ class RobustDecoding(Steerable):
         self.reward = reward_builder(self.objective_names, sources)
         self.method = "rmod" if robust else "best_of_k"
         self.select = rmod_selector(lam=lam, tau=tau) if robust else best_of_k_selector
+        self.tau = tau
         self.num_candidates, self.block_size = num_candidates, block_size
 
     def _generate(self, prompts, weights, decoding):
         if not decoding["do_sample"]:
             raise SteeringError(f"{self.method}: candidates are sampled; do_sample=False would give K identical blocks")
+        support = weights[weights > 0]
+        if self.method == "rmod" and self.tau == 0 and not torch.allclose(support, support.mean().expand_as(support)):
+            warnings.warn("rmod at tau=0 uses only which objectives have weight > 0, not their values (the paper's "
+                          "robust objective); set tau > 0 to pull the worst-case weights toward yours",
+                          UserWarning, stacklevel=3)
         prompt_ids = [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
         generated = blockwise_decode(
             self.model, self.tokenizer, prompt_ids, [self.as_messages(p) for p in prompts], self.reward, weights,
@@ -368,7 +371,9 @@ def _load_peft_adapters(named: dict[str, Path], base_model: str | None, dtype, d
     base = base_model or (bases.pop() if len(bases) == 1 else None)
     if base is None:
         raise SteeringError(f"the LoRA adapters name different base models {sorted(map(str, bases))}; pass base_model")
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=dtype).to(device)
+    for path in named.values():
+        check_safetensors_adapter(path)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=dtype, use_safetensors=True).to(device)
     names = list(named)
     model = PeftModel.from_pretrained(model, str(named[names[0]]), adapter_name=names[0])
     for name in names[1:]:
@@ -417,7 +422,7 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
                 raise SteeringError(f"{path}: no {HEADS_RECORD}; head mixing needs a multi-head checkpoint")
             model = load_multi_head_model(path, dtype=dtype).to(device).eval()
             return HeadMixing(model, tokenizer, names, device)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         if method == "prompt":
             if not names:
                 raise SteeringError(f"{path}: no objective names in a record; pass objective_names")
@@ -445,10 +450,11 @@ def load_steerable(paths, method: str = "auto", *, reward_sources: RewardSource 
         peft_model, _ = _load_peft_adapters(named, base_model, dtype, device)
         if method == "soup":
             return AdapterSoup(peft_model, tokenizer, names, device)
-        eos = _eos_ids(peft_model)
+        eos = eos_token_ids(peft_model)
         return LogProbMixture([_adapter_policy(peft_model, n) for n in names], tokenizer, names, eos, device)
-    models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype).to(device).eval() for p in named.values()]
+    models = [AutoModelForCausalLM.from_pretrained(p, dtype=dtype, use_safetensors=True).to(device).eval()
+              for p in named.values()]
     if method == "soup":
         states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
         return RewardedSoup(models[0], states, tokenizer, names, device)
-    return LogProbMixture(models, tokenizer, names, _eos_ids(models[0]), device)
+    return LogProbMixture(models, tokenizer, names, eos_token_ids(models[0]), device)

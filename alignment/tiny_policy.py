@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from alignment.cache import default_cache_dir
+from alignment.cache import build_once, default_cache_dir
 from alignment.data import resolve_data
 from alignment.jsonl import iter_jsonl
 
@@ -77,14 +74,14 @@ def build_tokenizer(texts: list[str], vocab_size: int):
 def build_tiny_policy(
     cache_dir: str | Path | None = None, spec: TinyPolicySpec = TinyPolicySpec()
 ) -> Path:
-    """Return the path of the cached tiny policy, building it first if needed (atomic: temp dir then rename)."""
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
+    """Return the path of the cached tiny policy, building it first if needed (once, under a lock; atomic)."""
     key = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
     target = Path(cache_dir or default_cache_dir()) / f"tiny-policy-{key}"
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    return build_once(target, lambda staging: _train_tiny_policy(spec, staging))
+
+
+def _train_tiny_policy(spec: TinyPolicySpec, output_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, Qwen2Config
 
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
@@ -116,14 +113,6 @@ def build_tiny_policy(
 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        (staging / "tiny_policy.json").write_text(json.dumps({**asdict(spec), "final_loss": loss.item()}, indent=2))
-        os.replace(staging, target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "config.json").exists():  # another process may have won the race
-            raise
-    return target
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / "tiny_policy.json").write_text(json.dumps({**asdict(spec), "final_loss": loss.item()}, indent=2))

@@ -52,7 +52,8 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     ensure_pad_token(tokenizer, path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype)).to(args.device).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype),
+                                                 use_safetensors=True).to(args.device).eval()
     names = [f"objective_{i}" for i in range(args.num_heads)]
     add_lm_heads(model, names)
     with torch.no_grad():  # distinct heads, as after training

@@ -47,7 +47,7 @@ def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
     )
     timer = StepTimer()
     trainer_class = MGDAGRPOTrainer if kind == "mgda" else MultiObjectiveGRPOTrainer
-    trainer = trainer_class(model=AutoModelForCausalLM.from_pretrained(policy), args=args,
+    trainer = trainer_class(model=AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True), args=args,
                             processing_class=AutoTokenizer.from_pretrained(policy),
                             train_dataset=load_prompt_dataset(PROMPTS, limit=512), callbacks=[timer])
     trainer.train()

@@ -32,7 +32,7 @@ NAMES = ["conciseness", "sentiment"]
 
 
 def load(path: str, device: str, dtype: str, perturb_seed: int | None = None):
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True).to(device).eval()
     model.generation_config.eos_token_id = None  # a fixed number of steps for every method
     if perturb_seed is not None:
         generator = torch.Generator().manual_seed(perturb_seed)

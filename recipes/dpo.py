@@ -32,6 +32,7 @@ from trl import ModelConfig, get_peft_config
 
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
+from alignment.evaluation import train_evaluate_and_save
 from alignment.multi_head import add_lm_heads
 from alignment.policy import load_policy
 from alignment.preference_data import (
@@ -108,30 +109,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
         peft_config=get_peft_config(model_args), dataset_names=dataset_names,
     )
-    before = trainer.evaluate() if eval_rows else None  # the untrained policy, on a resumed run too
 
-    # Train
-    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
+    def evaluate():  # the held-out implicit reward margins (beta * log pi/pi_ref), per objective where logged
+        return {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")} if eval_rows else None
 
-    # Held-out implicit reward margin, before and after; it goes into the checkpoint record too
-    if eval_rows:
-        after = trainer.evaluate()
-        keys = [k for k in after if k.startswith("eval_rewards/")]
-        trainer.final_evaluation = {f"{k[5:]}/after": after[k] for k in keys}
-        if before:
-            trainer.final_evaluation.update({f"{k[5:]}/before": before[k] for k in keys if k in before})
-        if trainer.accelerator.is_main_process:
-            print(f"\nImplicit reward (beta * log pi/pi_ref) on {len(eval_rows)} held-out rows, before -> after:")
-            for key in keys:
-                start = f"{before[key]:+.4f}" if before and key in before else "   n/a "
-                print(f"  {key[5:]:<28} {start} -> {after[key]:+.4f}")
-
-    # Save: weights, tokenizer, objectives.json and the model card
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
+                            f"Implicit reward (beta * log pi/pi_ref) on {len(eval_rows)} held-out rows")
 
 
 def parse_args(argv=None):

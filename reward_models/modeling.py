@@ -5,6 +5,7 @@ pass scores every objective. Nothing here needs custom code at load time: the pe
 and training facts live in the config as plain JSON fields,
 
     reward_head_mean / reward_head_std   mean and std of each head's raw score on training texts
+    reward_head_stats_measured           false while mean/std are the placeholders 0/1 of a freshly built model
     reward_head_kinds                    {"helpful": "pairwise", "factuality": "rated", ...}
     reward_max_length                    the truncation length the heads were trained with
 
@@ -26,7 +27,7 @@ import torch
 # Offline backbones by name ('packaged:all-MiniLM-L6-v2', 'tiny'), so configs stay portable across machines.
 from alignment.packaged_models import resolve_model_path
 
-HEAD_MEAN_KEY, HEAD_STD_KEY = "reward_head_mean", "reward_head_std"
+HEAD_MEAN_KEY, HEAD_STD_KEY, HEAD_STATS_MEASURED_KEY = "reward_head_mean", "reward_head_std", "reward_head_stats_measured"
 HEAD_KINDS_KEY, MAX_LENGTH_KEY = "reward_head_kinds", "reward_max_length"
 
 
@@ -80,8 +81,9 @@ def build_reward_model(
     model.config.update({
         HEAD_KINDS_KEY: dict(head_kinds or {}),
         MAX_LENGTH_KEY: max_length,
-        HEAD_MEAN_KEY: [0.0] * len(head_names),
+        HEAD_MEAN_KEY: [0.0] * len(head_names),  # placeholders until measure_head_statistics: scores stay raw
         HEAD_STD_KEY: [1.0] * len(head_names),
+        HEAD_STATS_MEASURED_KEY: False,
     })
     return model
 
@@ -94,13 +96,17 @@ def head_names_of(config) -> list[str]:
 def set_head_statistics(config, mean: torch.Tensor, std: torch.Tensor) -> None:
     """Store each head's score mean/std (measured on training texts) in the config, as plain lists."""
     std = torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-6)  # a constant head must not divide by zero
-    config.update({HEAD_MEAN_KEY: [float(v) for v in mean], HEAD_STD_KEY: [float(v) for v in std]})
+    config.update({HEAD_MEAN_KEY: [float(v) for v in mean], HEAD_STD_KEY: [float(v) for v in std],
+                   HEAD_STATS_MEASURED_KEY: True})
 
 
 def head_statistics(config) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(mean [K], std [K]) from the config, or None for a model trained elsewhere without them."""
+    """(mean [K], std [K]) from the config, or None for a model trained elsewhere without them, or whose statistics
+    are still the placeholders of `build_reward_model` (never measured)."""
     mean, std = getattr(config, HEAD_MEAN_KEY, None), getattr(config, HEAD_STD_KEY, None)
     if mean is None or std is None or len(mean) != config.num_labels or len(std) != config.num_labels:
+        return None
+    if getattr(config, HEAD_STATS_MEASURED_KEY, True) is False:
         return None
     return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
 

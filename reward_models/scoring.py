@@ -18,7 +18,7 @@ import torch
 
 from reward_models.chat_format import conversation, render_conversation
 from reward_models.modeling import (
-    HEAD_MEAN_KEY, HEAD_STD_KEY, MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer,
+    HEAD_MEAN_KEY, HEAD_STATS_MEASURED_KEY, HEAD_STD_KEY, MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class MultiHeadRewardScorer:
         self.max_length = max_length or getattr(model.config, MAX_LENGTH_KEY, None) or tokenizer.model_max_length
         self.head_names = head_names_of(model.config)
         self.statistics = head_statistics(model.config)
+        self._warned = False
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, batch_size: int = 32, trust_remote_code: bool = False,
@@ -126,7 +127,13 @@ class MultiHeadRewardScorer:
 
     def normalize(self, scores: torch.Tensor) -> torch.Tensor:
         if self.statistics is None:
-            logger.warning("reward model has no per-head statistics in its config; returning raw scores")
+            if not self._warned:
+                measured = getattr(self.model.config, HEAD_STATS_MEASURED_KEY, None)
+                why = ("its per-head statistics are the placeholders 0/1 and were never measured "
+                       "(run measure_head_statistics, as recipes/reward_model.py does)" if measured is False
+                       else "it has no per-head statistics in its config")
+                logger.warning(f"reward model: {why}; 'normalized' scores are the RAW head scores")
+                self._warned = True
             return scores
         mean, std = self.statistics
         return (scores - mean) / std

@@ -24,6 +24,17 @@ def conciseness(prompts, completions, **kwargs) -> list[float]:
     return [-len(completion_text(c)) / 100.0 for c in completions]
 
 
+CONCISENESS_FLOOR_CHARS = 100  # about two short sentences
+
+
+def conciseness_floored(prompts, completions, **kwargs) -> list[float]:
+    """Minus max(characters, 100) / 100: shorter is better down to about two sentences, and no shorter reply scores
+    higher. Plain `conciseness` rewards an empty reply most, which is what a policy trained on it learns; under this
+    one, cutting a reply below the floor gains nothing while the other objectives (sentiment, ...) still pay for
+    content."""
+    return [-max(len(completion_text(c)), CONCISENESS_FLOOR_CHARS) / 100.0 for c in completions]
+
+
 @lru_cache(maxsize=1)
 def _vader():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -66,6 +77,7 @@ def format_ok(prompts, completions, **kwargs) -> list[float]:
 
 BUILTIN_REWARDS = {
     "conciseness": conciseness,
+    "conciseness_floored": conciseness_floored,
     "sentiment": sentiment,
     "profanity_free": profanity_free,
     "format": format_ok,

@@ -87,7 +87,8 @@ def main(argv=None):
     parser.add_argument("--block_size", type=int, default=8, help="rmod / best_of_k: tokens per block (B)")
     parser.add_argument("--lam", type=float, default=1.0, help="rmod: lambda of the log-mean-exp worst-case objective")
     parser.add_argument("--tau", type=float, default=0.0,
-                        help="rmod: pull of the worst-case weights toward --weights (0: the paper's robust objective)")
+                        help="rmod: pull of the worst-case weights toward --weights. 0 is the paper's robust objective, "
+                             "which uses only WHICH objectives have weight > 0, not the values (a warning says so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", help="also write the JSON lines to this file")
@@ -128,7 +129,7 @@ def main(argv=None):
             replies = steerable.generate([prompts[i] for i in indices], per_prompt[indices[0]], **decoding)
             for i, reply in zip(indices, replies):
                 completions[i] = reply
-    except (SteeringError, PreferenceWeightsError, OrchestratorError, FileNotFoundError) as error:
+    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError) as error:  # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
     lines = [json.dumps({"prompt": p, "weights": format_preference_weights(w, steerable.objective_names),
                          "method": steerable.method, "completion": c}) for p, w, c in zip(prompts, per_prompt, completions)]

@@ -34,6 +34,15 @@ def one_thread():
     torch.set_num_threads(1)  # restore_torch_threads puts the previous count back
 
 
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    """`one_thread` for a whole module, its module-scoped fixtures (fine-tuning runs) included; restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def random_lora(tiny_policy_path):
     """make(seed): a LoRA adapter of the tiny policy with random low-rank updates (tests of exact combination and

@@ -6,8 +6,6 @@ random malformed rows and weight strings give either a clean result or a ValueEr
 never an error from deep inside torch, Arrow or json.
 """
 
-import importlib.util
-import json
 import logging
 import math
 import shutil
@@ -38,21 +36,10 @@ from reward_models.data import (
 from reward_models.modeling import HEAD_MEAN_KEY
 from reward_models.scoring import RewardModelHeadsError, check_reward_model_source
 from reward_models.trainer import MultiHeadRewardConfig
+from tests.helpers import load_recipe, write_jsonl
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 HEADS = ["helpful", "harmless", "relevance"]
-
-
-def write_jsonl(path: Path, *rows) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------- GRPO prompts
@@ -158,13 +145,13 @@ MESSAGES = {"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "a
     ("groups", {**GROUP, "rejected": ["a"]}, (), r"row 1, field 'rejected\[0\]': also in 'chosen'"),
 ])
 def test_bad_preference_rows_name_file_row_and_field(tmp_path, fmt, row, required, message):
-    path = write_jsonl(tmp_path / "prefs.jsonl", row)
+    path = write_jsonl(tmp_path / "prefs.jsonl", [row])
     with pytest.raises(PreferenceDataError, match=r"prefs\.jsonl, " + message):
         load_preference_splits(path, fmt, ["helpful", "harmless"], num_eval_rows=0, required=required)
 
 
 def test_splits_that_leave_no_training_rows_are_refused(tmp_path):
-    path = write_jsonl(tmp_path / "pairs.jsonl", PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"})
+    path = write_jsonl(tmp_path / "pairs.jsonl", [PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"}])
     with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: has 3 rows and num_eval_rows=64 would hold them all out"):
         load_preference_splits(path, "pairs", ["helpful"])
     with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: no training rows left .*max_prompt_chars=0"):
@@ -176,17 +163,17 @@ def test_splits_that_leave_no_training_rows_are_refused(tmp_path):
 
 
 def test_extra_columns_of_mixed_types_stay_out_of_the_dataset(tmp_path):
-    rows = read_jsonl(write_jsonl(tmp_path / "pairs.jsonl", {**PAIR, "id": 1}, {**PAIR, "prompt": "q", "id": "x"}))
+    rows = read_jsonl(write_jsonl(tmp_path / "pairs.jsonl", [{**PAIR, "id": 1}, {**PAIR, "prompt": "q", "id": "x"}]))
     validate_rows(rows, "pairs", "pairs.jsonl")
     assert to_dataset(rows).column_names == ["prompt", "chosen", "rejected"]
 
 
 def test_builtin_loaders_report_rows_of_files_in_their_formats(tmp_path):
     with pytest.raises(PreferenceDataError, match=r"uf\.jsonl, row 1, field 'metadata'"):
-        load_ultrafeedback_pairs(write_jsonl(tmp_path / "uf.jsonl", PAIR))
+        load_ultrafeedback_pairs(write_jsonl(tmp_path / "uf.jsonl", [PAIR]))
     qa = {"question": "q", **{f"prediction {i}": "a" for i in range(1, 5)}, "preference": [True, 0, 0, 0, 0, 0]}
     with pytest.raises(PreferenceDataError, match=r"qa\.jsonl, row 1, field 'preference'"):
-        load_qa_feedback_lists(write_jsonl(tmp_path / "qa.jsonl", qa))
+        load_qa_feedback_lists(write_jsonl(tmp_path / "qa.jsonl", [qa]))
 
 
 def test_upstream_identical_or_empty_ultrafeedback_pairs_are_left_out_and_counted(caplog):
@@ -212,7 +199,7 @@ RM_PAIR = {"chosen": "good", "rejected": "bad"}
     ({**RM_PAIR, "score_chosen": 1, "score_rejected": 2}, r"row 1: field 'score_chosen' = 1.0 is below 'score_rejected' = 2.0"),
 ])
 def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
-    path = write_jsonl(tmp_path / "pairs.jsonl", row)
+    path = write_jsonl(tmp_path / "pairs.jsonl", [row])
     with pytest.raises(RewardDataError, match=r"pairs\.jsonl, " + message):
         load_pairwise_source(f"helpful={path}", HEADS)
 
@@ -231,7 +218,7 @@ def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
     ({"response": "a", "ratings": {"helpful": 1}}, r"row 1: missing field 'completion' \(or 'text'\)"),
 ])
 def test_bad_ratings_name_file_row_and_field(tmp_path, row, message):
-    path = write_jsonl(tmp_path / "rated.jsonl", row)
+    path = write_jsonl(tmp_path / "rated.jsonl", [row])
     with pytest.raises(RewardDataError, match=r"rated\.jsonl, " + message):
         load_rated_source(path, HEADS, [-10, 10])
 
@@ -239,7 +226,7 @@ def test_bad_ratings_name_file_row_and_field(tmp_path, row, message):
 def test_qa_feedback_error_types_must_be_known_names(tmp_path):
     row = {"question": "q", "prediction 1": "a", "feedback": {"errors": [{"error type": ["Irrelevant"]}], "missing-info": []}}
     with pytest.raises(RewardDataError, match=r"qa\.jsonl, row 1: field 'feedback.errors\[0\]' has no 'error type' name"):
-        load_rated_source("qa_feedback:" + write_jsonl(tmp_path / "qa.jsonl", row), ["relevance"], [-10, 10])
+        load_rated_source("qa_feedback:" + write_jsonl(tmp_path / "qa.jsonl", [row]), ["relevance"], [-10, 10])
 
 
 @pytest.mark.parametrize("settings_, message", [
@@ -254,7 +241,7 @@ def test_bad_reward_data_settings_are_refused(settings_, message):
 
 
 def test_identical_or_empty_pairs_are_dropped_and_counted_only_when_asked(tmp_path, caplog):
-    path = write_jsonl(tmp_path / "pairs.jsonl", RM_PAIR, {**RM_PAIR, "rejected": "good"}, {**RM_PAIR, "chosen": ""})
+    path = write_jsonl(tmp_path / "pairs.jsonl", [RM_PAIR, {**RM_PAIR, "rejected": "good"}, {**RM_PAIR, "chosen": ""}])
     args = RewardDataArguments(heads=["helpful"], pairwise_train_files=[f"helpful={path}"])
     with pytest.raises(RewardDataError, match=r"row 2: field 'rejected' is the same conversation"):
         load_examples(args, "train")
@@ -345,9 +332,10 @@ PROMPTS = [{"prompt": f"q{i}"} for i in range(4)]
 def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(tiny_policy_path, tmp_path, rows, argv,
                                                                                 error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", *rows)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", list(rows))
     with pytest.raises(error, match=message):  # 'does/not-exist' would fail to load: nothing got that far
-        run_recipe(load_recipe("grpo"), tmp_path / "out", "--dataset_path", prompts,
+        run_recipe(load_recipe("grpo"), tmp_path / "out", "--config", str(RECIPES / "configs" / "grpo_tiny_cpu.yaml"),
+                   "--dataset_path", prompts,
                    *[rm if arg == "RM" else arg for arg in argv])
     assert not (tmp_path / "out").exists()
 
@@ -364,7 +352,7 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
 ])
 def test_dpo_recipe_refuses_bad_input_before_loading_the_policy(tiny_policy_path, tmp_path, rows, argv, error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
-    data = write_jsonl(tmp_path / "pairs.jsonl", *rows)
+    data = write_jsonl(tmp_path / "pairs.jsonl", list(rows))
     with pytest.raises(error, match=message):
         run_recipe(load_recipe("dpo"), tmp_path / "out", "--dataset", data, *[rm if arg == "RM" else arg for arg in argv])
     assert not (tmp_path / "out").exists()
@@ -378,8 +366,8 @@ def test_reward_model_recipe_refuses_to_resume_a_checkpoint_with_other_heads(tin
     reward_model_config(tiny_policy_path, checkpoint, ["helpful", "harmless"])
     (checkpoint / "trainer_state.json").write_text("{}")
     data = RewardDataArguments(heads=["helpful", "factuality"],
-                               pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', RM_PAIR)}"],
-                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", {"text": "a", "ratings": {"factuality": 1}})])
+                               pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', [RM_PAIR])}"],
+                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", [{"text": "a", "ratings": {"factuality": 1}}])])
     args = MultiHeadRewardConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
     with pytest.raises(ValueError, match=r"checkpoint-5 was trained with objectives \['helpful', 'harmless'\], but this "
                                          r"run's objectives are \['helpful', 'factuality'\]"):
@@ -480,7 +468,7 @@ def scratch(tmp_path_factory) -> Path:
 @given(rows=st.lists(corrupted(st.fixed_dictionaries({"prompt": TEXT})), min_size=1, max_size=3))
 def test_random_prompt_rows_load_cleanly_or_fail_clearly(scratch, rows):
     path = scratch / "prompts.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     try:
         dataset = load_prompt_dataset(path)
     except Exception as error:  # noqa: BLE001 - the type is what is tested
@@ -496,7 +484,7 @@ def test_random_preference_rows_validate_into_usable_data_or_fail_clearly(scratc
     rows = data.draw(st.lists(corrupted(preference_row(fmt, chat)), min_size=1, max_size=3))
     required = data.draw(st.sampled_from([(), ("score_gap",), ("objective",)])) if fmt == "pairs" else ()
     path = scratch / f"{fmt}.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     names = ["helpful", "harmless"]
     try:
         train, _, _ = load_preference_splits(str(path), fmt, names, num_eval_rows=0, required=required)
@@ -509,6 +497,34 @@ def test_random_preference_rows_validate_into_usable_data_or_fail_clearly(scratc
         train = attach_list_labels(train, names, torch.tensor([0.5, 0.5]))
         assert all(math.isfinite(label) for row in train for label in row["labels"])
     assert len(to_dataset(train)) == len(rows)
+
+
+WORD = st.from_regex(r"[a-z]{2,6}( [a-z]{2,6}){0,2}", fullmatch=True)  # never blank, never padded
+
+
+@settings(FAST, max_examples=30)  # three loaders per example
+@given(data=st.data())
+def test_random_valid_rows_load_with_their_content(scratch, data):
+    """The other half of the property tests: a loader that refused every row would pass them, so valid rows must
+    load, and load as written (prompts stripped to a user message, pairs and ratings unchanged)."""
+    prompts = data.draw(st.lists(WORD, min_size=1, max_size=3))
+    path = write_jsonl(scratch / "valid_prompts.jsonl", [{"prompt": f"  {text} "} for text in prompts])
+    assert [row["prompt"] for row in load_prompt_dataset(path)] == [[{"role": "user", "content": t}] for t in prompts]
+
+    pairs = [{"prompt": prompt, "chosen": f"yes {chosen}", "rejected": f"no {rejected}"}
+             for prompt, chosen, rejected in data.draw(st.lists(st.tuples(WORD, WORD, WORD), min_size=1, max_size=3))]
+    path = write_jsonl(scratch / "valid_pairs.jsonl", pairs)
+    train, _, _ = load_preference_splits(path, "pairs", ["helpful", "harmless"], num_eval_rows=0)
+    assert [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in train] == pairs
+    examples = load_pairwise_source(f"helpful={path}", HEADS)
+    assert [(e.first[-1]["content"], e.second[-1]["content"], e.objective) for e in examples] == [
+        (pair["chosen"], pair["rejected"], "helpful") for pair in pairs]
+
+    rated = [{"completion": completion, "ratings": ratings} for completion, ratings in data.draw(st.lists(st.tuples(
+        WORD, st.dictionaries(st.sampled_from(HEADS), st.floats(-100, 100), min_size=1, max_size=3)),
+        min_size=1, max_size=3))]
+    examples = load_rated_source(write_jsonl(scratch / "valid_rated.jsonl", rated), HEADS, [-100, 100])
+    assert [(e.first[-1]["content"], e.ratings) for e in examples] == [(r["completion"], r["ratings"]) for r in rated]
 
 
 @st.composite
@@ -528,7 +544,7 @@ def reward_model_pair(draw):
 @given(rows=st.lists(corrupted(reward_model_pair()), min_size=1, max_size=3))
 def test_random_reward_model_pairs_load_cleanly_or_fail_clearly(scratch, rows):
     path = scratch / "rm_pairs.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     try:
         examples = load_pairwise_source(f"helpful={path}", HEADS)
     except Exception as error:  # noqa: BLE001
@@ -552,7 +568,7 @@ QA_FEEDBACK = st.fixed_dictionaries({"question": TEXT, "prediction 1": TEXT, "fe
 def test_random_rated_rows_load_cleanly_or_fail_clearly(scratch, qa, data):
     rows = data.draw(st.lists(corrupted(QA_FEEDBACK if qa else RATED), min_size=1, max_size=3))
     path = scratch / "rated.jsonl"
-    write_jsonl(path, *rows)
+    write_jsonl(path, list(rows))
     heads = ["relevance", "factuality", "completeness"] if qa else HEADS
     try:
         examples = load_rated_source(("qa_feedback:" if qa else "") + str(path), heads, [-100, 100])
@@ -622,6 +638,44 @@ def test_a_checkpoint_with_only_pickled_weights_is_refused(tmp_path, tiny_policy
     torch.save(AutoModelForCausalLM.from_pretrained(tiny_policy_path).state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(OSError, match="model.safetensors"):  # torch.load of a pickle can run arbitrary code
         load_policy(ModelConfig(model_name_or_path=str(tmp_path)))
+
+
+def _pickle_only_copy(source, target):
+    """A copy of a checkpoint folder whose weights are pickles only (the safetensors file replaced by a .bin)."""
+    from safetensors.torch import load_file
+
+    target.mkdir()
+    for path in Path(source).iterdir():
+        if path.is_file() and path.suffix != ".safetensors":
+            shutil.copy(path, target / path.name)
+    for path in Path(source).glob("*.safetensors"):
+        torch.save(load_file(str(path)), target / path.name.replace(".safetensors", ".bin").replace("model.", "pytorch_model."
+                   if path.name == "model.safetensors" else "model."))
+
+
+def test_generate_refuses_pickle_only_checkpoints_and_adapters(tmp_path, tiny_policy_path, random_lora):
+    """scripts/generate.py (every steering loader): a pickle-only policy, and pickle-only LoRA adapters, are refused."""
+    from alignment.checkpoint_record import build_record, save_record
+    from scripts.generate import main as generate
+
+    policy = tmp_path / "policy"
+    _pickle_only_copy(tiny_policy_path, policy)
+    assert (policy / "pytorch_model.bin").exists() and not list(policy.glob("*.safetensors"))
+    save_record(policy, build_record(trainer="grpo", base_model="tiny", steering="prompt",
+                                     objectives=[{"name": "a", "source": "x"}, {"name": "b", "source": "y"}]))
+    with pytest.raises(SystemExit, match="model.safetensors"):
+        generate(["--model", str(policy), "--weights", "a=0.5,b=0.5", "--prompt", "hi", "--max_new_tokens", "2"])
+
+    adapters = []
+    for seed, name in ((0, "a"), (1, "b")):
+        random_lora(seed).save_pretrained(tmp_path / f"saved-{name}")
+        AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(tmp_path / f"saved-{name}")
+        _pickle_only_copy(tmp_path / f"saved-{name}", tmp_path / name)
+        assert (tmp_path / name / "adapter_model.bin").exists()
+        adapters += ["--model", f"{name}={tmp_path / name}"]
+    with pytest.raises(SystemExit, match="pickled adapter weights"):
+        generate([*adapters, "--method", "soup", "--base_model", str(tiny_policy_path), "--weights", "a=0.5,b=0.5",
+                  "--prompt", "hi", "--max_new_tokens", "2"])
 
 
 def test_remote_code_is_off_unless_the_user_turns_it_on(tmp_path):

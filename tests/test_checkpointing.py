@@ -93,8 +93,11 @@ def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_
     assert global_step(interrupted / "checkpoint-2") == 2
     assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {p.name for p in (interrupted / "checkpoint-2").iterdir()}
 
+    saved_at = (interrupted / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns
     rerun = run(tmp_path, interrupted, 6)  # the same command
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # resumed, not restarted: a rerun from step 0 would reach the same weights but write checkpoint-2 again
+    assert (interrupted / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns == saved_at
     assert not (interrupted / STAGING_DIR).exists()
     assert global_step(interrupted / "checkpoint-6") == 6
     for name, tensor in weights(uninterrupted).items():  # same seed, data order and optimizer state: exact on CPU
@@ -104,14 +107,17 @@ def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_
 def test_rerunning_a_finished_run_trains_no_further_step_and_a_longer_schedule_continues(tmp_path, uninterrupted):
     output_dir = tmp_path / "finished"
     shutil.copytree(uninterrupted, output_dir)
+    saved = {p: p.stat().st_mtime_ns for p in output_dir.rglob("checkpoint-*/model.safetensors")}
     rerun = run(tmp_path, output_dir, 6)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in saved} == saved  # no checkpoint written again: no step was trained
     assert sorted(p.name for p in output_dir.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
     for name, tensor in weights(output_dir).items():
         assert torch.equal(tensor, weights(uninterrupted)[name]), name
 
     assert run(tmp_path, output_dir, 8).returncode == 0
     assert global_step(output_dir / "checkpoint-8") == 8
+    assert {p: p.stat().st_mtime_ns for p in saved} == saved  # continued from checkpoint-6, not from step 0
     assert not torch.equal(weights(output_dir)["linear.weight"], weights(uninterrupted)["linear.weight"])
 
 

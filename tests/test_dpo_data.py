@@ -1,6 +1,5 @@
 """Preference data: real files load into the three formats; malformed input names the file, the row and the field."""
 
-import json
 
 import pytest
 import torch
@@ -18,11 +17,7 @@ from alignment.preference_data import (
     read_jsonl,
     validate_rows,
 )
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+from tests.helpers import write_jsonl
 
 
 def test_hh_pairs_per_objective_are_conversational_and_interleaved():

@@ -1,8 +1,6 @@
 """recipes/dpo.py end to end from its YAML with CLI overrides, and the trainer's refusals before any training step."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -10,24 +8,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 from alignment.weights import PreferenceWeightsError
+from tests.helpers import load_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "dpo.py"
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("dpo_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 
 
 @pytest.mark.slow
 def test_default_recipe_runs_modpo_and_records_a_rising_held_out_margin(tmp_path, tiny_policy_path, capsys):
-    recipe = load_recipe()
+    recipe = load_recipe("dpo")
     output_dir = tmp_path / "modpo"
     script_args, training_args, model_args = recipe.parse_args([
         "--output_dir", str(output_dir), "--num_eval_rows", "32", "--save_strategy", "no", "--disable_tqdm", "true",
@@ -51,7 +40,7 @@ def test_default_recipe_runs_modpo_and_records_a_rising_held_out_margin(tmp_path
 
 
 def test_malformed_file_fails_before_any_model_is_loaded(tmp_path):
-    recipe = load_recipe()
+    recipe = load_recipe("dpo")
     data = tmp_path / "pairs.jsonl"
     data.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", "chosen": "c"}\n')
     args = recipe.parse_args(["--dataset", str(data), "--num_eval_rows", "0", "--output_dir", str(tmp_path / "out"),

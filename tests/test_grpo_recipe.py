@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from alignment.model_card import _cell
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
@@ -21,6 +23,7 @@ FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 def command(output_dir, *overrides, config=ROOT / "accelerate_configs" / "cpu_2proc.yaml"):
     # Absolute paths, run from another folder: the recipe must not depend on the current directory.
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(ROOT / "recipes" / "grpo.py"),
+            "--config", str(ROOT / "recipes" / "configs" / "grpo_tiny_cpu.yaml"),  # the tiny smoke run, not the default
             "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
             "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
             "--disable_tqdm", "true", *overrides]
@@ -95,6 +98,13 @@ def test_two_process_run_killed_midway_resumes_to_the_same_result_and_records_it
     assert set(record["evaluation"]) >= {"conciseness/before", "conciseness/after"}
     card = (uninterrupted / "README.md").read_text()
     assert "Fixed preference weights: conciseness=0.5, sentiment=0.4, profanity_free=0.1." in card
+    # held-out prompts with the base and the trained reply, beside the checkpoint and as a table in the card
+    samples = [json.loads(line) for line in (uninterrupted / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 and all(set(sample) == {"prompt", "base", "trained"} for sample in samples)
+    assert record["samples"] == samples and "## Before / after samples" in card
+    assert all(f"| {_cell(sample['prompt'])} | {_cell(sample['base'])} | {_cell(sample['trained'])} |" in card
+               for sample in samples)
+    assert {"distinct_replies/after", "empty_replies/after", "weighted_objective/after"} <= set(record["evaluation"])
     assert (uninterrupted / "checkpoint-2" / "multi_objective_state.json").exists()
     assert (uninterrupted / "model.safetensors").exists() and not list(tmp_path.rglob("*.bin"))
     assert json.loads((uninterrupted / "training_args.json").read_text())["hub_token"] == "<HUB_TOKEN>"

@@ -85,6 +85,10 @@ def test_lagrange_multiplier_rises_while_the_constraint_is_violated(tiny_policy_
     record = json.loads((tmp_path / "final" / "objectives.json").read_text())
     assert record["objectives"][1]["threshold"] == 2.0
     assert record["lagrangian"]["final_lambda"] > 1.0
+    card = (tmp_path / "final" / "README.md").read_text()
+    assert ("Update: maximize `conciseness` subject to mean `sentiment` >= 2 (Lagrangian, final lambda = "
+            f"{record['lagrangian']['final_lambda']:.4g}). The preference weights were not used.") in card
+    assert "Fixed preference weights" not in card and record["weights"] is None
 
 
 def _broken_reward(prompts, completions, **kwargs):
@@ -103,6 +107,20 @@ def test_dropping_invalid_rewards_is_opt_in_and_counted(tiny_policy_path, tmp_pa
                            objectives=["conciseness", "judge=python:tests.test_grpo_trainer:_broken_reward"])
     trainer.train()
     assert trainer.state.log_history[0]["objectives/dropped_rows"] == 64
+
+
+def test_weights_a_method_ignores_are_warned_about(tiny_policy_path, tmp_path):
+    with pytest.warns(UserWarning, match="preference_weights are ignored by scalarization 'lagrangian'"):
+        MultiObjectiveGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, scalarization="lagrangian",
+                                 main_objective="conciseness", constraint_objective="sentiment",
+                                 preference_weights="conciseness=0.9,sentiment=0.1")
+    from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
+
+    with pytest.warns(UserWarning, match="preference_weights are ignored by MGDA"):
+        MGDAGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path),
+                        args=MultiObjectiveGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+                                                      preference_weights="conciseness=0.9,sentiment=0.1"),
+                        train_dataset=load_prompt_dataset(PROMPTS, limit=8))
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -91,3 +91,6 @@ def test_mgda_trainer_steps_along_the_min_norm_combination_and_logs_its_weights(
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     trainer.save_model(str(tmp_path / "final"))
     assert '"pareto_method": "mgda"' in (tmp_path / "final" / "objectives.json").read_text()
+    card = (tmp_path / "final" / "README.md").read_text()  # the card says what was optimized, not fixed weights
+    assert "Update: MGDA (`pareto_method: mgda`)" in card and "weights were not used" in card
+    assert "Fixed preference weights" not in card

@@ -39,6 +39,23 @@ def per_head_logits(model, inputs):
         return [head(hidden) for head in head_modules(model)]
 
 
+def test_a_deep_copy_scores_with_its_own_heads(two_head_model, prompt_ids):
+    """TRL may deepcopy a policy into its reference model: the copy's per-head forward must read the copy's heads."""
+    import copy
+
+    inputs = {**prompt_ids, "labels": prompt_ids["input_ids"], "head_ids": torch.tensor([1])}
+    copied = copy.deepcopy(two_head_model)
+    with torch.no_grad():
+        before = two_head_model(**inputs).log_probs
+        torch.testing.assert_close(copied(**inputs).log_probs, before)
+        head_modules(copied)[1].weight.mul_(3.0)  # change only the copy
+        changed = copied(**inputs).log_probs
+        after = two_head_model(**inputs).log_probs
+    assert (changed - before).abs().max() > 1e-3 and torch.equal(after, before)
+    assert type(copied).__name__ == type(two_head_model).__name__ == "Qwen2ForCausalLM"
+    assert "forward" not in vars(two_head_model)  # no instance-level patch left over
+
+
 def test_adding_heads_unties_them_from_the_input_embedding(two_head_model):
     heads = head_modules(two_head_model)
     embedding = two_head_model.get_input_embeddings().weight

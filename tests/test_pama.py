@@ -103,6 +103,14 @@ def test_pama_gives_dropped_rows_zero_advantage():
     assert torch.isfinite(pama_step_weights(rewards, EQUAL, group_size=2)).all()
 
 
+def test_step_weights_are_the_mean_of_hand_solved_per_completion_weights():
+    # group 0: z-scores (+a, -a) and (-a, +a), clipped (a, 0) and (0, a): all weight on the objective at 0 -> (0, 1),
+    # (1, 0). Group 1: objective 1 is constant (z = 0); clipped (a, 0) -> (0, 1), and (0, 0): a tie -> (0.5, 0.5).
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
+    weights = pama_step_weights(rewards, EQUAL, group_size=2)
+    assert weights.tolist() == pytest.approx([(0 + 1 + 0 + 0.5) / 4, (1 + 0 + 1 + 0.5) / 4])
+
+
 def test_bad_pama_input_is_rejected():
     with pytest.raises(ValueError, match="expected \\[N, K\\]"):
         pama_min_norm(torch.tensor([1.0, 2.0]))
@@ -118,11 +126,21 @@ def test_pama_trains_grpo_and_logs_its_weights_every_step(tiny_policy_path, tmp_
 
     trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=2, scalarization="pama",
                            per_device_train_batch_size=16, max_completion_length=16)
+    batches = []  # every batch's reward vector and weights, to check what was logged against
+    calculate = trainer._calculate_rewards
+
+    def recording(*args, **kwargs):
+        reward_vector = calculate(*args, **kwargs)
+        batches.append((reward_vector.clone(), trainer._batch_weights.clone()))
+        return reward_vector
+
+    trainer._calculate_rewards = recording
     trainer.train()
     steps = [entry for entry in trainer.state.log_history if "pama/weight/conciseness" in entry]
-    assert len(steps) == 2
-    for entry in steps:
-        assert entry["pama/weight/conciseness"] + entry["pama/weight/sentiment"] == pytest.approx(1.0, abs=1e-5)
+    assert len(steps) == 2 and len(batches) == 2
+    for entry, (reward_vector, weights) in zip(steps, batches):
+        expected = pama_step_weights(reward_vector, weights, group_size=8)
+        assert [entry["pama/weight/conciseness"], entry["pama/weight/sentiment"]] == pytest.approx(expected.tolist())
         assert "rewards/conciseness/mean" in entry and "rewards/sentiment/mean" in entry
     trainer.save_model(str(tmp_path / "final"))
     assert '"scalarization": "pama"' in (tmp_path / "final" / "objectives.json").read_text()

@@ -57,7 +57,8 @@ def test_points_with_nan_or_the_wrong_shape_are_rejected():
 def test_default_reference_point_sits_below_the_nadir():
     reference = default_reference_point(STAIRCASE)
     assert reference.tolist() == pytest.approx([0.8, 0.8])
-    assert hypervolume(STAIRCASE, reference) > 0
+    # strips from x = 0.8: [0.8, 1] x 2.2 + [1, 2] x 1.2 + [2, 3] x 0.2
+    assert hypervolume(STAIRCASE, reference) == pytest.approx(0.44 + 1.2 + 0.2)
 
 
 def test_controllability_is_spearman_between_requested_weight_and_achieved_value():
@@ -93,20 +94,24 @@ def test_reference_point_parses_names_or_values_and_names_what_is_missing():
         parse_reference_point("a=-1", ["a", "b"])
 
 
-@pytest.mark.parametrize("names", [["a", "b"], ["a", "b", "c"]])
-def test_sweep_outputs_hold_the_points_the_front_and_the_plots(tmp_path, names):
-    rng = np.random.default_rng(0)
-    grid = weight_grid(4, len(names))
+@pytest.mark.parametrize("names, values, reference, expected_hypervolume, expected_front", [
+    # the staircase from (-1, -1): strips [-1, 1] x 4 + [1, 2] x 3 + [2, 3] x 2 = 13; (1.5, 1.5) is beaten by (2, 2)
+    (["a", "b"], [[3.0, 1.0], [2.0, 2.0], [1.0, 3.0], [1.5, 1.5]], "-1,-1", 13.0, [True, True, True, False]),
+    # boxes (2,1,1) and (1,2,1) overlap in (1,1,1): 2 + 2 - 1 = 3; (1, 1, 1) is beaten by both
+    (["a", "b", "c"], [[2.0, 1.0, 1.0], [1.0, 2.0, 1.0], [1.0, 1.0, 1.0]], "0,0,0", 3.0, [True, True, False]),
+])
+def test_sweep_outputs_hold_the_points_the_front_and_the_plots(tmp_path, names, values, reference,
+                                                                 expected_hypervolume, expected_front):
+    grid = weight_grid(len(values), 2) if len(names) == 2 else np.eye(3).tolist()
     points = [{"label": str(w), "checkpoint": "x", "requested_weights": dict(zip(names, w)),
-               "values": dict(zip(names, (np.array(w) + 0.1 * rng.random(len(names))).tolist())),
-               "completion_tokens": 10.0} for w in grid]
-    front = summarize(points, names, reference_point=",".join(["-1"] * len(names)))
+               "values": dict(zip(names, v)), "completion_tokens": 10.0} for w, v in zip(grid, values)]
+    front = summarize(points, names, reference_point=reference)
     write_outputs(front, tmp_path)
     written = json.loads((tmp_path / "front.json").read_text())
-    assert written["reference_point"] == {n: -1.0 for n in names} and written["reference_point_source"] == "given"
-    values = np.array([[p["values"][n] for n in names] for p in points])
-    assert written["hypervolume"] == pytest.approx(hypervolume(values, [-1.0] * len(names)))
-    assert [p["non_dominated"] for p in written["points"]] == non_dominated(values).tolist()
+    assert written["reference_point"] == dict(zip(names, map(float, reference.split(","))))
+    assert written["reference_point_source"] == "given"
+    assert written["hypervolume"] == pytest.approx(expected_hypervolume)
+    assert [p["non_dominated"] for p in written["points"]] == expected_front
     assert set(written["controllability"]) == set(names)
     for image in ("front.png", "controllability.png"):
         assert (tmp_path / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,10 +17,7 @@ from alignment.preference_losses import (
     modpo_loss,
     modpo_objective_margin,
 )
-
-
-def neg_log_sigmoid(x: float) -> float:
-    return math.log(1.0 + math.exp(-x))
+from tests.helpers import neg_log_sigmoid
 
 
 def test_dpo_loss_matches_minus_log_sigmoid_of_scaled_logratio_gap():
@@ -116,28 +113,43 @@ def test_mipo_regresses_group_mean_gap_onto_half_inverse_beta():
     assert torch.allclose(loss, torch.tensor(expected))
 
 
+def _hand_lipo_pairs():
+    """The 3-list of the LiPO tests: ranks under scores (2, 0, 1) are (1, 3, 2); gains 2^psi - 1 are
+    (1, 0, sqrt2 - 1); 1/D = 1/log2(1 + rank) (LiPO's Algorithm 1 and RAX)."""
+    gain = [1.0, 0.0, math.sqrt(2.0) - 1.0]
+    inv_d = [1 / math.log2(2), 1 / math.log2(4), 1 / math.log2(3)]
+    scores = [2.0, 0.0, 1.0]
+    return [abs(gain[i] - gain[j]) * abs(inv_d[i] - inv_d[j]) * math.log(1 + math.exp(-(scores[i] - scores[j])))
+            for i, j in [(0, 1), (0, 2), (2, 1)]]  # the pairs with psi_i > psi_j
+
+
 def test_lipo_lambda_matches_hand_computed_lambda_weights():
     logratios = torch.tensor([[2.0, 0.0, 1.0]])
     labels = torch.tensor([[1.0, 0.0, 0.5]])
-    loss = lipo_lambda_loss(logratios, labels, beta=1.0)
-    # ranks under scores (2, 0, 1): (1, 3, 2); gains 2^psi - 1: (1, 0, sqrt2 - 1); 1/D = 1/log(1 + rank)
-    gain = [1.0, 0.0, math.sqrt(2.0) - 1.0]
-    inv_d = [1 / math.log(2), 1 / math.log(4), 1 / math.log(3)]
-    scores = [2.0, 0.0, 1.0]
-    expected = 0.0
-    for i, j in [(0, 1), (0, 2), (2, 1)]:  # the pairs with psi_i > psi_j
-        lam = abs(gain[i] - gain[j]) * abs(inv_d[i] - inv_d[j])
-        expected += lam * math.log(1 + math.exp(-(scores[i] - scores[j])))
-    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    pairs = _hand_lipo_pairs()
+    summed = lipo_lambda_loss(logratios, labels, beta=1.0, reduction="sum")
+    assert summed.item() == pytest.approx(sum(pairs), abs=1e-6)
+    # RAX (the call of LiPO's Algorithm 1): lambda weights times the list size 3, mean over the 3 valid pairs
+    rax = lipo_lambda_loss(logratios, labels, beta=1.0)
+    assert rax.item() == pytest.approx(3 * sum(pairs) / 3, abs=1e-6)
+    # two lists in a batch: the mean runs over the 6 pairs of both, not per list
+    batch = lipo_lambda_loss(torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.5]] * 2), 1.0)
+    tied = [abs(g_i - g_j) * abs(d_i - d_j) * math.log(2) for (g_i, d_i), (g_j, d_j) in
+            [((1, 1 / math.log2(2)), (0, 1 / math.log2(3))), ((1, 1), (math.sqrt(2) - 1, 1 / math.log2(4))),
+             ((math.sqrt(2) - 1, 1 / math.log2(4)), (0, 1 / math.log2(3)))]]  # ties rank in index order: 1, 2, 3
+    assert batch.item() == pytest.approx(3 * (sum(pairs) + sum(tied)) / 6, abs=1e-5)
+    with pytest.raises(ValueError, match="unknown reduction"):
+        lipo_lambda_loss(logratios, labels, beta=1.0, reduction="mean")
 
 
 def test_lipo_lambda_mask_drops_padded_responses_and_gradients_flow_to_scores():
     logratios = torch.tensor([[2.0, 0.0, 1.0, 50.0]], requires_grad=True)
     labels = torch.tensor([[1.0, 0.0, 0.5, 9.0]])
     mask = torch.tensor([[1, 1, 1, 0]])
-    masked = lipo_lambda_loss(logratios, labels, beta=1.0, mask=mask)
-    unpadded = lipo_lambda_loss(logratios[:, :3].detach(), labels[:, :3], beta=1.0)
-    assert masked.item() == pytest.approx(unpadded.item(), abs=1e-6)
+    for reduction in ("rax", "sum"):
+        masked = lipo_lambda_loss(logratios, labels, beta=1.0, mask=mask, reduction=reduction)
+        unpadded = lipo_lambda_loss(logratios[:, :3].detach(), labels[:, :3], beta=1.0, reduction=reduction)
+        assert masked.item() == pytest.approx(unpadded.item(), abs=1e-6)
     masked.sum().backward()
     assert logratios.grad[0, 3] == 0 and logratios.grad[0, 0] < 0
 

@@ -76,15 +76,42 @@ def test_model_card_is_rendered_from_the_record(output_dir, tmp_path, tiny_polic
     assert front_matter["datasets"] == ["Anthropic/hh-rlhf (helpful-base)"]
     for expected in ("| conciseness | `builtin:conciseness` |  |", "| sentiment | `builtin:sentiment` | 0.1 |",
                      "## Data", "Fixed preference weights: conciseness=0.7, sentiment=0.3.",
-                     "Aggregation: `normalize_then_sum`", "| conciseness/after | -0.12 |", "![Pareto front](front.png)"):
+                     "Advantages: aggregation `normalize_then_sum`", "| conciseness/after | -0.12 |", "![Pareto front](front.png)"):
         assert expected in card, expected
 
 
+def test_cards_of_runs_that_ignore_the_weights_say_what_they_optimized():
+    objectives = [{"name": "helpful", "source": "rm:helpful"}, {"name": "harmless", "source": "rm:harmless"}]
+    lagrangian = render_model_card(build_record(
+        trainer="grpo", base_model="b", objectives=objectives, aggregation="sum_then_normalize", scalarization="lagrangian",
+        extra={"lagrangian": {"main_objective": "helpful", "constraint_objective": "harmless",
+                              "constraint_threshold": 0.5, "final_lambda": 3.21}, "weights_used": False}))
+    assert ("Update: maximize `helpful` subject to mean `harmless` >= 0.5 (Lagrangian, final lambda = 3.21). "
+            "The preference weights were not used.") in lagrangian
+    mgda = render_model_card(build_record(
+        trainer="grpo", base_model="b", objectives=objectives, weight_distribution={"type": "dirichlet"},
+        extra={"pareto_method": "mgda", "weights_used": False}))
+    assert "Update: MGDA (`pareto_method: mgda`)" in mgda and "(they condition the prompt only)" in mgda
+    for card in (lagrangian, mgda):
+        assert "Fixed preference weights" not in card
+
+
 def test_dry_run_validates_and_writes_nothing(output_dir, tmp_path, capsys):
-    target = tmp_path / "hub"
+    target = tmp_path / "new" / "parent" / "hub"  # not even the parent folder may be created
+    before = sorted(tmp_path.rglob("*"))
     assert publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--dry_run"]) == 0
     assert "dry run OK" in capsys.readouterr().out
-    assert not target.exists() and not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+    assert sorted(tmp_path.rglob("*")) == before and not (tmp_path / "new").exists()
+
+
+def test_dry_run_fails_where_the_real_run_fails_on_an_existing_target(output_dir, tmp_path):
+    target = tmp_path / "hub"
+    target.mkdir()
+    for extra in ([], ["--dry_run"]):
+        with pytest.raises(SystemExit, match="exists; choose another folder or pass overwrite"):
+            publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), *extra])
+    assert publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--dry_run", "--overwrite"]) == 0
+    assert list(target.iterdir()) == []  # the dry run with overwrite replaced nothing
 
 
 def test_fake_token_in_the_environment_reaches_no_output(output_dir, tmp_path, monkeypatch, capsys):

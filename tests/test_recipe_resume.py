@@ -4,7 +4,6 @@ the parameters of a run that was never interrupted; a hub token (argument or env
 The interruption is simulated by removing what the run wrote after its checkpoint-2 (the checkpoints are atomic,
 see test_checkpointing.py; the GRPO recipe is killed for real with SIGKILL on 2 processes in test_grpo_recipe.py)."""
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -18,19 +17,13 @@ from trl import ModelConfig
 from reward_models.data import RewardDataArguments
 from alignment.packaged_models import TINY_POLICY
 from reward_models.trainer import MultiHeadRewardConfig
+from tests.helpers import load_recipe
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeRecipeTokenNeverWritten789"
 FAKE_ENV_TOKEN = "hf_FakeEnvironmentTokenNeverWritten012"
-
-
-def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def roll_back_to_checkpoint_2(output_dir: Path) -> None:

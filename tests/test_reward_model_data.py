@@ -1,7 +1,5 @@
 """Loading and validating reward-model data: clear errors naming file, row and field; masks per source."""
 
-import json
-from pathlib import Path
 
 import pytest
 
@@ -12,13 +10,9 @@ from reward_models.data import (
     RewardDataArguments, RewardDataError, RewardMixtureCollator, build_mixture, load_examples, load_pairwise_source,
     load_rated_source, qa_feedback_ratings, split_slice,
 )
+from tests.helpers import write_jsonl
 
 HEADS = ["helpful", "harmless", "relevance", "factuality", "completeness"]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return str(path)
 
 
 class PlainTokenizer:
@@ -127,10 +121,11 @@ def test_prompt_and_completion_become_one_conversation_without_repeating_the_pro
     assert conversation("hi", "hello") == prompt + reply
 
 
-def test_spearman_correlation_handles_ties_like_scipy():
+def test_spearman_correlation_handles_ties_and_constant_sides():
     import numpy as np
 
     from reward_models.metrics import spearman_correlation
 
     # Hand-computed: ranks of x = (0.5, 0.5, 2, 3), of y = (0, 1, 2, 3); Pearson of the ranks = 0.9486833.
     assert spearman_correlation(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.9486833)
+    assert np.isnan(spearman_correlation(np.array([1.0, 1.0]), np.array([1.0, 2.0])))

@@ -1,15 +1,11 @@
 """Masked Bradley-Terry and regression losses against hand-computed values."""
 
-import math
 
 import pytest
 import torch
 
 from reward_models.losses import masked_bradley_terry_loss, masked_regression_loss, multi_head_reward_loss
-
-
-def neg_log_sigmoid(x: float) -> float:
-    return math.log(1.0 + math.exp(-x))
+from tests.helpers import neg_log_sigmoid
 
 
 CHOSEN = torch.tensor([[1.0, 0.0], [0.5, 2.0]])

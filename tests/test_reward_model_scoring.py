@@ -70,6 +70,24 @@ def test_normalized_scores_use_the_statistics_stored_in_the_config(decoder_rewar
     assert torch.allclose(scorer.score(prompts, completions), (raw - MEAN) / STD, atol=1e-6)
 
 
+def test_placeholder_statistics_are_recorded_as_unmeasured_and_scoring_with_them_warns(tiny_policy_path, tmp_path,
+                                                                                         caplog):
+    import logging
+
+    tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer, max_length=64)
+    assert model.config.reward_head_stats_measured is False and head_statistics(model.config) is None
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    scorer = MultiHeadRewardScorer.from_pretrained(str(tmp_path), device="cpu")
+    with caplog.at_level(logging.WARNING, logger="reward_models.scoring"):
+        normalized = scorer.score(["Hi"], ["Hello!"])
+    assert "placeholders 0/1 and were never measured" in caplog.text and "RAW head scores" in caplog.text
+    assert torch.equal(normalized, scorer.score(["Hi"], ["Hello!"], normalize=False))
+    set_head_statistics(model.config, MEAN, STD)  # measured: recorded, and used
+    assert model.config.reward_head_stats_measured is True and head_statistics(model.config) is not None
+
+
 def test_source_scores_all_requested_heads_in_one_forward_per_batch(decoder_reward_model):
     source = load_reward_model_source(str(decoder_reward_model), {"safe": "harmless", "helpful": "helpful"},
                                       device="cpu", batch_size=2)
@@ -80,6 +98,26 @@ def test_source_scores_all_requested_heads_in_one_forward_per_batch(decoder_rewa
     assert scores.shape == (5, 2) and len(forward_calls) == 3  # ceil(5 / 2) batches, not one pass per head
     full = source.scorer.score(["p"] * 5, completions)
     assert torch.allclose(scores, full[:, [1, 0]])  # columns follow the objectives, not the model's head order
+
+
+def test_each_column_is_its_named_head_whatever_the_models_head_order(decoder_reward_model, tmp_path):
+    """The same heads saved in another order (score rows and id2label permuted): every objective reads the same
+    values, so columns follow names, never positions."""
+    model = AutoModelForSequenceClassification.from_pretrained(decoder_reward_model)
+    order = [2, 0, 1]
+    with torch.no_grad():
+        model.score.weight.copy_(model.score.weight[order].clone())
+    model.config.id2label = {i: HEADS[k] for i, k in enumerate(order)}
+    model.config.label2id = {name: i for i, name in model.config.id2label.items()}
+    set_head_statistics(model.config, MEAN[order], STD[order])
+    model.save_pretrained(tmp_path)
+    load_reward_tokenizer(str(decoder_reward_model)).save_pretrained(tmp_path)
+    objectives = {"a": "harmless", "b": "factuality", "c": "helpful"}
+    prompts, completions = ["Hi", "Why?"], ["Hello there!", "Because."]
+    original = load_reward_model_source(str(decoder_reward_model), objectives, device="cpu")(prompts, completions)
+    permuted = load_reward_model_source(str(tmp_path), objectives, device="cpu")(prompts, completions)
+    torch.testing.assert_close(permuted, original, atol=1e-5, rtol=1e-5)
+    assert (original[:, 0] - original[:, 1]).abs().max() > 1e-3  # the heads differ, so a mix-up would show
 
 
 def test_source_is_a_reward_source_and_feeds_the_reward_vector_builder(decoder_reward_model):
@@ -97,21 +135,35 @@ def test_unknown_head_label_error_lists_the_model_heads(decoder_reward_model):
         load_reward_model_source(str(decoder_reward_model), {"honest": "honesty"}, device="cpu")
 
 
-def test_lora_reward_model_merges_into_a_plain_checkpoint(tiny_policy_path, tmp_path):
+def test_lora_reward_model_merges_into_a_plain_checkpoint_with_the_same_scores(tiny_policy_path, tmp_path):
     from trl import ModelConfig
 
     tokenizer = load_reward_tokenizer(str(tiny_policy_path))
-    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer)
+    torch.manual_seed(0)
+    model = build_reward_model(str(tiny_policy_path), HEADS, tokenizer, max_length=64)
     lora = add_lora(model, ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_target_modules=["q_proj", "v_proj"]))
     trainable = {name for name, parameter in lora.named_parameters() if parameter.requires_grad}
     assert any("lora_" in name for name in trainable) and any("score" in name for name in trainable)
+    texts = ["Human: hi\n\nAssistant: hello there", "Human: help me\n\nAssistant: no"]
+    inputs = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        base_scores = lora.eval()(**inputs).logits
+        for name, parameter in lora.named_parameters():  # a trained adapter, not a fresh one (B = 0 is a no-op)
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+        adapted_scores = lora(**inputs).logits
+    assert (adapted_scores - base_scores).abs().max() > 1e-2
     merge_lora(lora).save_pretrained(tmp_path)
-    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert not any("lora" in name for name, _ in reloaded.named_parameters())
     assert reloaded.config.num_labels == len(HEADS)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, adapted_scores, atol=1e-4, rtol=1e-4)
 
 
-def test_evaluation_script_reports_accuracy_for_pairs_and_correlation_for_ratings(decoder_reward_model, tmp_path):
+def test_evaluation_script_metrics_match_hand_computed_values_on_a_fixed_scorer(decoder_reward_model, tmp_path):
+    """A scorer whose every head scores a text by its number of '§': accuracy, Spearman and MSE are known by hand.
+    The same `per_head_metrics` computes the reward-model trainer's evaluation metrics."""
     import json
     import sys
 
@@ -120,13 +172,17 @@ def test_evaluation_script_reports_accuracy_for_pairs_and_correlation_for_rating
 
     from reward_models.data import load_pairwise_source, load_rated_source
 
-    pairs, rated = tmp_path / "pairs.jsonl", tmp_path / "rated.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": "Hi", "chosen": f"Hello {i}!", "rejected": "Go away."}) + "\n"
-                             for i in range(4)))
-    rated.write_text("".join(json.dumps({"completion": "x" * (i + 1), "ratings": {"factuality": -i}}) + "\n"
-                             for i in range(4)))
     scorer = MultiHeadRewardScorer.from_pretrained(str(decoder_reward_model), device="cpu")
+    scorer.score = lambda prompts, texts, normalize=True: torch.tensor(  # noqa: E731
+        [[float(text.count("§"))] * len(HEADS) for text in texts])
+    pairs, rated = tmp_path / "pairs.jsonl", tmp_path / "rated.jsonl"
+    # chosen wins, wins, loses, ties (ties count half): accuracy (1 + 1 + 0 + 0.5) / 4
+    pairs.write_text("".join(json.dumps({"prompt": "Hi", "chosen": c, "rejected": r}) + "\n" for c, r in
+                             [("§§", "§"), ("§§§", "§"), ("§", "§§"), ("§a", "§b")]))
+    # scores 1, 2, 3, 4 against ratings 0, -1, -2, -3: Spearman -1, MSE mean(1, 9, 25, 49) = 21
+    rated.write_text("".join(json.dumps({"completion": "§" * (i + 1), "ratings": {"factuality": -i}}) + "\n"
+                             for i in range(4)))
     pair_metrics = evaluate_source(scorer, "pairs", load_pairwise_source(f"harmless={pairs}", scorer.head_names))
     rated_metrics = evaluate_source(scorer, "rated", load_rated_source(str(rated), scorer.head_names, [-10, 0]))
-    assert set(pair_metrics) == {"accuracy_harmless", "pairs_harmless"} and pair_metrics["pairs_harmless"] == 4
-    assert set(rated_metrics) == {"spearman_factuality", "mse_factuality", "rated_factuality"}
+    assert pair_metrics == {"accuracy_harmless": 0.625, "pairs_harmless": 4}
+    assert rated_metrics == pytest.approx({"spearman_factuality": -1.0, "mse_factuality": 21.0, "rated_factuality": 4})

@@ -6,6 +6,7 @@ import torch
 from alignment.conditioning import condition_prompt, read_prompt_weights
 from alignment.objectives import FunctionSource, ObjectiveSpecError, parse_objective_specs
 from alignment.reward_vector import RewardFunctionError, RewardVectorBuilder
+from alignment.scalarize import drop_partial_rows
 from reward_models.verifiable import conciseness, format_ok, profanity_free, sentiment
 
 
@@ -70,12 +71,14 @@ def test_a_bad_reward_function_stops_with_the_objective_name_and_step(function, 
     assert message in str(error.value)
 
 
-def test_opting_in_drops_rows_with_invalid_rewards_instead_of_stopping():
+def test_opting_in_leaves_invalid_rewards_out_instead_of_stopping():
     builder = RewardVectorBuilder(["judge", "brevity"], [FunctionSource("judge", _nan), FunctionSource("brevity", conciseness)],
                                   on_invalid="drop")
-    reward_vector, dropped = builder(["p", "q"], ["a", "b"])
-    assert dropped.tolist() == [False, True]
-    assert torch.isnan(reward_vector[1]).all() and not torch.isnan(reward_vector[0]).any()
+    reward_vector, incomplete = builder(["p", "q"], ["a", "b"])
+    assert incomplete.tolist() == [False, True]
+    # only the invalid reward is missing; partial_rewards decides what the row is worth (alignment.scalarize)
+    assert torch.isnan(reward_vector[1, 0]) and not torch.isnan(reward_vector[1, 1]) and not torch.isnan(reward_vector[0]).any()
+    assert torch.isnan(drop_partial_rows(reward_vector)[1]).all()
 
 
 def test_an_objective_no_source_provides_is_rejected_up_front():

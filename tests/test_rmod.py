@@ -68,24 +68,39 @@ def test_rmod_needs_a_reward_source(tiny_policy_path):
         load_steerable(str(tiny_policy_path), method="rmod")
 
 
-def test_rmod_decoding_with_weight_one_matches_best_of_k(tiny_policy_path, sources, prompts):
+def test_rmod_decoding_with_weight_one_matches_best_of_k_and_differs_from_it_otherwise(tiny_policy_path, sources,
+                                                                                       prompts):
     torch.set_num_threads(1)
     rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=4, block_size=8)
     best_of_k = load_steerable(str(tiny_policy_path), method="best_of_k", reward_sources=sources, num_candidates=4, block_size=8)
     assert isinstance(rmod, RobustDecoding) and rmod.objective_names == ["conciseness", "sentiment"]
     robust = rmod.generate(prompts, "conciseness=1", max_new_tokens=24, seed=0)
     baseline = best_of_k.generate(prompts, "conciseness=1", max_new_tokens=24, seed=0)
-    assert robust == baseline
-    plain = best_of_k.generate(prompts, "sentiment=1", max_new_tokens=24, seed=0)
-    length = lambda completions: sum(len(c) for c in completions) / len(completions)  # noqa: E731
-    print(f"blockwise best-of-4 mean length: conciseness=1 -> {length(robust):.1f}, sentiment=1 -> {length(plain):.1f}")
-    assert length(robust) < length(plain)
+    assert robust == baseline  # one objective: the worst case is that objective
+    # two objectives: the same sampled candidates, but the worst-case pick is not the weighted-sum pick (measured:
+    # 8 of 8 replies differ for seeds 0 and 1); at least half must
+    for seed in (0, 1):
+        robust = rmod.generate(prompts, "conciseness=0.5,sentiment=0.5", max_new_tokens=24, seed=seed)
+        baseline = best_of_k.generate(prompts, "conciseness=0.5,sentiment=0.5", max_new_tokens=24, seed=seed)
+        assert sum(r != b for r, b in zip(robust, baseline)) >= len(prompts) // 2
+
+
+def test_rmod_at_tau_zero_warns_that_only_the_support_of_the_weights_counts(tiny_policy_path, sources, prompts):
+    rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=2, block_size=4)
+    with pytest.warns(UserWarning, match="rmod at tau=0 uses only which objectives have weight > 0"):
+        rmod.generate(prompts[:1], "conciseness=0.9,sentiment=0.1", max_new_tokens=4, seed=0)
 
 
 def test_rmod_weights_pulled_toward_conciseness_shorten_replies(tiny_policy_path, sources, prompts):
+    """Direction, 3 seeds x 8 prompts. Measured mean lengths (chars): 45.6/70.3, 41.1/74.6, 45.1/75.3; each seed must
+    go the right way and the pooled ratio must stay under 0.8 (chance differences are ~10 chars per seed)."""
+    torch.set_num_threads(1)
     rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=4, block_size=8, tau=5.0)
-    short = rmod.generate(prompts, "conciseness=0.9,sentiment=0.1", max_new_tokens=24, seed=0)
-    long = rmod.generate(prompts, "conciseness=0.1,sentiment=0.9", max_new_tokens=24, seed=0)
     length = lambda completions: sum(len(c) for c in completions) / len(completions)  # noqa: E731
-    print(f"RMOD (tau=5) mean length: conciseness=0.9 -> {length(short):.1f}, conciseness=0.1 -> {length(long):.1f}")
-    assert length(short) < length(long)
+    shorts, longs = [], []
+    for seed in (0, 1, 2):
+        shorts.append(length(rmod.generate(prompts, "conciseness=0.9,sentiment=0.1", max_new_tokens=24, seed=seed)))
+        longs.append(length(rmod.generate(prompts, "conciseness=0.1,sentiment=0.9", max_new_tokens=24, seed=seed)))
+    print(f"RMOD (tau=5) mean length per seed: conciseness=0.9 -> {shorts}, conciseness=0.1 -> {longs}")
+    assert all(s < l for s, l in zip(shorts, longs))
+    assert sum(shorts) < 0.8 * sum(longs)

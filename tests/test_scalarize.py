@@ -12,7 +12,6 @@ from alignment.scalarize import (
     group_normalize,
     lagrangian_advantages,
     scalarize,
-    update_ideal_point,
     update_log_lagrange_multiplier,
 )
 
@@ -26,18 +25,38 @@ def test_linear_scalarization_is_the_weighted_sum():
     assert torch.allclose(scalarize(REWARDS, WEIGHTS), torch.tensor([0.75, 2.5, 0.0, 2.5]))
 
 
-def test_tchebycheff_uses_the_largest_weighted_gap_to_the_ideal_point():
-    ideal = torch.tensor([3.0, 4.0])
-    # row 0: max(0.75*2, 0.25*4) = 1.5 ; row 1: max(0, 0.75) = 0.75 ; row 2: max(2.25, 1) ; row 3: max(0.75, 0)
-    assert torch.allclose(scalarize(REWARDS, WEIGHTS, "tchebycheff", ideal), torch.tensor([-1.5, -0.75, -2.25, -0.75]))
+# one group of three completions; objective 1 in other units: z-scores are (-1, 0, 1) and (1, -1, 0) (up to eps)
+THREE = torch.tensor([[0.0, 10.0], [1.0, 0.0], [2.0, 5.0]])
 
 
-def test_worst_case_takes_the_minimum_of_standardized_objectives_with_positive_weight():
-    column_mean, column_std = REWARDS.mean(0), REWARDS.std(0)
-    standardized = (REWARDS - column_mean) / (column_std + EPS)
-    assert torch.allclose(scalarize(REWARDS, WEIGHTS, "worst_case"), standardized.min(1).values)
-    only_first = scalarize(REWARDS, torch.tensor([1.0, 0.0]), "worst_case")
-    assert torch.allclose(only_first, standardized[:, 0])
+@pytest.mark.parametrize("weights, expected", [
+    # ideal point z* = (1, 1); gaps (2, 0), (1, 2), (0, 1); scalar = -max_k w_k gap_k
+    ([0.5, 0.5], [-1.0, -1.0, -0.5]),
+    ([0.9, 0.1], [-1.8, -0.9, -0.1]),
+])
+def test_tchebycheff_takes_the_largest_weighted_gap_to_the_group_ideal_on_z_scores(weights, expected):
+    assert torch.allclose(scalarize(THREE, torch.tensor(weights), "tchebycheff"), torch.tensor(expected), atol=1e-3)
+
+
+def test_tchebycheff_and_worst_case_do_not_depend_on_the_objectives_units():
+    rescaled = THREE * torch.tensor([1.0, 100.0]) + torch.tensor([0.0, -7.0])
+    for method in ("tchebycheff", "worst_case"):
+        assert torch.allclose(scalarize(rescaled, torch.tensor([0.9, 0.1]), method),
+                              scalarize(THREE, torch.tensor([0.9, 0.1]), method), atol=1e-3)
+
+
+def test_worst_case_is_the_weighted_minimum_above_the_nadir_and_the_weights_change_the_winner():
+    # rows: the nadir (0, 0), A = (1, 3), B = (3, 0.5); column stds sqrt(7/3) and sqrt(31/12)
+    rewards = torch.tensor([[0.0, 0.0], [1.0, 3.0], [3.0, 0.5]])
+    s0, s1 = math.sqrt(7 / 3), math.sqrt(31 / 12)
+    for weights in ([0.5, 0.5], [0.9, 0.1]):
+        w0, w1 = weights
+        expected = [0.0, min(1 / s0 / w0, 3 / s1 / w1), min(3 / s0 / w0, 0.5 / s1 / w1)]
+        assert torch.allclose(scalarize(rewards, torch.tensor(weights), "worst_case"), torch.tensor(expected), atol=1e-3)
+    equal, skewed = (scalarize(rewards, torch.tensor(w), "worst_case") for w in ([0.5, 0.5], [0.9, 0.1]))
+    assert equal[1] > equal[2] + 0.5 and skewed[2] > skewed[1] + 1.0  # (0.9, 0.1) is not (0.5, 0.5)
+    only_first = scalarize(rewards, torch.tensor([1.0, 0.0]), "worst_case")  # weight 0: out of the minimum
+    assert torch.allclose(only_first, torch.tensor([0.0, 1 / s0, 3 / s0]), atol=1e-3)
 
 
 def test_sum_then_normalize_normalizes_the_weighted_sum_within_each_group():
@@ -106,10 +125,39 @@ def test_dropped_rows_get_zero_advantage_and_stay_out_of_the_statistics():
     assert not torch.isnan(advantages).any()
 
 
-def test_ideal_point_is_the_running_maximum():
-    first = update_ideal_point(None, REWARDS)
-    assert first.tolist() == [3.0, 4.0]
-    assert update_ideal_point(first, torch.tensor([[5.0, math.nan]])).tolist() == [5.0, 4.0]
+def test_scale_rewards_batch_divides_by_the_batch_std_and_none_does_not_divide():
+    summed = (REWARDS * WEIGHTS).sum(1)  # (0.75, 2.5, 0, 2.5)
+    centered = torch.tensor([-0.875, 0.875, -1.25, 1.25])
+    batch_std = summed.std()  # one std over the whole batch, TRL's scale_rewards="batch"
+    assert torch.allclose(compute_advantages(REWARDS, WEIGHTS, 2, scale_rewards="batch"), centered / (batch_std + EPS))
+    assert torch.allclose(compute_advantages(REWARDS, WEIGHTS, 2, scale_rewards="none"), centered)
+    group = compute_advantages(REWARDS, WEIGHTS, 2, scale_rewards="group")
+    assert not torch.allclose(group, centered / (batch_std + EPS), atol=0.1)
+
+
+def test_normalize_then_sum_divides_each_objective_by_its_group_std_whatever_scale_rewards():
+    # TRL (and GDPO) always normalize each objective; 'none' must not let the high-variance objective dominate
+    rewards = torch.tensor([[100.0, 0.0], [0.0, 1.0]])
+    weights = torch.tensor([0.4, 0.6])
+    advantages = {scale: compute_advantages(rewards, weights, 2, "normalize_then_sum", scale_rewards=scale)
+                  for scale in ("group", "batch", "none")}
+    assert advantages["none"][1] > 0 > advantages["none"][0]
+    assert torch.equal(advantages["none"], advantages["group"]) and torch.equal(advantages["batch"], advantages["group"])
+
+
+def test_partial_rewards_drop_the_row_by_default_or_sum_the_objectives_present():
+    rewards = torch.tensor([[1.0, math.nan], [3.0, 1.0], [0.0, 0.0], [2.0, 4.0]])
+    dropped = compute_advantages(rewards, WEIGHTS, 2)
+    assert dropped[:2].tolist() == [0.0, 0.0]  # the group is left with one scored completion
+    present = compute_advantages(rewards, WEIGHTS, 2, partial_rewards="sum_present")
+    # row 0 scores 0.75 * 1 = 0.75 (the missing objective left out), row 1 scores 2.5: as if the reward were 0
+    summed = torch.tensor([0.75, 2.5])
+    expected = (summed - summed.mean()) / (summed.std() + EPS)
+    assert torch.allclose(present[:2], expected, atol=1e-6)
+    assert torch.equal(dropped[2:], present[2:])
+    empty = rewards.clone()
+    empty[0] = math.nan  # a row with no reward at all gets 0 either way
+    assert compute_advantages(empty, WEIGHTS, 2, partial_rewards="sum_present")[0] == 0
 
 
 def test_unknown_aggregation_or_scalarization_is_rejected():
@@ -117,3 +165,7 @@ def test_unknown_aggregation_or_scalarization_is_rejected():
         compute_advantages(REWARDS, WEIGHTS, 2, aggregation="mean")
     with pytest.raises(ValueError, match="unknown scalarization"):
         compute_advantages(REWARDS, WEIGHTS, 2, scalarization="max")
+    with pytest.raises(ValueError, match="unknown scale_rewards"):
+        compute_advantages(REWARDS, WEIGHTS, 2, scale_rewards=True)
+    with pytest.raises(ValueError, match="unknown partial_rewards"):
+        compute_advantages(REWARDS, WEIGHTS, 2, partial_rewards="zero")

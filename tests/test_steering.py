@@ -25,14 +25,12 @@ from reward_models.verifiable import conciseness
 
 NAMES = ["conciseness", "verbosity"]
 SHORT, LONG = (0.8, 0.2), (0.2, 0.8)
+# Pooled length ratios (weights on conciseness / on verbosity) the direction tests must beat; measured on seeds 0
+# and 1: MOD 0.40, soup 0.34, head mixing 0.53
+RATIO_MOD, RATIO_SOUP, RATIO_HEAD_MIXING = 0.6, 0.6, 0.75
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +129,22 @@ def test_mod_weight_one_reproduces_that_policy(policies, prompts):
         greedy[:, inputs["input_ids"].shape[1]:])
 
 
-def reply_lengths(steerable, prompts, method: str) -> tuple[float, float]:
-    """Mean reply length (chars) with the weight on conciseness, then with it on verbosity."""
-    short = mean_length(steerable.generate(prompts, SHORT, max_new_tokens=40, seed=0))
-    long = mean_length(steerable.generate(prompts, LONG, max_new_tokens=40, seed=0))
-    print(f"{method} mean reply length: weights {SHORT} -> {short:.1f} chars, {LONG} -> {long:.1f} chars")
-    return short, long
+def assert_shorter_with_weight_on_conciseness(steerable, prompts, method: str, ratio: float) -> None:
+    """Direction test on 2 seeds x 16 prompts: the mean reply length (chars) with the weight on conciseness is below
+    the one with the weight on verbosity for each seed, and the pooled ratio is below `ratio` (set from the
+    measured ratios with room for noise, far below what a method that ignores the weights produces by chance)."""
+    shorts, longs = [], []
+    for seed in (0, 1):
+        shorts.append(mean_length(steerable.generate(prompts, SHORT, max_new_tokens=40, seed=seed)))
+        longs.append(mean_length(steerable.generate(prompts, LONG, max_new_tokens=40, seed=seed)))
+    print(f"{method} mean reply length per seed: weights {SHORT} -> {shorts}, {LONG} -> {longs}; "
+          f"ratio {sum(shorts) / sum(longs):.2f}")
+    assert all(short < long for short, long in zip(shorts, longs))
+    assert sum(shorts) < ratio * sum(longs)
 
 
 def test_mod_weight_on_conciseness_shortens_replies(policies, prompts):
-    short, long = reply_lengths(load_steerable(policies, method="mod"), prompts, "MOD")
-    assert short < long
+    assert_shorter_with_weight_on_conciseness(load_steerable(policies, method="mod"), prompts, "MOD", ratio=RATIO_MOD)
 
 
 # ------------------------------------------------------------------------------------------------ soups
@@ -158,8 +161,7 @@ def test_soup_weight_one_reproduces_that_checkpoint(policies):
 
 
 def test_soup_weight_on_conciseness_shortens_replies(policies, prompts):
-    short, long = reply_lengths(load_steerable(policies, method="soup"), prompts, "soup")
-    assert short < long
+    assert_shorter_with_weight_on_conciseness(load_steerable(policies, method="soup"), prompts, "soup", ratio=RATIO_SOUP)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +187,18 @@ def test_lora_soup_and_mod_with_weight_one_reproduce_that_adapter(adapters, prom
         soup.load_soup("verbosity=1")
         got = torch.log_softmax(soup.model(**inputs).logits[:, -1].float(), dim=-1)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    # an interior weight: exactly the interpolation 0.3 * merged(conciseness) + 0.7 * merged(verbosity)
+    merged = {name: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_policy_path), str(path))
+              .merge_and_unload().state_dict() for name, path in adapters.items()}
+    interpolated = AutoModelForCausalLM.from_pretrained(tiny_policy_path).eval()
+    interpolated.load_state_dict({k: 0.3 * merged["conciseness"][k] + 0.7 * merged["verbosity"][k]
+                                  for k in merged["conciseness"]})
+    with torch.no_grad():
+        soup.load_soup("conciseness=0.3,verbosity=0.7")
+        interior = torch.log_softmax(soup.model(**inputs).logits[:, -1].float(), dim=-1)
+        interpolation = torch.log_softmax(interpolated(**inputs).logits[:, -1].float(), dim=-1)
+    torch.testing.assert_close(interior, interpolation, atol=1e-4, rtol=0)
+    assert (interior - expected).abs().max() > 1e-2  # the interior point is not one of the adapters
     mod = load_steerable(adapters, method="mod")
     torch.testing.assert_close(mod.next_token_log_probs(prompts[:4], "verbosity=1"), expected, atol=1e-5, rtol=0)
 
@@ -221,8 +235,7 @@ def test_head_mixing_weight_one_reproduces_that_head(multi_head_path, prompts):
 
 
 def test_head_mixing_weight_on_conciseness_shortens_replies(multi_head_path, prompts):
-    short, long = reply_lengths(load_steerable(str(multi_head_path)), prompts, "head mixing")
-    assert short < long
+    assert_shorter_with_weight_on_conciseness(load_steerable(str(multi_head_path)), prompts, "head mixing", ratio=RATIO_HEAD_MIXING)
 
 
 # ------------------------------------------------------------------------------------------------ prompt conditioning

@@ -6,8 +6,9 @@ What changes relative to TRL (everything else, generation, the clipped loss, vLL
 - weights: fixed, sampled per prompt from Dirichlet(alpha) and written into the prompt so that one checkpoint
   can be steered at inference (`alignment.conditioning`), or inferred per prompt by a Preference Orchestrator
   (PRO, `alignment.orchestrator`; `weights_mode: prompt_aware`);
-- advantages: `alignment.scalarize.compute_advantages` (the aggregation is GRPOConfig's own
-  `multi_objective_aggregation`; scalarizations linear / tchebycheff / worst_case / lagrangian);
+- advantages: `alignment.scalarize.compute_advantages` (the aggregation and `scale_rewards` are GRPOConfig's own
+  `multi_objective_aggregation` and `scale_rewards`, with TRL's meaning; scalarizations linear / tchebycheff /
+  worst_case / pama / lagrangian);
 - the checkpoint records its objectives, sources, aggregation and weights (`alignment.checkpoint_record`).
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -28,10 +30,10 @@ from alignment.conditioning import condition_prompt
 from alignment.objectives import objectives_to_dict, parse_objective_specs
 from alignment.reward_vector import RewardVectorBuilder
 from alignment.scalarize import (
+    PARTIAL_REWARDS,
     SCALARIZATIONS,
     compute_advantages,
     pama_step_weights,
-    update_ideal_point,
     update_log_lagrange_multiplier,
 )
 from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
@@ -44,11 +46,16 @@ WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 class MultiObjectiveGRPOConfig(GRPOConfig):
     """GRPOConfig plus the multi-objective settings.
 
-    Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`.
+    Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
     Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`,
     `condition_on_weights`.
-    Advantages: `multi_objective_aggregation` (inherited), `scalarization`, and for `lagrangian` the
-    `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+    Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization`, and
+    for `lagrangian` the `main_objective`, `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+
+    Against TRL's GRPOTrainer: with `scalarization: linear` the advantages are TRL's for both aggregations and every
+    `scale_rewards` (tests/test_peer_equivalence.py). Deliberate differences: `partial_rewards` defaults to
+    `drop_row` (TRL sums the objectives present: `sum_present`), and a NaN/inf reward stops training unless
+    `drop_invalid_rewards` (TRL only maps None to NaN). The other scalarizations have no TRL counterpart.
     """
 
     objectives: list[str] = field(
@@ -62,7 +69,8 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     )
     preference_weights: str | None = field(
         default=None,
-        metadata={"help": "Fixed weights, e.g. 'conciseness=0.7,sentiment=0.3' (normalized). Default: equal weights."},
+        metadata={"help": "Fixed weights, e.g. 'conciseness=0.7,sentiment=0.3' (normalized). Default: equal weights. "
+                          "Unused by scalarization 'lagrangian' and by pareto_method 'mgda' (a warning says so)."},
     )
     weights_mode: str = field(
         default="fixed",
@@ -88,9 +96,11 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     )
     scalarization: str = field(
         default="linear",
-        metadata={"help": "How weights combine objectives: linear, tchebycheff, worst_case, pama (PAMA's closed-form "
-                          "min-norm weights per completion, Noon-clipped), or lagrangian "
-                          "(maximize main_objective subject to constraint_objective >= constraint_threshold)."},
+        metadata={"help": "How weights combine objectives: linear (sum_k w_k r_k, TRL's), tchebycheff "
+                          "(-max_k w_k (z*_k - z_k)), worst_case (min_k (z_k - z_nadir_k) / w_k), both on objectives "
+                          "z-scored within their group; pama (PAMA's closed-form min-norm weights per completion, "
+                          "Noon-clipped; weights scale each objective's advantage); or lagrangian (maximize "
+                          "main_objective subject to constraint_objective >= constraint_threshold; weights unused)."},
     )
     main_objective: str | None = field(
         default=None, metadata={"help": "Lagrangian mode: the objective to maximize."}
@@ -112,8 +122,15 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     )
     drop_invalid_rewards: bool = field(
         default=False,
-        metadata={"help": "Drop (advantage 0) completions whose reward is NaN/inf and count them in the logs, "
-                          "instead of stopping with an error naming the objective."},
+        metadata={"help": "A reward that is NaN, inf or None: false stops with an error naming the objective; true "
+                          "leaves it out (see partial_rewards) and counts the rows in objectives/dropped_rows. A reward "
+                          "source that raises or returns the wrong number of rewards always stops training."},
+    )
+    partial_rewards: str = field(
+        default="drop_row",
+        metadata={"help": "With drop_invalid_rewards, a completion with some rewards missing: 'drop_row' drops the "
+                          "whole completion (advantage 0, the safe default); 'sum_present' scalarizes the objectives "
+                          "present, as TRL's GRPOTrainer does (linear, tchebycheff, worst_case)."},
     )
 
     def __post_init__(self):
@@ -127,6 +144,14 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
             raise ValueError(f"scalarization must be one of {SCALARIZATIONS}, got '{self.scalarization}'")
         if self.condition_on_weights is None:
             self.condition_on_weights = self.weights_mode == "dirichlet"
+        if self.partial_rewards not in PARTIAL_REWARDS:
+            raise ValueError(f"partial_rewards must be one of {PARTIAL_REWARDS}, got '{self.partial_rewards}'")
+        if self.partial_rewards == "sum_present" and self.scalarization in ("lagrangian", "pama"):
+            raise ValueError(f"partial_rewards 'sum_present' does not fit scalarization '{self.scalarization}', which "
+                             "needs every objective of a completion; use 'drop_row'")
+        if self.scalarization == "lagrangian" and self.preference_weights:
+            warnings.warn("preference_weights are ignored by scalarization 'lagrangian': it maximizes main_objective "
+                          "subject to constraint_objective >= constraint_threshold", UserWarning, stacklevel=2)
         if self.scalarization == "lagrangian":
             missing = [f for f in ("main_objective", "constraint_objective") if getattr(self, f) is None]
             if missing:
@@ -219,7 +244,6 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             self.objectives[self.objective_names.index(args.constraint_objective)].threshold = args.constraint_threshold
         self.dataset_names = dataset_names or []
         self.log_lagrange_multiplier = math.log(args.lagrange_init)
-        self.ideal_point = None
 
         super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
 
@@ -280,7 +304,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         k = len(self.objective_names)
         reward_vector, weights, dropped = everything[:, :k], everything[:, k:2 * k], everything[:, -1].bool()
 
-        metrics = self._metrics[mode]
+        metrics, args = self._metrics[mode], self.args
         if self.args.scalarization == "lagrangian":  # the multiplier these advantages use, before this step's update
             metrics["lagrange/lambda"].append(self.lagrange_multiplier)
         group_size = self.num_generations if mode == "train" else self.num_generations_eval
@@ -290,9 +314,12 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
 
         for column, name in enumerate(self.objective_names):
             metrics[f"weights/{name}"].append(weights[:, column].mean().item())
-        metrics["objectives/dropped_rows"].append(dropped.sum().item())
+        # rows left with no reward at all: every incomplete row under drop_row, only empty ones under sum_present
+        empty = dropped if args.partial_rewards == "drop_row" else torch.isnan(reward_vector).all(dim=1)
+        metrics["objectives/dropped_rows"].append(empty.sum().item())
+        metrics["objectives/incomplete_rows"].append(dropped.sum().item())
         if self.args.scalarization == "pama":  # what PAMA's closed form weighted, averaged over the completions
-            step_weights = pama_step_weights(reward_vector, weights, group_size, self.args.scale_rewards != "none")
+            step_weights = pama_step_weights(reward_vector, weights, group_size, self.args.scale_rewards)
             for name, value in zip(self.objective_names, step_weights.tolist()):
                 metrics[f"pama/weight/{name}"].append(value)
         return reward_vector
@@ -304,15 +331,10 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             main = self.objective_names.index(args.main_objective)
             constraint = self.objective_names.index(args.constraint_objective)
             lagrangian = (main, constraint, self.lagrange_multiplier)
-        ideal_point = None
-        if args.scalarization == "tchebycheff" and args.multi_objective_aggregation == "sum_then_normalize":
-            if update_state or self.ideal_point is None:
-                self.ideal_point = update_ideal_point(self.ideal_point, reward_vector).cpu()
-            ideal_point = self.ideal_point
         advantages = compute_advantages(
             reward_vector, weights, group_size,
             aggregation=args.multi_objective_aggregation, scalarization=args.scalarization,
-            scale_rewards=args.scale_rewards != "none", ideal_point=ideal_point, lagrangian=lagrangian,
+            scale_rewards=args.scale_rewards, lagrangian=lagrangian, partial_rewards=args.partial_rewards,
         )
         if lagrangian is not None and update_state:
             constraint_mean = torch.nanmean(reward_vector[:, lagrangian[1]]).item()
@@ -324,14 +346,22 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         return advantages
 
     # ---- what the checkpoint records ----
+    pareto_method = "none"  # MGDAGRPOTrainer: "mgda"
+
+    @property
+    def weights_used(self) -> bool:
+        """Whether the preference weights enter the update (they do not for MGDA and the Lagrangian mode)."""
+        return self.pareto_method == "none" and self.args.scalarization != "lagrangian"
+
     def objectives_record(self, evaluation: dict | None = None) -> dict:
         args = self.args
         conditioned = bool(args.condition_on_weights)
+        fixed = self.fixed_weights is not None and self.weights_used
         return build_record(
             trainer="grpo",
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(self.objectives),
-            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if self.fixed_weights is not None else None,
+            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if fixed else None,
             weight_distribution=self._weight_distribution_record(),
             aggregation=args.multi_objective_aggregation,
             scalarization=args.scalarization,
@@ -340,10 +370,16 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             extra={
                 "prompt_format": "system message 'Preference weights: name=w,...'" if conditioned else None,
                 "reward_model": args.reward_model_name_or_path,
+                "pareto_method": self.pareto_method,
+                "weights_used": self.weights_used,
+                "scale_rewards": args.scale_rewards,
+                "partial_rewards": args.partial_rewards,
                 "lagrangian": {"main_objective": args.main_objective, "constraint_objective": args.constraint_objective,
                                "constraint_threshold": args.constraint_threshold,
                                "final_lambda": self.lagrange_multiplier} if args.scalarization == "lagrangian" else None,
                 **({"evaluation": evaluation} if evaluation else {}),
+                # held-out prompts with the base and the trained reply (set by the recipe after training)
+                **({"samples": self.held_out_samples} if getattr(self, "held_out_samples", None) else {}),
             },
         )
 
@@ -365,12 +401,11 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             output_dir = output_dir or self.args.output_dir
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
-    # ---- resume: the multiplier and the ideal point are training state too ----
+    # ---- resume: the multiplier is training state too ----
     def _save_optimizer_and_scheduler(self, output_dir):
         super()._save_optimizer_and_scheduler(output_dir)  # output_dir is the checkpoint being staged
         if self.args.should_save:
-            state = {"log_lagrange_multiplier": self.log_lagrange_multiplier,
-                     "ideal_point": None if self.ideal_point is None else self.ideal_point.tolist()}
+            state = {"log_lagrange_multiplier": self.log_lagrange_multiplier}
             with open(os.path.join(output_dir, STATE_FILE), "w") as f:
                 json.dump(state, f)
 
@@ -381,7 +416,6 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             with open(path) as f:
                 state = json.load(f)
             self.log_lagrange_multiplier = state["log_lagrange_multiplier"]
-            self.ideal_point = None if state["ideal_point"] is None else torch.tensor(state["ideal_point"])
 
 
 def _number_or_text(value: str):

@@ -23,6 +23,7 @@ parameters (ZeRO-3, FSDP) would need a gathered Gram matrix.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -38,7 +39,12 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
     `preference_weights` only shape the logged scalar advantage, not the update).
     """
 
+    pareto_method = "mgda"  # recorded, and the card says the weights were not used
+
     def __init__(self, model, args: MultiObjectiveGRPOConfig, **kwargs):
+        if args.preference_weights:
+            warnings.warn("preference_weights are ignored by MGDA: its update is the min-norm combination of the "
+                          "per-objective gradients, whatever the weights", UserWarning, stacklevel=2)
         super().__init__(model=model, args=args, **kwargs)
         if self.accelerator.num_processes > 1:
             raise ValueError("MGDAGRPOTrainer runs on one process: its per-objective gradients bypass DDP's all-reduce")
@@ -48,7 +54,7 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         advantages = super()._advantages(reward_vector, weights, group_size, update_state)
         valid = ~torch.isnan(reward_vector).any(dim=1, keepdim=True)
         per_objective = group_normalize(reward_vector.masked_fill(~valid, math.nan), group_size,
-                                        scale=self.args.scale_rewards != "none")
+                                        scale=self.args.scale_rewards)
         self._objective_advantages = torch.nan_to_num(per_objective.masked_fill(~valid, 0.0), nan=0.0)
         return advantages
 
@@ -90,7 +96,3 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         weighted_loss = (alpha * torch.stack(losses)).sum()
         return surrogate - surrogate.detach() + weighted_loss
 
-    def objectives_record(self, evaluation: dict | None = None) -> dict:
-        record = super().objectives_record(evaluation)
-        record["pareto_method"] = "mgda"
-        return record

@@ -20,6 +20,7 @@ Checkpoints carry `objectives.json` and a model card (`alignment.checkpoint_reco
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from alignment.multi_head import head_names, load_lm_heads, save_multi_head_mode
 from alignment.preference_losses import (
     CARDINAL_MODES,
     cardinal_dpo_loss,
+    LIPO_REDUCTIONS,
     lipo_lambda_loss,
     mah_dpo_loss,
     mdpo_loss,
@@ -46,6 +48,7 @@ from alignment.objectives import Objective, objectives_to_dict, parse_objective_
 from alignment.weights import parse_preference_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
+WEIGHTED_LOSSES = ("modpo", "lipo")  # the losses whose margins or list labels use the preference weights
 LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists"}
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
 EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",)}
@@ -75,7 +78,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
     preference_weights: str | None = field(
         default=None,
         metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
-                          "trained objective's weight > 0. Default: equal weights."},
+                          "trained objective's weight > 0. Used by modpo and lipo only (a warning says so for the "
+                          "others). Default: equal weights."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -92,6 +96,13 @@ class MultiObjectiveDPOConfig(DPOConfig):
         metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.scalarize: "
                           "linear, tchebycheff, worst_case); ignored for lists that carry labels or ranks."},
     )
+    lipo_reduction: str = field(
+        default="rax",
+        metadata={"help": "lipo: 'rax' (default) is the loss scale of RAX's pairwise_logistic_loss with "
+                          "dcg_lambdaweight and a mean over pairs, the call in LiPO's Algorithm 1 (lambda weights "
+                          "times the list size, mean over the batch's valid pairs); 'sum' sums each list's pair "
+                          "losses (eq. 11 unnormalized) and averages the lists."},
+    )
     plain_head: str | None = field(
         default=None,
         metadata={"help": "mah: the head written as the plain `lm_head` of saved checkpoints, so plain transformers "
@@ -102,6 +113,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
         super().__post_init__()
         if self.loss not in LOSSES:
             raise ValueError(f"loss: unknown loss '{self.loss}'; expected one of {LOSSES}")
+        if self.lipo_reduction not in LIPO_REDUCTIONS:
+            raise ValueError(f"lipo_reduction: unknown reduction '{self.lipo_reduction}'; expected one of {LIPO_REDUCTIONS}")
         if self.cardinal_mode not in CARDINAL_MODES:
             raise ValueError(f"cardinal_mode: unknown mode '{self.cardinal_mode}'; expected one of {CARDINAL_MODES}")
         if isinstance(self.objectives, str):
@@ -115,6 +128,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
                              "and does not fit lists or groups; leave it false")
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
         weights = self.weights_tensor()
+        if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
+            warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
+                          UserWarning, stacklevel=2)
         if self.loss == "modpo" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
@@ -318,7 +334,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         labels, mask = inputs["list_labels"], inputs["list_mask"]
         logratios = logratios.view(labels.shape)
         if self.args.loss == "lipo":
-            loss = lipo_lambda_loss(logratios, labels, self.beta, mask).mean()
+            loss = lipo_lambda_loss(logratios, labels, self.beta, mask, reduction=self.args.lipo_reduction).mean()
             scores = self.beta * logratios.detach()
             better = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & mask.bool().unsqueeze(-1) & mask.bool().unsqueeze(-2)
             gaps = (scores.unsqueeze(-1) - scores.unsqueeze(-2))[better]
@@ -365,8 +381,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if self.args.loss == "mah":
             extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
         if self.args.loss == "lipo":
-            extra["list_scalarization"] = self.args.list_scalarization
-        weighted = self.args.loss in ("modpo", "lipo")  # the losses whose labels or margins use the weights
+            extra.update(list_scalarization=self.args.list_scalarization, lipo_reduction=self.args.lipo_reduction)
+        weighted = self.args.loss in WEIGHTED_LOSSES
         return build_record(
             trainer=f"dpo:{self.args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
