@@ -105,7 +105,7 @@ def run(args):
     Path(args.json).write_text(json.dumps(results))
 
 
-def summarize(paths):
+def summarize(paths, plot=None):
     print(f"{'seed':<6}{'metric':<16}{'fixed':>10}{'prompt_aware':>14}{'diff (paired)':>22}")
     diffs, by_seed = {}, {}
     for path in paths:  # one file per (seed, mode) or per seed
@@ -119,6 +119,24 @@ def summarize(paths):
             diffs.setdefault(metric, []).append(d.mean().item())
             print(f"{result['seed']:<6}{metric:<16}{a.mean():>+10.4f}{b.mean():>+14.4f}"
                   f"{d.mean():>+12.4f} +- {d.std() / len(d) ** 0.5:.4f}")
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        seeds = sorted(by_seed)
+        figure, axis = plt.subplots(figsize=(5, 3.2))
+        for offset, mode in ((-0.15, "fixed"), (0.15, "prompt_aware")):
+            values = [torch.tensor(by_seed[s]["runs"][mode]["target_weighted"]) for s in seeds]
+            axis.errorbar([i + offset for i in range(len(seeds))], [v.mean().item() for v in values],
+                          yerr=[(v.std() / len(v) ** 0.5).item() for v in values], fmt="o", capsize=3, label=mode)
+        axis.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
+        axis.set_ylabel("held-out sum_k target_k z_k")
+        axis.set_title("GRPO: prompt-aware vs fixed equal weights")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(plot, dpi=120)
+        print(f"plot written to {plot}")
     for metric, values in diffs.items():
         values = torch.tensor(values)
         se = values.std() / len(values) ** 0.5 if len(values) > 1 else float("nan")
@@ -128,6 +146,7 @@ def summarize(paths):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--summarize", nargs="+", help="pool the JSON files of earlier runs and stop")
+    parser.add_argument("--plot", help="with --summarize: write a PNG of each seed's score per mode")
     parser.add_argument("--reward_model")
     parser.add_argument("--orchestrator")
     parser.add_argument("--policy", default="tiny")
@@ -145,7 +164,7 @@ def main(argv=None):
     parser.add_argument("--json", default="prompt_aware_grpo.json")
     args = parser.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize)
+        return summarize(args.summarize, args.plot)
     if not (args.reward_model and args.orchestrator):
         raise SystemExit("give --reward_model and --orchestrator (or --summarize FILES)")
     run(args)
