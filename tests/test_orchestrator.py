@@ -235,3 +235,26 @@ def test_recipe_writes_a_checkpoint_with_its_card_and_held_out_figures(tiny_poli
     assert weights.shape == (1, 2) and weights.sum().item() == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="reward_model_name_or_path"):
         recipe.main(recipe.parse_args(["--output_dir", str(tmp_path / "x")])[0])
+
+
+def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_policy_path, tmp_path, capsys):
+    import shutil
+
+    from alignment.checkpoint_record import build_record, save_record
+
+    planted_checkpoint(tmp_path / "orchestrator", "mean", names=("harmless", "helpful"))
+    shutil.copytree(tiny_policy_path, tmp_path / "policy")
+    save_record(tmp_path / "policy", build_record(
+        trainer="grpo", base_model="tiny", steering="prompt",
+        objectives=[{"name": n, "source": f"reward_model_head:{n}", "threshold": None} for n in ("helpful", "harmless")]))
+    spec = importlib.util.spec_from_file_location("generate_script", ROOT / "scripts" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    generate.main(["--model", str(tmp_path / "policy"), "--weights", "auto", "--orchestrator", str(tmp_path / "orchestrator"),
+                   "--prompt", "How do I pick a lock?", "--prompt", "Write a poem about the sea.", "--max_new_tokens", "4"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    expected = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights(
+        ["How do I pick a lock?", "Write a poem about the sea."])  # columns: harmless, helpful
+    for line, (harmless, helpful) in zip(lines, expected.tolist()):
+        assert line["weights"] == f"helpful={helpful:.2f},harmless={harmless:.2f}" and line["method"] == "prompt"
+    assert lines[0]["weights"] != lines[1]["weights"]
