@@ -204,7 +204,7 @@ class PreferenceOrchestrator:
             path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)},
             problem_type="single_label_classification", use_safetensors=True,
         )
-        model.config.update({CONFIG_KEY: {"pooling": pooling, "max_length": max_length, "encoder": encoder}})
+        model.config.update({CONFIG_KEY: {"pooling": pooling, "max_length": max_length}})
         return cls(model.to(device), AutoTokenizer.from_pretrained(path), pooling=pooling, max_length=max_length)
 
     @classmethod

@@ -33,7 +33,7 @@ from alignment.orchestrator import (
     load_prompt_targets,
     target_weights,
 )
-from alignment.packaged_models import PACKAGED_MINILM
+from alignment.packaged_models import PACKAGED_MINILM, model_display_name
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "orchestrator_cpu.yaml"
 logger = logging.getLogger(__name__)
@@ -118,8 +118,9 @@ def main(args: OrchestratorArguments):
               f"{evaluation['kl_constant']:.4f} +- {evaluation['kl_constant_se']:.4f}; gain {evaluation['kl_gain']:+.4f} "
               f"+- {evaluation['kl_gain_se']:.4f} (paired)")
 
-    settings = {"target": args.target, "temperature": args.temperature, "encoder": args.encoder,
-                "reward_model": args.reward_model_name_or_path}
+    # Named as records name models (hub id, packaged name or folder name): a published config carries no local path.
+    settings = {"target": args.target, "temperature": args.temperature, "encoder": model_display_name(args.encoder),
+                "reward_model": model_display_name(args.reward_model_name_or_path)}
     orchestrator.save_pretrained(args.output_dir, settings)
     record = build_record(
         trainer="orchestrator", base_model=args.encoder,
@@ -127,7 +128,8 @@ def main(args: OrchestratorArguments):
         weight_distribution={"type": "prompt_aware", "target": args.target, "temperature": args.temperature,
                              "pooling": args.pooling},
         datasets=[f for f in args.train_files if f.strip()],
-        extra={"reward_model": Path(args.reward_model_name_or_path).name, "mean_target_weights":
+        steering="orchestrator",
+        extra={"reward_model": model_display_name(args.reward_model_name_or_path), "mean_target_weights":
                dict(zip(heads, [round(v, 4) for v in train_targets.mean(0).tolist()]))},
     )
     save_record(args.output_dir, record, evaluation={k: round(v, 5) if isinstance(v, float) else v

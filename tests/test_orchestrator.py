@@ -231,6 +231,8 @@ def test_recipe_writes_a_checkpoint_with_its_card_and_held_out_figures(tiny_poli
     assert record["evaluation"]["prompts"] == 12 and "spearman_helpful_se" in record["evaluation"]
     card = (tmp_path / "o" / "README.md").read_text()
     assert "Preference Orchestrator (PRO)" in card and "PreferenceOrchestrator.from_pretrained" in card
+    assert record["steering"] == "orchestrator" and "Not a policy" in card
+    assert str(tmp_path) not in (tmp_path / "o" / "config.json").read_text() + card  # no local path published
     weights = PreferenceOrchestrator.from_pretrained(tmp_path / "o").weights(["How do I bake bread?"])
     assert weights.shape == (1, 2) and weights.sum().item() == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(ValueError, match="reward_model_name_or_path"):
