@@ -31,7 +31,7 @@ from alignment.checkpoint_record import build_record, save_record
 from alignment.cli import parse_recipe_args
 from alignment.data import data_display_name
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
-from reward_models.modeling import add_lora, build_reward_model, load_reward_tokenizer, merge_lora
+from reward_models.modeling import add_lora, build_reward_model, freeze_lower_layers, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "reward_model_cpu.yaml"
@@ -74,8 +74,9 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     model = build_reward_model(
         model_args.model_name_or_path, heads, tokenizer, head_kinds=head_kinds, max_length=training_args.max_length,
         dtype=model_args.dtype, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code,
-        attn_implementation=model_args.attn_implementation,
+        attn_implementation=model_args.attn_implementation, encoder_pooling=training_args.encoder_pooling,
     )
+    freeze_lower_layers(model, training_args.freeze_layers)
     if model_args.use_peft:
         model = add_lora(model, model_args)
 

@@ -96,6 +96,11 @@ class RewardDataArguments:
         default_factory=lambda: [-100.0, 100.0],
         metadata={"help": "Allowed [min, max] of every rating; a rating outside it is a data error, not a training signal."},
     )
+    drop_other_ratings: bool = field(
+        default=False,
+        metadata={"help": "Leave out ratings of objectives that have no head (and rows left with none) instead of "
+                          "stopping: how a single-head model trains on one aspect of a multi-aspect file."},
+    )
     drop_degenerate_pairs: bool = field(
         default=False,
         metadata={"help": "Leave out (and count in the log) pairs whose chosen and rejected are the same conversation or "
@@ -259,8 +264,10 @@ def qa_feedback_ratings(row: dict, where: str) -> tuple[str, str, dict[str, floa
     return question, answer, ratings
 
 
-def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[float]) -> list[RewardExample]:
-    """Rated texts of `PATH[slice]` or `qa_feedback:PATH[slice]`, validated."""
+def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[float],
+                      drop_other_objectives: bool = False) -> list[RewardExample]:
+    """Rated texts of `PATH[slice]` or `qa_feedback:PATH[slice]`, validated; with `drop_other_objectives`, ratings of
+    objectives without a head are left out (after validation) instead of stopping."""
     is_qa_feedback = spec.startswith(QA_FEEDBACK_PREFIX)
     path, rows = split_slice(spec[len(QA_FEEDBACK_PREFIX):] if is_qa_feedback else spec)
     examples = []
@@ -277,13 +284,19 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
             if not isinstance(ratings, dict) or not ratings:
                 raise RewardDataError(f"{where}: field 'ratings' must be a non-empty {{objective: number}} object")
         for objective, value in ratings.items():
+            if objective not in heads and drop_other_objectives:
+                _finite_number(value, where, f"ratings.{objective}", rating_range)
+                continue
             if objective not in heads:
                 raise RewardDataError(
                     f"{where}: field 'ratings.{objective}' rates an objective with no head; heads: {list(heads)}"
                 )
             _finite_number(value, where, f"ratings.{objective}", rating_range)
-        examples.append(RewardExample(source=data_display_name(path), first=conversation(prompt, completion), ratings=ratings))
-    if not examples:
+        ratings = {objective: value for objective, value in ratings.items() if objective in heads}
+        if ratings:
+            examples.append(RewardExample(source=data_display_name(path), first=conversation(prompt, completion),
+                                          ratings=ratings))
+    if not examples and not drop_other_objectives:  # dropping may leave none: the caller decides if a head lacks data
         raise RewardDataError(f"{path}: no rows selected")
     return examples
 
@@ -304,14 +317,15 @@ def load_examples(args: RewardDataArguments, split: str) -> list[RewardExample]:
     pairwise = [s for s in (args.pairwise_train_files if split == "train" else args.pairwise_eval_files) if s.strip()]
     rated = [s for s in (args.rated_train_files if split == "train" else args.rated_eval_files) if s.strip()]
     examples = [e for spec in pairwise for e in load_pairwise_source(spec, args.heads, args.drop_degenerate_pairs)]
-    examples += [e for spec in rated for e in load_rated_source(spec, args.heads, args.rating_range)]
+    examples += [e for spec in rated for e in load_rated_source(spec, args.heads, args.rating_range, args.drop_other_ratings)]
     return examples
 
 
 def to_mixture_rows(examples: Sequence[RewardExample], heads: Sequence[str], tokenizer) -> dict[str, list]:
     """Columns of the mixture (rendered texts, masks, ratings), ready for `datasets.Dataset.from_dict`."""
     heads = list(heads)
-    columns = {name: [] for name in ("source", "first", "second", "pair_mask", "pair_margin", "rating", "rating_mask")}
+    columns = {name: [] for name in ("source", "first", "second", "pair_mask", "pair_margin", "rating", "rating_mask",
+                                     "length")}
     for example in examples:
         pair_mask = [float(example.objective == head) for head in heads]
         columns["source"].append(example.source)
@@ -321,6 +335,8 @@ def to_mixture_rows(examples: Sequence[RewardExample], heads: Sequence[str], tok
         columns["pair_margin"].append(example.margin)
         columns["rating"].append([float(example.ratings.get(head, 0.0)) for head in heads])
         columns["rating_mask"].append([float(head in example.ratings) for head in heads])
+        # characters of the longer text: what train_sampling_strategy=group_by_length sorts by (less padding)
+        columns["length"].append(max(len(columns["first"][-1]), len(columns["second"][-1])))
     return columns
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 MARGIN_MODES = ("none", "weight", "offset")
+BALANCE_MODES = ("cells", "heads")
 
 
 def masked_bradley_terry_loss(
@@ -66,6 +67,34 @@ def masked_regression_loss(scores: torch.Tensor, ratings: torch.Tensor, rating_m
     return ((scores - targets) ** 2).sum() / mask.sum().clamp(min=1)
 
 
+def per_head_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins=None, margin_mode="none"):
+    """(loss [K], labelled [K]): head k's Bradley-Terry loss averaged over ITS OWN pairs, and whether it has any.
+
+    Same per-cell loss and margin handling as `masked_bradley_terry_loss`; a head without pairs gets 0.
+    """
+    if margin_mode not in MARGIN_MODES:
+        raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}")
+    if margin_mode != "none" and margins is None:
+        raise ValueError(f"margin_mode={margin_mode!r} needs the margins of the pairs")
+    score_gap = chosen_scores - rejected_scores
+    weights = pair_mask.to(score_gap.dtype)
+    if margin_mode == "offset":
+        score_gap = score_gap - margins.to(score_gap.dtype).unsqueeze(1)
+    elif margin_mode == "weight":
+        weights = weights * margins.to(score_gap.dtype).unsqueeze(1)
+    per_cell = torch.where(weights > 0, -F.logsigmoid(score_gap), torch.zeros_like(score_gap))
+    total = weights.sum(dim=0)
+    return (per_cell * weights).sum(dim=0) / total.clamp(min=torch.finfo(weights.dtype).tiny), total > 0
+
+
+def per_head_regression_loss(scores, ratings, rating_mask):
+    """(loss [K], labelled [K]): head k's mean squared error over its rated rows, and whether it has any."""
+    mask = rating_mask.to(scores.dtype) > 0
+    targets = torch.where(mask, ratings.to(scores.dtype), scores.detach())
+    count = mask.sum(dim=0)
+    return ((scores - targets) ** 2).sum(dim=0) / count.clamp(min=1), count > 0
+
+
 def multi_head_reward_loss(
     chosen_scores: torch.Tensor,
     rejected_scores: torch.Tensor,
@@ -76,8 +105,34 @@ def multi_head_reward_loss(
     margins: torch.Tensor | None = None,
     margin_mode: str = "none",
     rating_loss_weight: float = 1.0,
+    balance: str = "cells",
+    rating_variance: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """L = L_BT + rating_loss_weight * L_MSE; returns the total and both parts (for logging)."""
-    pairwise = masked_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
-    regression = masked_regression_loss(rated_scores, ratings, rating_mask)
-    return {"loss": pairwise + rating_loss_weight * regression, "pairwise_loss": pairwise, "regression_loss": regression}
+    """The training loss of all heads, and its parts for logging.
+
+    balance "cells":  L = L_BT + w * L_MSE, each averaged over all labelled cells of the batch, so a head's weight
+                      is its share of the batch's labels (HH heads with 1.6k pairs each drown 340-row rated heads).
+    balance "heads":  L = mean over the heads labelled in the batch of L_k, with
+                      L_k = BT loss of head k over its own pairs                      (pairwise heads)
+                      L_k = w * MSE_k / Var_k, Var_k the variance of its training ratings (rated heads)
+                      so every head weighs the same whatever its data count, and a rated head's loss is in units
+                      of its ratings' variance (1 = predicting the mean), comparable to BT's ln 2 at chance.
+    """
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
+    if balance == "cells":
+        pairwise = masked_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
+        regression = masked_regression_loss(rated_scores, ratings, rating_mask)
+        return {"loss": pairwise + rating_loss_weight * regression, "pairwise_loss": pairwise,
+                "regression_loss": regression}
+    pair_losses, has_pairs = per_head_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
+    rated_losses, has_ratings = per_head_regression_loss(rated_scores, ratings, rating_mask)
+    if rating_variance is not None:
+        rated_losses = rated_losses / rating_variance.to(rated_losses).clamp(min=1e-6)
+    head_losses = torch.where(has_pairs, pair_losses, torch.zeros_like(pair_losses)) \
+        + rating_loss_weight * torch.where(has_ratings, rated_losses, torch.zeros_like(rated_losses))
+    labelled = (has_pairs | has_ratings).to(head_losses.dtype)
+    loss = (head_losses * labelled).sum() / labelled.sum().clamp(min=1)
+    mean_of = lambda values, present: (values * present).sum() / present.sum().clamp(min=1)  # noqa: E731
+    return {"loss": loss, "pairwise_loss": mean_of(pair_losses, has_pairs.to(pair_losses.dtype)),
+            "regression_loss": mean_of(rated_losses, has_ratings.to(rated_losses.dtype))}

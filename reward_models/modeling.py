@@ -11,7 +11,12 @@ and training facts live in the config as plain JSON fields,
 
 and `AutoModelForSequenceClassification.from_pretrained(path)` restores all of it anywhere.
 
-Encoders (BERT, MiniLM) pool the first token; decoders (Qwen2, Llama) score the last non-pad token, which
+Encoders (BERT, MiniLM) read the first token ([CLS]) through their pooler; sentence-transformer encoders such as
+all-MiniLM-L6-v2 were trained for MEAN pooling instead, and their [CLS] state carries no trained signal. For them
+`append_mean_pooling_layer` adds one more ordinary BertLayer, initialised so that its [CLS] output is the
+LayerNorm of the mean of the encoder's token states (uniform attention, identity values), and the pooler starts as
+a near-identity map: a plain BertForSequenceClassification checkpoint whose [CLS] reads the mean-pooled sentence
+embedding the backbone was trained for. Decoders (Qwen2, Llama) score the last non-pad token, which
 transformers finds from `config.pad_token_id` (we set it from the tokenizer, adding a pad token if the backbone
 has none; if pad and eos are then the same token, trailing eos tokens are skipped like padding, which is harmless
 because the token before them has read the whole text). Texts are truncated from the left: a reply sits at the
@@ -56,8 +61,15 @@ def build_reward_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    encoder_pooling: str = "mean",
 ):
-    """A K-head reward model on a backbone (hub name, local path or offline alias); new heads, pretrained backbone."""
+    """A K-head reward model on a backbone (hub name, local path or offline alias); new heads, pretrained backbone.
+
+    `encoder_pooling="mean"` gives BERT-style encoders the mean-pooling layer (`append_mean_pooling_layer`); "cls"
+    keeps their pretrained [CLS] pooler. Decoders ignore it (they score the last token).
+    """
+    if encoder_pooling not in ("mean", "cls"):
+        raise ValueError(f"encoder_pooling must be 'mean' or 'cls', got {encoder_pooling!r}")
     from transformers import AutoModelForSequenceClassification
 
     head_names = list(head_names)
@@ -85,7 +97,72 @@ def build_reward_model(
         HEAD_STD_KEY: [1.0] * len(head_names),
         HEAD_STATS_MEASURED_KEY: False,
     })
+    if encoder_pooling == "mean" and supports_mean_pooling_layer(model):
+        append_mean_pooling_layer(model)
     return model
+
+
+MEAN_POOLING_KEY = "reward_mean_pooling_layer"  # config marker: the last encoder layer is the mean-pooling layer
+
+
+def supports_mean_pooling_layer(model) -> bool:
+    """BERT-family sequence classifiers: an encoder of `BertLayer`-shaped layers read at [CLS] through a pooler."""
+    base = model.base_model
+    return (getattr(base, "pooler", None) is not None and hasattr(getattr(base, "encoder", None), "layer")
+            and hasattr(base.encoder.layer[-1], "attention") and hasattr(base.encoder.layer[-1].attention, "self"))
+
+
+@torch.no_grad()
+def append_mean_pooling_layer(model, *, residual_scale: float = 100.0, pooler_scale: float = 0.5) -> None:
+    """Append one encoder layer whose [CLS] output is LayerNorm(mean of the token states), and reset the pooler.
+
+    The new layer is an ordinary layer of the backbone's own class (plain checkpoint, `num_hidden_layers + 1`):
+    - attention: query = 0, so every score is 0 and softmax attends uniformly to the non-padding tokens (the same
+      tokens sentence-transformers' mean pooling averages); value = identity, so each head returns its slice of
+      the mean; output dense = residual_scale * identity, so LayerNorm(scale * mean + h_cls) ~ LayerNorm(mean):
+      the [CLS] token's own state (the residual) weighs 1/scale.
+    - feed-forward: output projection zero, so the layer's output is LayerNorm(LayerNorm(...)) = LayerNorm(mean)
+      (LN is idempotent); its input projection is the lower layer's, so the MLP can learn from the first step.
+    The pooler's dense starts as pooler_scale * identity (tanh nearly linear there) instead of the pretrained
+    next-sentence weights. Every part stays trainable: training may sharpen the uniform attention into a learned one.
+    """
+    if not supports_mean_pooling_layer(model):
+        raise ValueError(f"{type(model).__name__}: mean-pooling layer needs a BERT-style encoder with a [CLS] pooler")
+    base, config = model.base_model, model.config
+    last = base.encoder.layer[-1]
+    layer = type(last)(config, layer_idx=len(base.encoder.layer)) if "layer_idx" in type(last).__init__.__code__.co_varnames \
+        else type(last)(config)
+    layer.to(dtype=next(last.parameters()).dtype).train(last.training)  # dropout on only if the model trains
+    hidden = config.hidden_size
+    eye = torch.eye(hidden)
+    attention = layer.attention
+    # Zero query alone: scores are 0 whatever the keys, yet the query still gets gradient (through the keys, copied
+    # from the layer below), so training can sharpen uniform attention. Zeroing keys too would be a saddle point.
+    attention.self.query.weight.zero_(), attention.self.query.bias.zero_()
+    attention.self.key.load_state_dict(last.attention.self.key.state_dict())
+    attention.self.value.weight.copy_(eye), attention.self.value.bias.zero_()
+    attention.output.dense.weight.copy_(residual_scale * eye), attention.output.dense.bias.zero_()
+    for norm in (attention.output.LayerNorm, layer.output.LayerNorm):
+        norm.weight.fill_(1.0), norm.bias.zero_()
+    # Feed-forward: the lower layer's first projection, a zero second one: adds nothing now, learns a residual MLP.
+    layer.intermediate.dense.load_state_dict(last.intermediate.dense.state_dict())
+    layer.output.dense.weight.zero_(), layer.output.dense.bias.zero_()
+    base.encoder.layer.append(layer)
+    base.pooler.dense.weight.copy_(pooler_scale * eye), base.pooler.dense.bias.zero_()
+    config.num_hidden_layers = len(base.encoder.layer)
+    config.update({MEAN_POOLING_KEY: True})
+
+
+def freeze_lower_layers(model, count: int) -> None:
+    """Freeze the embeddings and the first `count` encoder/decoder layers (0 freezes nothing): cheaper steps."""
+    if count <= 0:
+        return
+    base = model.base_model
+    layers = base.encoder.layer if hasattr(base, "encoder") else base.layers
+    if count > len(layers):
+        raise ValueError(f"freeze_layers={count} but the backbone has {len(layers)} layers")
+    for module in [base.embeddings if hasattr(base, "embeddings") else base.embed_tokens, *layers[:count]]:
+        module.requires_grad_(False)
 
 
 def head_names_of(config) -> list[str]:

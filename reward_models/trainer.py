@@ -15,19 +15,31 @@ from transformers import Trainer, TrainingArguments
 
 from alignment.checkpointing import ResumableCheckpointsMixin
 from reward_models.data import RewardMixtureCollator
-from reward_models.losses import MARGIN_MODES, multi_head_reward_loss
+from reward_models.losses import BALANCE_MODES, MARGIN_MODES, multi_head_reward_loss
 from reward_models.metrics import per_head_metrics
 from reward_models.modeling import head_names_of, set_head_statistics
 from reward_models.scoring import score_texts
+
+
+def rating_variance(dataset, num_heads: int) -> torch.Tensor:
+    """[K] variance of each head's training ratings (1 for heads without ratings): the unit of its regression loss."""
+    ratings = torch.tensor(dataset["rating"], dtype=torch.float64).reshape(-1, num_heads)
+    mask = torch.tensor(dataset["rating_mask"], dtype=torch.float64).reshape(-1, num_heads) > 0
+    variance = torch.ones(num_heads, dtype=torch.float64)
+    for k in range(num_heads):
+        if mask[:, k].sum() > 1:
+            variance[k] = ratings[mask[:, k], k].var().clamp(min=1e-6)
+    return variance.float()
 
 
 @dataclass
 class MultiHeadRewardConfig(TrainingArguments):
     """Training arguments of the multi-head reward model.
 
-    Model:   `trust_remote_code` (off by default).
+    Model:   `trust_remote_code` (off by default), `encoder_pooling` (how an encoder reads a text), `freeze_layers`.
     Data:    `max_length` truncates every rendered conversation from the left.
-    Loss:    `margin_mode` (how UltraFeedback-style score gaps count), `rating_loss_weight` (regression vs pairs).
+    Loss:    `margin_mode` (how UltraFeedback-style score gaps count), `rating_loss_weight` (regression vs pairs),
+             `head_loss_balance` (how the heads' losses are weighed against each other).
     Scoring: `normalization_samples` texts of the training set measure each head's mean/std after training.
     The remaining fields are transformers' `TrainingArguments`; defaults below suit a small CPU run.
     """
@@ -35,6 +47,23 @@ class MultiHeadRewardConfig(TrainingArguments):
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Allow the backbone's own modeling code from the hub; off unless you trust that repository."},
+    )
+    encoder_pooling: str = field(
+        default="mean",
+        metadata={"help": "Encoders only: 'mean' appends a layer initialised to mean-pool the tokens into [CLS] (what "
+                          "sentence-transformer encoders such as all-MiniLM-L6-v2 were trained for; still a plain "
+                          "checkpoint), 'cls' reads [CLS] through the pretrained pooler. Decoders score the last token."},
+    )
+    freeze_layers: int = field(
+        default=0,
+        metadata={"help": "Freeze the embeddings and this many lowest backbone layers (0: train everything); cuts "
+                          "the backward pass on CPU."},
+    )
+    head_loss_balance: str = field(
+        default="heads",
+        metadata={"help": f"One of {BALANCE_MODES}: 'cells' averages the loss over all labelled cells (a head weighs "
+                          "by its data count); 'heads' averages each head's own loss, rated heads' MSE divided by their "
+                          "ratings' variance, so every head weighs the same."},
     )
     max_length: int | None = field(
         default=256,
@@ -63,6 +92,12 @@ class MultiHeadRewardConfig(TrainingArguments):
     def __post_init__(self):
         if self.margin_mode not in MARGIN_MODES:
             raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {self.margin_mode!r}")
+        if self.head_loss_balance not in BALANCE_MODES:
+            raise ValueError(f"head_loss_balance must be one of {BALANCE_MODES}, got {self.head_loss_balance!r}")
+        if self.encoder_pooling not in ("mean", "cls"):
+            raise ValueError(f"encoder_pooling must be 'mean' or 'cls', got {self.encoder_pooling!r}")
+        if self.freeze_layers < 0:
+            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
         if self.rating_loss_weight < 0:
             raise ValueError(f"rating_loss_weight must be >= 0, got {self.rating_loss_weight}")
         super().__post_init__()
@@ -84,6 +119,7 @@ class MultiHeadRewardTrainer(ResumableCheckpointsMixin, Trainer):
         )
         # Our loss is a mean over labelled cells already; Trainer must not rescale it by token counts.
         self.model_accepts_loss_kwargs = False
+        self.rating_variance = rating_variance(train_dataset, len(self.head_names)) if train_dataset is not None else None
 
     def _per_head_metrics(self, evaluation) -> dict[str, float]:
         return per_head_metrics(evaluation.predictions, evaluation.label_ids, self.head_names)
@@ -100,7 +136,8 @@ class MultiHeadRewardTrainer(ResumableCheckpointsMixin, Trainer):
             chosen_scores=first, rejected_scores=second, pair_mask=inputs["pair_mask"],
             rated_scores=first, ratings=inputs["rating"], rating_mask=inputs["rating_mask"],
             margins=inputs["pair_margin"], margin_mode=self.args.margin_mode,
-            rating_loss_weight=self.args.rating_loss_weight,
+            rating_loss_weight=self.args.rating_loss_weight, balance=self.args.head_loss_balance,
+            rating_variance=self.rating_variance,
         )
         if return_outputs:
             return losses["loss"], {"first": first, "second": second}

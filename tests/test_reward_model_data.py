@@ -1,5 +1,6 @@
 """Loading and validating reward-model data: clear errors naming file, row and field; masks per source."""
 
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,33 @@ def test_spearman_correlation_handles_ties_and_constant_sides():
     # Hand-computed: ranks of x = (0.5, 0.5, 2, 3), of y = (0, 1, 2, 3); Pearson of the ranks = 0.9486833.
     assert spearman_correlation(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.9486833)
     assert np.isnan(spearman_correlation(np.array([1.0, 1.0]), np.array([1.0, 2.0])))
+
+
+def test_drop_other_ratings_keeps_one_aspect_of_a_multi_aspect_file(tmp_path):
+    path = write_jsonl(tmp_path / "rated.jsonl", [
+        {"completion": "a", "ratings": {"relevance": -1, "factuality": -2}},
+        {"completion": "b", "ratings": {"factuality": 0}},  # nothing left for a relevance-only model: dropped
+        {"completion": "c", "ratings": {"relevance": 0, "factuality": 999}},  # still validated: out of range
+    ])
+    with pytest.raises(RewardDataError, match=r"row 1: field 'ratings\.factuality' rates an objective with no head"):
+        load_rated_source(f"{path}[:2]", ["relevance"], rating_range=[-20, 0])
+    examples = load_rated_source(f"{path}[:2]", ["relevance"], rating_range=[-20, 0], drop_other_objectives=True)
+    assert [e.ratings for e in examples] == [{"relevance": -1}]
+    with pytest.raises(RewardDataError, match=r"row 3: field 'ratings\.factuality' = 999 is out of range"):
+        load_rated_source(path, ["relevance"], rating_range=[-20, 0], drop_other_objectives=True)
+
+
+def test_single_head_models_train_on_their_own_head_data_only(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from evaluate_reward_model import single_head_recipe_args
+
+    config = Path(__file__).resolve().parent.parent / "recipes" / "configs" / "reward_model_cpu.yaml"
+    data, training, _ = single_head_recipe_args(str(config), "harmless", tmp_path / "harmless", ["--max_length", "64"])
+    assert data.heads == ["harmless"] and training.output_dir == str(tmp_path / "harmless")
+    assert [s.split("=")[0] for s in data.pairwise_train_files + data.pairwise_eval_files] == ["harmless", "harmless"]
+    assert data.rated_train_files == [] and training.max_length == 64  # recipe overrides reach the single model
+    data, _, _ = single_head_recipe_args(str(config), "factuality", tmp_path / "factuality", [])
+    assert data.pairwise_train_files == [] and data.rated_train_files and data.drop_other_ratings
+    assert load_examples(data, "train")[0].ratings.keys() == {"factuality"}

@@ -68,3 +68,52 @@ def test_total_loss_adds_weighted_regression_to_bradley_terry():
     losses = multi_head_reward_loss(CHOSEN, REJECTED, PAIR_MASK, scores, ratings, mask, rating_loss_weight=0.5)
     expected = (neg_log_sigmoid(1.0) + neg_log_sigmoid(2.0)) / 2 + 0.5 * (4 - 1) ** 2
     assert losses["loss"].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_head_balance_averages_each_heads_own_loss_with_rated_mse_in_units_of_rating_variance():
+    # Three pairs for head 0, one for head 1; head 2 rated on two rows with training-rating variance 4.
+    chosen = torch.tensor([[1.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    rejected = torch.zeros(4, 3)
+    pair_mask = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])
+    rated = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -2.0]])
+    ratings = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    rating_mask = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    variance = torch.tensor([1.0, 1.0, 4.0])
+    head_0 = (neg_log_sigmoid(1.0) + neg_log_sigmoid(2.0) + neg_log_sigmoid(0.0)) / 3
+    head_1 = neg_log_sigmoid(-1.0)
+    head_2 = ((1 - 0) ** 2 + (-2 + 1) ** 2) / 2 / 4.0
+    # chosen/rejected rows and rated rows are separate tensors here: pad each to the other's batch with empty masks
+    losses = multi_head_reward_loss(
+        chosen, rejected, pair_mask, torch.cat([rated, torch.zeros(2, 3)]), torch.cat([ratings, torch.zeros(2, 3)]),
+        torch.cat([rating_mask, torch.zeros(2, 3)]), balance="heads", rating_variance=variance, rating_loss_weight=0.5,
+    )
+    assert losses["loss"].item() == pytest.approx((head_0 + head_1 + 0.5 * head_2) / 3, rel=1e-6)
+    cells = multi_head_reward_loss(chosen, rejected, pair_mask, torch.cat([rated, torch.zeros(2, 3)]),
+                                   torch.cat([ratings, torch.zeros(2, 3)]), torch.cat([rating_mask, torch.zeros(2, 3)]),
+                                   balance="cells", rating_loss_weight=0.5)
+    # cells: the 4 pairs pooled (head 0 weighs 3/4), MSE unscaled
+    expected_cells = (3 * head_0 + head_1) / 4 + 0.5 * head_2 * 4.0
+    assert cells["loss"].item() == pytest.approx(expected_cells, rel=1e-6)
+
+
+def test_head_balance_ignores_heads_without_labels_in_the_batch():
+    chosen, rejected = torch.tensor([[1.0, 5.0]]), torch.tensor([[0.0, 0.0]])
+    losses = multi_head_reward_loss(chosen, rejected, torch.tensor([[1.0, 0.0]]), chosen, torch.zeros(1, 2),
+                                    torch.zeros(1, 2), balance="heads")
+    assert losses["loss"].item() == pytest.approx(neg_log_sigmoid(1.0), rel=1e-6)  # head 1 is absent, not a zero
+
+
+def test_unknown_balance_is_rejected():
+    with pytest.raises(ValueError, match="balance"):
+        multi_head_reward_loss(CHOSEN, REJECTED, PAIR_MASK, CHOSEN, CHOSEN, PAIR_MASK, balance="uncertainty")
+
+
+def test_rating_variance_is_measured_per_head_on_rated_rows_only():
+    from datasets import Dataset
+
+    from reward_models.trainer import rating_variance
+
+    dataset = Dataset.from_dict({"rating": [[0.0, -1.0], [0.0, -3.0], [9.0, 0.0]],
+                                 "rating_mask": [[0.0, 1.0], [0.0, 1.0], [0.0, 0.0]]})
+    # head 0 has no ratings -> 1; head 1: sample variance of (-1, -3) = 2
+    assert rating_variance(dataset, 2).tolist() == pytest.approx([1.0, 2.0])

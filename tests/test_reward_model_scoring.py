@@ -184,5 +184,88 @@ def test_evaluation_script_metrics_match_hand_computed_values_on_a_fixed_scorer(
                              for i in range(4)))
     pair_metrics = evaluate_source(scorer, "pairs", load_pairwise_source(f"harmless={pairs}", scorer.head_names))
     rated_metrics = evaluate_source(scorer, "rated", load_rated_source(str(rated), scorer.head_names, [-10, 0]))
-    assert pair_metrics == {"accuracy_harmless": 0.625, "pairs_harmless": 4}
-    assert rated_metrics == pytest.approx({"spearman_factuality": -1.0, "mse_factuality": 21.0, "rated_factuality": 4})
+    import math
+
+    import numpy as np
+
+    spread = np.std([2, 3, 1, 1, 1, 1, 2, 1], ddof=1)  # every text once: chosen (2, 3, 1, 1), rejected (1, 1, 2, 1)
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731  -log sigmoid(gap) = softplus(-gap); gaps 1, 2, -1, 0
+    assert pair_metrics == pytest.approx({
+        "accuracy_harmless": 0.625, "accuracy_se_harmless": math.sqrt(0.625 * 0.375 / 4), "pairs_harmless": 4,
+        "bt_loss_harmless": (softplus(-1) + softplus(-2) + softplus(1) + softplus(0)) / 4,
+        **{f"score_std_{head}": spread for head in HEADS}})
+    assert rated_metrics == pytest.approx({"spearman_factuality": -1.0, "mse_factuality": 21.0, "rated_factuality": 4,
+                                           **{f"score_std_{head}": np.std([1, 2, 3, 4], ddof=1) for head in HEADS}})
+
+
+def test_per_head_metrics_match_hand_computed_values():
+    import math
+
+    import numpy as np
+
+    from reward_models.metrics import per_head_metrics
+
+    # Head 0: pairs with gaps +1, -2, 0, +3 -> accuracy (1 + 0 + 0.5 + 1) / 4; head 1: two rated rows.
+    predictions = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [2.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]],
+                            [[3.0, 0.0], [0.0, 0.0]], [[0.0, 1.0], [0.0, 1.0]], [[0.0, 3.0], [0.0, 3.0]]])
+    labels = np.zeros((6, 3, 2))
+    labels[:4, 0, 0] = 1
+    labels[4:, 1, 1], labels[4:, 2, 1] = [-1.0, 0.0], 1
+    metrics = per_head_metrics(predictions, labels, ["helpful", "factuality"])
+    assert metrics["accuracy_helpful"] == 0.625
+    assert metrics["accuracy_se_helpful"] == pytest.approx(math.sqrt(0.625 * 0.375 / 4))
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731  -log sigmoid(g) = softplus(-g)
+    assert metrics["bt_loss_helpful"] == pytest.approx((softplus(-1) + softplus(2) + softplus(0) + softplus(-3)) / 4)
+    assert metrics["spearman_factuality"] == pytest.approx(1.0)
+    assert metrics["mse_factuality"] == pytest.approx(((1 + 1) ** 2 + 3 ** 2) / 2)
+    # score spread over every text scored once: firsts of all rows, seconds of the pairs
+    head_0_texts = [1, 0, 1, 3, 0, 0, 0, 2, 1, 0]
+    assert metrics["score_std_helpful"] == pytest.approx(np.std(head_0_texts, ddof=1))
+
+
+def test_evaluation_compares_joint_and_single_head_models_with_paired_errors(decoder_reward_model, tiny_policy_path,
+                                                                              tmp_path):
+    """main() on a saved joint model and saved single-head models (reused, not trained): numbers match a direct
+    scoring of the same pairs, the paired SE is the SE of the per-pair difference, and JSON + PNG are written."""
+    import json
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import evaluate_reward_model
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Answer {i} " * (i % 3 + 1),
+                                         "rejected": f"No {i}."}) + "\n" for i in range(12)))
+    singles = tmp_path / "singles"
+    for seed, head in enumerate(HEADS):
+        torch.manual_seed(10 + seed)
+        tokenizer = load_reward_tokenizer(str(tiny_policy_path))
+        single = build_reward_model(str(tiny_policy_path), [head], tokenizer, max_length=64)
+        single.save_pretrained(singles / head)
+        tokenizer.save_pretrained(singles / head)
+    config = tmp_path / "recipe.yaml"  # the recipe config: its evaluation files are the defaults
+    config.write_text(f"heads: {HEADS}\npairwise_eval_files: ['harmless={pairs}']\n")
+    output = tmp_path / "eval" / "eval.json"
+    results = evaluate_reward_model.main(["--model", str(decoder_reward_model), "--config", str(config),
+                                          "--train_single_heads", "--single_dir", str(singles), "--output", str(output)])
+    assert json.loads(output.read_text())["comparison"] == results["comparison"]
+    assert output.with_suffix(".png").stat().st_size > 1000
+
+    def outcomes(path, head):
+        scorer = MultiHeadRewardScorer.from_pretrained(str(path), device="cpu")
+        prompts = [f"Question {i}?" for i in range(12)]
+        chosen = scorer.score(prompts, [f"Answer {i} " * (i % 3 + 1) for i in range(12)], normalize=False)
+        rejected = scorer.score(prompts, [f"No {i}." for i in range(12)], normalize=False)
+        gap = (chosen - rejected)[:, scorer.head_names.index(head)].numpy()
+        return (gap > 0) + 0.5 * (gap == 0)
+
+    joint, single = outcomes(decoder_reward_model, "harmless"), outcomes(singles / "harmless", "harmless")
+    assert results["joint"]["harmless"]["accuracy"] == pytest.approx(joint.mean())
+    assert results["single"]["harmless"]["accuracy"] == pytest.approx(single.mean())
+    assert "accuracy" not in results["joint"]["helpful"]  # no helpful pairs were given
+    row = results["comparison"]["harmless"]
+    assert row["accuracy_difference"] == pytest.approx((joint - single).mean())
+    assert row["accuracy_difference_se"] == pytest.approx(np.std(joint - single, ddof=1) / np.sqrt(12))
+    assert row["joint_within_one_se"] == (joint.mean() >= single.mean() - np.sqrt(joint.mean() * (1 - joint.mean()) / 12))
