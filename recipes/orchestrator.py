@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import torch
 from transformers import set_seed
 
 from alignment.checkpoint_record import build_record, save_record
