@@ -54,7 +54,8 @@ class HeldOutReplies:
         """Each reported figure per prompt (its mean is the summary); `weights` adds the weighted objective w . r."""
         rows = {name: self.rewards[:, i] for i, name in enumerate(self.objective_names)}
         if weights is not None:
-            rows["weighted_objective"] = self.rewards @ torch.as_tensor(weights, dtype=self.rewards.dtype)
+            weights = torch.as_tensor(weights, dtype=self.rewards.dtype)  # [K], or [N, K]: one row per prompt
+            rows["weighted_objective"] = (self.rewards * weights).sum(-1)
         rows["completion_tokens"] = self.tokens
         rows["empty_replies"] = torch.tensor([float(not c.strip()) for c in self.completions])
         return rows
@@ -67,18 +68,23 @@ class HeldOutReplies:
 
 def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
                    steering: str = "prompt", format_version: int = FORMAT_VERSION, **generation_kwargs) -> HeldOutReplies:
-    """One sampled reply per prompt, scored on every objective. With `weights`, the model is conditioned on them the
-    way `steering` says: 'prompt' (written into the prompts in `format_version`), 'adapter' (lambda of its
-    preference adapter), 'both'."""
+    """One sampled reply per prompt, scored on every objective. With `weights` (one vector, or one row per prompt:
+    prompt-aware weights), the model is conditioned on them the way `steering` says: 'prompt' (written into the
+    prompts in `format_version`), 'adapter' (lambda of its preference adapter), 'both'."""
     if steering not in ("prompt", "adapter", "both"):
         raise ValueError(f"score_held_out: steering must be 'prompt', 'adapter' or 'both', got '{steering}'")
     adapter_weights = contextlib.nullcontext()
     if weights is not None:
+        per_prompt = isinstance(weights, torch.Tensor) and weights.dim() == 2
+        rows = weights if per_prompt else [weights] * len(prompts)
         if steering in ("prompt", "both"):
-            prompts = [condition_prompt(p, weights, builder.objective_names, format_version) for p in prompts]
+            prompts = [condition_prompt(p, w, builder.objective_names, format_version) for p, w in zip(prompts, rows)]
         if steering in ("adapter", "both"):
             from alignment.preference_adapter import preference_weights
 
+            if per_prompt:
+                raise ValueError("score_held_out: per-prompt weights steer through the prompt; an adapter takes one "
+                                 "weight vector here")
             adapter_weights = preference_weights(model, parse_preference_weights(weights, builder.objective_names))
     with adapter_weights:
         completions = generate_completions(model, tokenizer, prompts, **generation_kwargs)

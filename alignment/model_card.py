@@ -13,6 +13,8 @@ _STEERING_HELP = {
                "plain checkpoint with `python scripts/publish.py --output_dir PATH --weights {example}`.",
     "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.multi_head.generate_with_weights`).",
     "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
+    "orchestrator": "Not a policy: a Preference Orchestrator that picks each prompt's weights (see below), for "
+                    "`weights_mode: prompt_aware` in GRPO or `python scripts/generate.py --weights auto --orchestrator PATH`.",
 }
 
 

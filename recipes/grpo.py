@@ -15,6 +15,9 @@ card and `samples.jsonl` (held-out prompts with the base and the trained reply).
     accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
     # preference-conditioned (steerable) checkpoint: weights as numbers in a preference adapter (or prompt / both)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
+    # prompt-aware weights from a Preference Orchestrator (PRO, recipes/orchestrator.py) over reward-model heads
+    accelerate launch recipes/grpo.py --objectives helpful=rm:helpful harmless=rm:harmless \
+        --reward_model_name_or_path outputs/rm --weights_mode prompt_aware --orchestrator_name_or_path outputs/orchestrator
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
@@ -135,8 +138,11 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         peft_config=get_peft_config(model_args), dataset_names=[data_display_name(script_args.dataset_path)],
     )
 
-    # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned.
+    # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned;
+    # with prompt-aware weights written into the prompt, each prompt's own.
     eval_weights = trainer.args.reward_weights if training_args.conditioning != "none" else None
+    if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
+        eval_weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
                       seed=training_args.seed,
                       steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
@@ -145,7 +151,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         return evaluate_policy(trainer, eval_prompts, eval_weights, generation) if num_eval else None
 
     def summarize(before, after):
-        return summarize_held_out(trainer, before, after, script_args.num_samples)
+        return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
 
     weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.args.reward_weights))
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
@@ -154,10 +160,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     return trainer
 
 
-def summarize_held_out(trainer, before, after, num_samples: int):
+def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: list):
     """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
     replies for the card (`trainer.held_out_samples`) and writes them to samples.jsonl beside the checkpoint."""
     weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
+    if trainer.orchestrator is not None:  # prompt-aware: each prompt's own weights (of the unconditioned prompt)
+        weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
     errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
     trainer.held_out_samples = [
         {"prompt": prompt[-1]["content"], "base": base, "trained": trained}

@@ -13,6 +13,10 @@
     python scripts/generate.py --method rmod --model outputs/sft --reward_model outputs/rm \
         --objectives helpful=rm:helpful,harmless=rm:harmless --weights helpful=0.5,harmless=0.5 --prompt "..."
 
+    # prompt-aware weights (PRO): a Preference Orchestrator (recipes/orchestrator.py) picks each prompt's weights
+    python scripts/generate.py --model outputs/grpo-steerable --weights auto --orchestrator outputs/orchestrator \
+        --prompt "What dose of ibuprofen is safe?" --prompt "Write a poem about autumn"
+
 Prints one JSON line per prompt: {"prompt", "weights", "method", "completion"} (also written to --output).
 """
 
@@ -23,6 +27,7 @@ import json
 import sys
 from pathlib import Path
 
+from alignment.orchestrator import OrchestratorError
 from alignment.steering import METHODS, SteeringError, load_steerable
 from alignment.weights import PreferenceWeightsError, format_preference_weights
 
@@ -64,7 +69,11 @@ def main(argv=None):
     parser.add_argument("--model", action="append", required=True,
                         help="checkpoint path; repeat for mod / soup, as NAME=PATH to name the objective each stands for")
     parser.add_argument("--method", default="auto", choices=METHODS, help="how to steer (auto: read from objectives.json)")
-    parser.add_argument("--weights", required=True, help="preference weights, e.g. helpful=0.8,harmless=0.2")
+    parser.add_argument("--weights", required=True,
+                        help="preference weights, e.g. helpful=0.8,harmless=0.2, or 'auto': each prompt's weights from "
+                             "--orchestrator")
+    parser.add_argument("--orchestrator", help="with --weights auto: a Preference Orchestrator checkpoint "
+                                               "(recipes/orchestrator.py) over the checkpoint's objectives")
     parser.add_argument("--prompt", action="append", help="a user prompt; repeat for several")
     parser.add_argument("--prompts_file", help="JSONL with a 'prompt' field per line (text or chat messages)")
     parser.add_argument("--objectives", help="rmod / best_of_k: objective specs, e.g. conciseness,sentiment or helpful=rm:helpful")
@@ -86,6 +95,12 @@ def main(argv=None):
     parser.add_argument("--output", help="also write the JSON lines to this file")
     args = parser.parse_args(argv)
 
+    auto = args.weights.strip() == "auto"
+    if auto and not args.orchestrator:
+        raise SystemExit("error: --weights auto asks a Preference Orchestrator for each prompt's weights: give "
+                         "--orchestrator PATH (a checkpoint written by recipes/orchestrator.py)")
+    if args.orchestrator and not auto:
+        raise SystemExit(f"error: --orchestrator is used only with --weights auto (got --weights {args.weights})")
     prompts = read_prompts(args)
     method_kwargs = {}
     if args.method in ("rmod", "best_of_k"):
@@ -93,16 +108,32 @@ def main(argv=None):
         if args.method == "rmod":
             method_kwargs.update(lam=args.lam, tau=args.tau)
     try:
+        if auto:  # before the policy: a bad orchestrator path fails fast
+            from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
+
+            orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator, device=args.device)
         steerable = load_steerable(args.model if len(args.model) > 1 else args.model[0], args.method,
                                    reward_sources=reward_sources(args), base_model=args.base_model,
                                    device=args.device, **method_kwargs)
-        weights = steerable.parse_weights(args.weights)
-        completions = steerable.generate(prompts, weights, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
-                                         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
-    except (SteeringError, PreferenceWeightsError, OSError) as error:  # OSError: missing or pickle-only weights
+        if auto:
+            per_prompt = weights_in_order(orchestrator, prompts, steerable.objective_names)
+        else:
+            per_prompt = steerable.parse_weights(args.weights).unsqueeze(0).expand(len(prompts), -1)
+        decoding = dict(max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, temperature=args.temperature,
+                        top_p=args.top_p, top_k=args.top_k, seed=args.seed)
+        completions = [None] * len(prompts)
+        # One generate call per distinct weight vector (all prompts at once with fixed weights).
+        groups = {}
+        for index, row in enumerate(per_prompt):
+            groups.setdefault(tuple(row.tolist()), []).append(index)
+        for indices in groups.values():
+            replies = steerable.generate([prompts[i] for i in indices], per_prompt[indices[0]], **decoding)
+            for i, reply in zip(indices, replies):
+                completions[i] = reply
+    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError) as error:  # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
-    lines = [json.dumps({"prompt": p, "weights": format_preference_weights(weights, steerable.objective_names),
-                         "method": steerable.method, "completion": c}) for p, c in zip(prompts, completions)]
+    lines = [json.dumps({"prompt": p, "weights": format_preference_weights(w, steerable.objective_names),
+                         "method": steerable.method, "completion": c}) for p, w, c in zip(prompts, per_prompt, completions)]
     print("\n".join(lines))
     if args.output:
         Path(args.output).write_text("\n".join(lines) + "\n")

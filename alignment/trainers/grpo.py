@@ -3,7 +3,8 @@
 What changes relative to TRL (everything else, generation, the clipped loss, vLLM, PEFT, DeepSpeed, is TRL's):
 - rewards: every objective's source runs once per batch (`alignment.reward_vector`), giving an [N, K] reward vector;
   all heads of a multi-head reward model are scored in one forward pass;
-- weights: fixed, or sampled per prompt from Dirichlet(alpha); with sampled weights the policy is conditioned on
+- weights: fixed, sampled per prompt from Dirichlet(alpha), or inferred per prompt by a Preference Orchestrator
+  (PRO, `alignment.orchestrator`; `weights_mode: prompt_aware`); with sampled weights the policy is conditioned on
   them so that one checkpoint can be steered at inference: written into the prompt (`alignment.conditioning`),
   fed as numbers to a preference adapter (`alignment.preference_adapter`, the prompt's weights set lambda for its
   completions in generation and in every loss forward pass), or both;
@@ -51,6 +52,7 @@ from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, s
 
 STATE_FILE = "multi_objective_state.json"
 CONDITIONING = ("none", "prompt", "adapter", "both")
+WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 
 
 @dataclass
@@ -58,7 +60,8 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     """GRPOConfig plus the multi-objective settings.
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
-    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `conditioning` (`condition_on_weights`).
+    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`, `conditioning`
+    (`condition_on_weights`).
     Preference adapters: `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
     `preference_adapter_lambda_scale`, `base_learning_rate`.
     Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization`, and
@@ -87,7 +90,13 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     weights_mode: str = field(
         default="fixed",
         metadata={"help": "'fixed': preference_weights for every prompt; 'dirichlet': weights sampled per prompt "
-                          "from Dirichlet(dirichlet_alpha), for a preference-conditioned, steerable checkpoint."},
+                          "from Dirichlet(dirichlet_alpha), for a preference-conditioned, steerable checkpoint; "
+                          "'prompt_aware': each prompt's weights inferred by the orchestrator (PRO)."},
+    )
+    orchestrator_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "prompt_aware mode: a Preference Orchestrator checkpoint (recipes/orchestrator.py) whose "
+                          "objectives are these objectives (or, for 'name=rm:HEAD' objectives, their heads)."},
     )
     dirichlet_alpha: str = field(
         default="1.0",
@@ -164,8 +173,11 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.weights_mode not in ("fixed", "dirichlet"):
-            raise ValueError(f"weights_mode must be 'fixed' or 'dirichlet', got '{self.weights_mode}'")
+        if self.weights_mode not in WEIGHTS_MODES:
+            raise ValueError(f"weights_mode must be one of {WEIGHTS_MODES}, got '{self.weights_mode}'")
+        if self.weights_mode == "prompt_aware" and not self.orchestrator_name_or_path:
+            raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
+                             "recipes/orchestrator.py)")
         if self.scalarization not in SCALARIZATIONS:
             raise ValueError(f"scalarization must be one of {SCALARIZATIONS}, got '{self.scalarization}'")
         if self.conditioning is None:
@@ -199,7 +211,14 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
                 raise ValueError("lagrange_init and lagrange_max must be > 0")
         # Objectives and weights are checked when the config is parsed, before a recipe loads any model.
         names = self.objective_names
-        self.fixed_weight_vector() if self.weights_mode == "fixed" else self.dirichlet_alpha_vector()
+        if self.weights_mode == "fixed":
+            self.fixed_weight_vector()
+        elif self.weights_mode == "dirichlet":
+            self.dirichlet_alpha_vector()
+        else:  # config.json only: an orchestrator for other objectives fails before any model loads
+            from alignment.orchestrator import check_orchestrator_objectives
+
+            check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
         if self.scalarization == "lagrangian":
             for field_name in ("main_objective", "constraint_objective"):
                 if getattr(self, field_name) not in names:
@@ -212,6 +231,12 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     @property
     def objective_names(self) -> list[str]:
         return [objective.name for objective in parse_objective_specs(self.objectives)[0]]
+
+    @property
+    def orchestrator_objective_names(self) -> list[str]:
+        """What the orchestrator calls each objective: the head an 'rm:HEAD' objective reads, else its name."""
+        heads = parse_objective_specs(self.objectives)[2]
+        return [heads.get(name, name) for name in self.objective_names]
 
     def fixed_weight_vector(self) -> torch.Tensor:
         """`preference_weights` on the simplex, in objective order (equal weights when unset)."""
@@ -252,9 +277,17 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             self.objective_names, sources, on_invalid="drop" if args.drop_invalid_rewards else "raise"
         )
 
+        self.orchestrator = None
         if args.weights_mode == "fixed":
             self.fixed_weights = args.fixed_weight_vector()
             mean_weights = self.fixed_weights
+        elif args.weights_mode == "prompt_aware":
+            from alignment.orchestrator import PreferenceOrchestrator
+
+            self.fixed_weights = None
+            self.orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator_name_or_path, device=args.device)
+            # The weights are only known per prompt; TRL's logged "reward" uses equal weights.
+            mean_weights = torch.full((len(self.objectives),), 1.0 / len(self.objectives))
         else:
             self.fixed_weights = None
             self.dirichlet_alpha = args.dirichlet_alpha_vector()
@@ -322,6 +355,10 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
     def _weights_for(self, inputs) -> torch.Tensor:
         if self.fixed_weights is not None:
             return self.fixed_weights.unsqueeze(0).expand(len(inputs), -1)
+        if self.orchestrator is not None:  # once per distinct prompt (cached), the same on every rank
+            from alignment.orchestrator import weights_in_order
+
+            return weights_in_order(self.orchestrator, [x["prompt"] for x in inputs], self.args.orchestrator_objective_names)
         # Keyed by (step, prompt): the G copies of a prompt get the same weights on every rank, and a resumed
         # run draws the same weights as the original.
         keys = [f"{self.state.global_step}:{json.dumps(x['prompt'], sort_keys=True)}" for x in inputs]
@@ -446,8 +483,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(self.objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if fixed else None,
-            weight_distribution=None if self.fixed_weights is not None else {
-                "type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}},
+            weight_distribution=self._weight_distribution_record(),
             aggregation=args.multi_objective_aggregation,
             scalarization=args.scalarization,
             steering="adapter" if adapter else "prompt" if conditioned else "none",
@@ -474,6 +510,15 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
                 **({"samples": self.held_out_samples} if getattr(self, "held_out_samples", None) else {}),
             },
         )
+
+    def _weight_distribution_record(self) -> dict | None:
+        if self.fixed_weights is not None:
+            return None
+        if self.orchestrator is not None:
+            from alignment.packaged_models import model_display_name
+
+            return {"type": "prompt_aware", "orchestrator": model_display_name(self.args.orchestrator_name_or_path)}
+        return {"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}}
 
     def create_model_card(self, *args, **kwargs):
         """Our card is rendered from the objectives record in `_save`; TRL's generic draft would hide it."""
