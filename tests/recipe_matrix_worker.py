@@ -69,7 +69,7 @@ def run(name: str, output_dir: Path):
         "--pairwise_train_files", "helpful=hh-helpful[:16]", "harmless=hh-harmless[:16]",
         "--pairwise_eval_files", "helpful=hh-helpful-dev[:4]", "--rated_train_files", "", "--rated_eval_files", "",
         "--max_length", "48", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
-        "--normalization_samples", "8", "--save_strategy", "steps",
+        "--normalization_samples", "8", "--save_strategy", "steps", "--freeze_layers", "0",  # the tiny policy has 2 layers
     ])
     return recipe.main(*args)
 
