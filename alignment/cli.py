@@ -88,3 +88,21 @@ def check_fsdp_launch() -> None:
         raise ValueError(f"FSDP launch, but accelerate set this run up as {distributed_type.value}: accelerate runs FSDP "
                          "only on GPUs (or another accelerator), not on the CPU. On CPU launch with "
                          "accelerate_configs/cpu_2proc.yaml (DDP), zero2.yaml or zero3.yaml instead.")
+
+
+def use_cpu_cores(training_args) -> None:
+    """A CPU run uses every core, shared among the processes of this machine.
+
+    `accelerate launch` without `--cpu` on a machine without GPUs sets OMP_NUM_THREADS=1 for the script, so a
+    single-process CPU run would use one core of several (the README's main job ran about twice as slow). The
+    environment variable MOALIGN_CPU_THREADS sets the count per process instead.
+    """
+    if not getattr(training_args, "use_cpu", False):
+        return
+    import torch
+
+    threads = int(os.environ.get("MOALIGN_CPU_THREADS", "0"))
+    if threads <= 0:
+        local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        threads = max(len(os.sched_getaffinity(0)) // local_processes, 1)
+    torch.set_num_threads(threads)

@@ -31,7 +31,7 @@ from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
 from alignment import checkpointing
-from alignment.cli import parse_recipe_args
+from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.evaluation import train_evaluate_and_save
 from alignment.multi_head import add_lm_heads
 from alignment.policy import load_policy
@@ -76,6 +76,7 @@ class ScriptArguments:
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
     # Seed and logging
     set_seed(training_args.seed)
+    use_cpu_cores(training_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 

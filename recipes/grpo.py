@@ -42,7 +42,7 @@ from trl import ModelConfig, get_peft_config
 from trl.models import unwrap_model_for_generation
 
 from alignment import checkpointing
-from alignment.cli import parse_recipe_args
+from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name, resolve_data
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.jsonl import write_jsonl
@@ -113,6 +113,7 @@ def evaluate_policy(trainer, prompts, weights, generation):
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
     set_seed(training_args.seed)
+    use_cpu_cores(training_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 

@@ -28,7 +28,7 @@ from trl import ModelConfig
 
 from alignment import checkpointing
 from alignment.checkpoint_record import build_record, save_record
-from alignment.cli import parse_recipe_args
+from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, freeze_lower_layers, load_reward_tokenizer, merge_lora
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig, model_args: ModelConfig):
     # Seed and logging
     set_seed(training_args.seed)
+    use_cpu_cores(training_args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
                         handlers=[logging.StreamHandler(sys.stdout)])
     log_level = training_args.get_process_log_level()
