@@ -37,6 +37,12 @@ def masked_bradley_terry_loss(
                                                                            proportion to how clearly it was preferred)
     Shapes: scores and mask [B, K], margins [B]. Returns a scalar; 0 (still attached to the graph) with no labels.
     """
+    per_cell, weights = _bradley_terry_cells(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
+    return (per_cell * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+
+
+def _bradley_terry_cells(chosen_scores, rejected_scores, pair_mask, margins, margin_mode):
+    """(per-cell loss, per-cell weight) [B, K] under the margin mode; unlabelled cells have loss 0 and weight 0."""
     if margin_mode not in MARGIN_MODES:
         raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}")
     if margin_mode != "none" and margins is None:
@@ -47,10 +53,9 @@ def masked_bradley_terry_loss(
         score_gap = score_gap - margins.to(score_gap.dtype).unsqueeze(1)
     elif margin_mode == "weight":
         weights = weights * margins.to(score_gap.dtype).unsqueeze(1)
-    per_cell = -F.logsigmoid(score_gap)
     # Masked cells may hold anything (even inf from padding rows): select instead of multiplying to keep NaN out.
-    per_cell = torch.where(weights > 0, per_cell, torch.zeros_like(per_cell))
-    return (per_cell * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+    per_cell = torch.where(weights > 0, -F.logsigmoid(score_gap), torch.zeros_like(score_gap))
+    return per_cell, weights
 
 
 def masked_regression_loss(scores: torch.Tensor, ratings: torch.Tensor, rating_mask: torch.Tensor) -> torch.Tensor:
@@ -72,17 +77,7 @@ def per_head_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margi
 
     Same per-cell loss and margin handling as `masked_bradley_terry_loss`; a head without pairs gets 0.
     """
-    if margin_mode not in MARGIN_MODES:
-        raise ValueError(f"margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}")
-    if margin_mode != "none" and margins is None:
-        raise ValueError(f"margin_mode={margin_mode!r} needs the margins of the pairs")
-    score_gap = chosen_scores - rejected_scores
-    weights = pair_mask.to(score_gap.dtype)
-    if margin_mode == "offset":
-        score_gap = score_gap - margins.to(score_gap.dtype).unsqueeze(1)
-    elif margin_mode == "weight":
-        weights = weights * margins.to(score_gap.dtype).unsqueeze(1)
-    per_cell = torch.where(weights > 0, -F.logsigmoid(score_gap), torch.zeros_like(score_gap))
+    per_cell, weights = _bradley_terry_cells(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
     total = weights.sum(dim=0)
     return (per_cell * weights).sum(dim=0) / total.clamp(min=torch.finfo(weights.dtype).tiny), total > 0
 
