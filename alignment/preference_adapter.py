@@ -156,14 +156,13 @@ def _register(config: LoraConfig, preference: PreferenceState) -> LoraConfig:
     return config
 
 
-def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
-                           target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
-                           dropout: float = 0.0, train_base: bool = False) -> PeftModel:
-    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per objective).
+def preference_adapter_config(objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
+                              target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
+                              dropout: float = 0.0) -> tuple[LoraConfig, dict]:
+    """(peft LoraConfig that builds preference layers, the spec `save_preference_adapter` writes): for whoever calls
+    `get_peft_model` (TRL's trainers do, given `peft_config`); set `peft_model.preference_spec = spec` afterwards.
 
-    `lora_alpha` defaults to r + K (scaling 1). `train_base` leaves the base model's own weights trainable as well
-    (give them their own learning rate: `parameter_groups`).
-    """
+    `lora_alpha` defaults to r + K (scaling 1)."""
     objective_names = list(objective_names)
     if len(objective_names) < 2:
         raise ValueError(f"a preference adapter needs at least 2 objectives, got {objective_names}")
@@ -172,9 +171,23 @@ def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int =
     preference = PreferenceState(objective_names, lambda_scale)
     rank_total = rank + len(objective_names)
     config = _lora_config(rank_total, lora_alpha or rank_total, target_modules, dropout, preference)
+    spec = {"objective_names": objective_names, "rank": rank, "lambda_scale": lambda_scale,
+            "target_modules": list(target_modules)}
+    return config, spec
+
+
+def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
+                           target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
+                           dropout: float = 0.0, train_base: bool = False) -> PeftModel:
+    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per objective).
+
+    `lora_alpha` defaults to r + K (scaling 1). `train_base` leaves the base model's own weights trainable as well
+    (give them their own learning rate: `parameter_groups`).
+    """
+    config, spec = preference_adapter_config(objective_names, rank=rank, lora_alpha=lora_alpha,
+                                             target_modules=target_modules, lambda_scale=lambda_scale, dropout=dropout)
     peft_model = get_peft_model(model, config)  # peft names target modules that match nothing
-    peft_model.preference_spec = {"objective_names": objective_names, "rank": rank, "lambda_scale": lambda_scale,
-                                  "target_modules": list(target_modules)}
+    peft_model.preference_spec = spec
     if train_base:
         for name, parameter in peft_model.named_parameters():
             if parameter.is_floating_point():

@@ -2,7 +2,8 @@
 
 Three row formats, all conversational (TRL's prompt / completion message lists) or all plain text:
 - pairs:  {"prompt", "chosen", "rejected", "objective"} (+ "score_gap" for cardinal margins,
-          + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`)
+          + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`; or, for per-objective DPO,
+          "objective_labels": [num_objectives] in {-1, 0, 1}, given or added by `label_pairs_per_objective`)
 - lists:  {"prompt", "completions": [K], and one of "labels": [K] (higher is better), "ranks": [K] (1 = best) or
           "reward_vector": [K][num_objectives] (turned into labels under preference weights)}
 - groups: {"prompt", "chosen": [k], "rejected": [k]}
@@ -133,6 +134,13 @@ def validate_rows(rows: Sequence[dict], format: str, source: str, objective_name
                                           "no preference (remove the row)")
             if "objective" in required and "objective" not in row:
                 raise _missing(source, number, "objective", row)
+            if "objective_labels" in row:
+                labels = row["objective_labels"]
+                if (not isinstance(labels, list) or objective_names is not None and len(labels) != len(objective_names)
+                        or any(isinstance(v, bool) or v not in (-1, 0, 1) for v in labels) or not any(labels)):
+                    raise PreferenceDataError(f"{_where(source, number, 'objective_labels')}: expected one of -1 "
+                                              f"(rejected better), 0 (no label), 1 (chosen better) per objective "
+                                              f"{list(objective_names or [])}, not all 0; got {labels!r:.80}")
             objective = row.get("objective")
             if "objective" in row and (not isinstance(objective, str)
                                        or objective_names is not None and objective not in objective_names):
@@ -205,7 +213,8 @@ def _validate_list(row: dict, source: str, number: int, conversational: bool, ob
 
 # Columns the trainers read (see alignment.trainers.mo_dpo); any other field of a file stays out of the Dataset,
 # where an id that is a number in one row and a string in another would stop Arrow with no file or row.
-PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins")
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins",
+                "objective_labels")
 LIST_COLUMNS = ("prompt", "completions", "labels")
 
 
@@ -397,6 +406,43 @@ def add_margin_rewards(rows: Sequence[dict], margin_builder: RewardVectorBuilder
         rejected, _ = margin_builder(prompts, [row["rejected"] for row in batch])
         for row, c, r in zip(batch, chosen.tolist(), rejected.tolist()):
             out.append({**row, "chosen_margins": c, "rejected_margins": r})
+    return out
+
+
+def label_pairs_per_objective(rows: Sequence[dict], objective_specs: Sequence[str],
+                              reward_model_name_or_path: str | None = None, trust_remote_code: bool = False) -> list[dict]:
+    """`objective_labels` for per-objective DPO: per objective, +1 if chosen is the better reply, -1 if rejected is,
+    0 if the pair says nothing about it.
+
+    An objective that is a reward source (a built-in reward, 'name=python:...', 'name=rm:HEAD') labels every pair by
+    the sign of its score gap, scored once here (a tie gives 0). Any other objective is a dataset label: +1 on the
+    pairs whose `objective` it is. Pairs that end up with no label at all are left out.
+    """
+    from alignment.objectives import ObjectiveSpecError, parse_objective_specs
+
+    names = [spec.partition("=")[0].strip() for spec in objective_specs]
+    scored = []
+    for spec in objective_specs:
+        try:
+            parse_objective_specs([spec])
+            scored.append(spec)
+        except ObjectiveSpecError:
+            if not any(row.get("objective") == spec.strip() for row in rows):
+                raise PreferenceDataError(f"objective '{spec}' is neither a reward source nor the 'objective' of any "
+                                          "pair; per-objective DPO cannot label pairs for it") from None
+    scored_names = [spec.partition("=")[0].strip() for spec in scored]
+    if scored:
+        builder = margin_reward_builder(scored, reward_model_name_or_path, trust_remote_code)
+        rows = add_margin_rewards(rows, builder)
+    out = []
+    for row in rows:
+        row = dict(row)
+        gaps = dict(zip(scored_names, (c - r for c, r in zip(row.pop("chosen_margins", []), row.pop("rejected_margins", [])))))
+        labels = [(gaps[n] > 0) - (gaps[n] < 0) if n in gaps else int(row.get("objective") == n) for n in names]
+        if any(labels):
+            out.append({**row, "objective_labels": labels})
+    if len(out) < len(rows):
+        logger.info(f"per-objective labels: left out {len(rows) - len(out)} of {len(rows)} pairs that tie on every objective")
     return out
 
 

@@ -12,6 +12,9 @@ and a model card.
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_cardinal_tiny_cpu.yaml   # UltraFeedback score gaps
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_lipo_tiny_cpu.yaml       # qa-feedback ranked lists
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_mdpo_tiny_cpu.yaml       # groups (--loss mipo too)
+    # a steerable checkpoint: per-objective DPO, Dirichlet weights per pair fed to a preference adapter
+    accelerate launch recipes/dpo.py --config recipes/configs/dpo_steerable_tiny_cpu.yaml
+    python scripts/generate.py --model outputs/dpo-steerable-tiny --weights conciseness=0.9,sentiment=0.1 --prompt Hi
     # override anything from the command line
     accelerate launch recipes/dpo.py --preference_weights helpful=0.6,conciseness=0.4 --max_steps 40
     # a real hub model on a GPU, with LoRA
@@ -36,8 +39,10 @@ from alignment.evaluation import train_evaluate_and_save
 from alignment.multi_head import add_lm_heads
 from alignment.policy import load_policy
 from alignment.preference_data import (
+    HH_FILES,
     add_margin_rewards,
     attach_list_labels,
+    label_pairs_per_objective,
     load_preference_splits,
     margin_reward_builder,
     to_dataset,
@@ -85,8 +90,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]
+    data_objectives = training_args.objective_names
+    if training_args.loss == "per_objective" and script_args.dataset == "hh":
+        # the HH objectives named label their own pairs; reward objectives label HH's helpful pairs by default
+        data_objectives = [name for name in data_objectives if name in HH_FILES] or ["helpful"]
     train_rows, eval_rows, dataset_names = load_preference_splits(
-        script_args.dataset, data_format, training_args.objective_names, script_args.num_train_rows,
+        script_args.dataset, data_format, data_objectives, script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
         required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
     )
@@ -95,6 +104,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         builder = margin_reward_builder(training_args.objectives[1:], script_args.reward_model_name_or_path,
                                         training_args.trust_remote_code)
         train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
+    if training_args.loss == "per_objective" and "objective_labels" not in train_rows[0]:  # scored once
+        label = lambda rows: label_pairs_per_objective(rows, training_args.objectives, script_args.reward_model_name_or_path,
+                                                       training_args.trust_remote_code)
+        train_rows, eval_rows = label(train_rows), label(eval_rows) if eval_rows else eval_rows
     if data_format == "lists":
         train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)
         eval_rows = attach_list_labels(eval_rows, training_args.objective_names, weights, training_args.list_scalarization)
