@@ -498,24 +498,24 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 loss = scalarized_dpo_loss(per_objective, weights, self.args.scalarization)
             loss = loss.nanmean()  # an objective no pair of the batch is labelled for takes no part
             margins = self.beta * (chosen - rejected).detach().unsqueeze(-1) * labels
-            self._log_objective_means("rewards/margins", margins.masked_fill(labels == 0, float("nan")), mode)
-            self._log_objective_means("weights", weights, mode)
+            self._log_objective_means("rewards/margins_", margins.masked_fill(labels == 0, float("nan")), mode)
+            self._log_objective_means("weights/", weights, mode)
         else:
             loss, _ = mah_dpo_loss(chosen, rejected, inputs["head_id"], self.beta)
             margins = self.beta * (chosen - rejected).detach()
             heads = inputs["head_id"].unsqueeze(-1) == torch.arange(len(self.objective_names), device=margins.device)
-            self._log_objective_means("rewards/margins", margins.unsqueeze(-1).masked_fill(~heads, float("nan")), mode)
+            self._log_objective_means("rewards/margins_", margins.unsqueeze(-1).masked_fill(~heads, float("nan")), mode)
         self._log_pair_metrics(self.beta * chosen.detach(), self.beta * rejected.detach(), mode)
         return loss
 
     def _log_objective_means(self, prefix: str, values: torch.Tensor, mode: str) -> None:
-        """`<prefix>_<objective>`: the mean of each column of values [N, K] over its non-NaN rows, on every process.
+        """`<prefix><objective>`: the mean of each column of values [N, K] over its non-NaN rows, on every process.
         A process that saw no row of an objective contributes NaN, which the gathered nanmean ignores."""
         local = values.float().nanmean(dim=0)
         gathered = self.accelerator.gather(local.unsqueeze(0))
         for column, name in enumerate(self.objective_names):
             if not torch.isnan(gathered[:, column]).all():
-                self._metrics[mode][f"{prefix}_{name}"].append(gathered[:, column].nanmean().item())
+                self._metrics[mode][f"{prefix}{name}"].append(gathered[:, column].nanmean().item())
 
     def _pair_weights(self, inputs: dict, mode: str) -> torch.Tensor:
         """[N, K] lambda of each pair: the fixed weights, or Dirichlet draws keyed by (step, the pair's tokens)
