@@ -231,6 +231,31 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
     assert (tmp_path / "steer" / "preference_adapter" / "preference_adapter.json").exists()
 
 
+def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_checkpoint, tmp_path):
+    """Trained with the weights in the adapter AND the prompt (`conditioning: both`): baked, the model still expects
+    the header of its baked weights; the card must say which weights and which header, in the recorded format."""
+    from scripts.publish import main
+
+    from alignment.conditioning import FORMAT_VERSION, PROMPT_FORMAT, preference_header
+
+    record_path = steerable_checkpoint / "objectives.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "prompt_format": PROMPT_FORMAT, "prompt_format_version": FORMAT_VERSION}))
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "hub"),
+                 "--weights", "conciseness=0.8,sentiment=0.2"]) == 0
+    card = (tmp_path / "hub" / "README.md").read_text()
+    header = preference_header("conciseness=0.8,sentiment=0.2", NAMES, FORMAT_VERSION)
+    assert header == "Priorities: conciseness 80%, sentiment 20%"
+    assert "Baked at preference weights conciseness=0.8, sentiment=0.2" in card
+    assert f"    {header}\n" in card and f"prompt format version {FORMAT_VERSION}" in card
+    assert "Fixed preference weights" not in card  # it was trained under sampled weights, baked afterwards
+    assert json.loads((tmp_path / "hub" / "objectives.json").read_text())["baked_prompt_header"] == header
+    # an adapter-only checkpoint baked: no header to expect
+    record_path.write_text(json.dumps(record))
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "plain"), "--weights", "0.5,0.5"]) == 0
+    assert "Priorities:" not in (tmp_path / "plain" / "README.md").read_text()
+
+
 def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
     from alignment.preference_adapter import load_checkpoint_weights
 
