@@ -46,7 +46,18 @@ class PreferenceState:
         self.objective_names = list(objective_names)
         self.num_objectives = len(self.objective_names)
         self.lambda_scale = float(lambda_scale)
-        self.weights: torch.Tensor | None = None
+        self.weights = None
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: torch.Tensor | None) -> None:
+        self._weights = value
+        # lambda_scale * lambda as [rows, K], per (device, dtype): made once per setting, not once per layer call
+        self._scaled: dict = {}
+        self.setting = object()  # identifies this setting in the layers' no-grad diagonal caches
 
     def set(self, weights) -> None:
         if weights is None:
@@ -62,18 +73,23 @@ class PreferenceState:
         else:  # one vector for every row, validated and normalized like every other weights argument
             self.weights = parse_preference_weights(weights, self.objective_names)
 
+    def _scaled_weights(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.device, like.dtype)
+        scaled = self._scaled.get(key)
+        if scaled is None:
+            if self._weights is None:
+                raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
+                                   "`with preference_weights(model, weights):` (one [K] vector or one row per batch row)")
+            scaled = self._scaled[key] = (self.lambda_scale * self._weights.reshape(-1, self.num_objectives)).to(
+                device=like.device, dtype=like.dtype)
+        return scaled
+
     def diagonal(self, sigma: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
         """[rows or 1, r + K]: (sigma, lambda_scale * s * lambda) per row."""
-        if self.weights is None:
-            raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
-                               "`with preference_weights(model, weights):` (one [K] vector or one row per batch row)")
-        weights = self.weights.to(device=sigma.device, dtype=sigma.dtype)
-        if weights.dim() == 1:
-            weights = weights.unsqueeze(0)
-        elif weights.shape[0] != rows:
-            raise RuntimeError(f"preference weights have {weights.shape[0]} rows but the batch has {rows}")
-        preference = self.lambda_scale * scale * weights
-        return torch.cat([sigma.expand(weights.shape[0], -1), preference], dim=1)
+        scaled = self._scaled_weights(sigma)
+        if scaled.shape[0] != rows and self._weights.dim() == 2:
+            raise RuntimeError(f"preference weights have {scaled.shape[0]} rows but the batch has {rows}")
+        return torch.cat((sigma.expand(scaled.shape[0], -1), scale * scaled), dim=1)
 
 
 class PreferenceVariant(LoraVariant):
@@ -117,11 +133,25 @@ class PreferenceVariant(LoraVariant):
         return orig_weight - PreferenceVariant.delta_weight(module, active_adapter).to(orig_weight.dtype)
 
     @staticmethod
+    def _diagonal(module, adapter: str, rows: int, dims: int) -> torch.Tensor:
+        """The layer's diagonal as [rows or 1, 1, ..., r + K] (`dims` dimensions, one row per batch row, shared by its
+        tokens). Without autograd (generation, old log-probs) it is made once per lambda setting and parameter
+        version, not at every call: a decoding step then costs what a plain LoRA step does, plus one multiply."""
+        sigma, scale = module.lora_sigma[adapter], module.lora_preference_scale[adapter]
+        if torch.is_grad_enabled():
+            diagonal = module.preference.diagonal(sigma, scale, rows)
+            return diagonal.view(diagonal.shape[0], *([1] * (dims - 2)), diagonal.shape[-1])
+        key = (adapter, module.preference.setting, sigma._version, scale._version, sigma.data_ptr(), rows, dims)
+        cached = module._diagonal_cache
+        if cached is None or cached[0] != key:
+            diagonal = module.preference.diagonal(sigma, scale, rows)
+            cached = module._diagonal_cache = (key, diagonal.view(diagonal.shape[0], *([1] * (dims - 2)), -1))
+        return cached[1]
+
+    @staticmethod
     def forward(module, active_adapter, x, result, **kwargs):
         hidden = module.lora_A[active_adapter](module.lora_dropout[active_adapter](x))  # [B, ..., r + K]
-        diagonal = module.preference.diagonal(module.lora_sigma[active_adapter],
-                                              module.lora_preference_scale[active_adapter], rows=x.shape[0])
-        diagonal = diagonal.view(diagonal.shape[0], *([1] * (hidden.dim() - 2)), diagonal.shape[-1])
+        diagonal = PreferenceVariant._diagonal(module, active_adapter, x.shape[0], hidden.dim())
         return result + module.lora_B[active_adapter](hidden * diagonal) * module.scaling[active_adapter]
 
 
@@ -132,6 +162,7 @@ class PreferenceLoraLinear(LoraLinear):
 
     def __init__(self, base_layer, adapter_name, config, preference: PreferenceState, **kwargs):
         object.__setattr__(self, "preference", preference)  # shared plain object, not a submodule
+        object.__setattr__(self, "_diagonal_cache", None)
         super().__init__(base_layer, adapter_name, config=config, **kwargs)
 
     def resolve_lora_variant(self, *, config, **kwargs):

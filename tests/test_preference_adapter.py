@@ -66,6 +66,35 @@ def test_each_row_follows_its_own_weights(adapted):
     assert (batched[0] - batched[1]).abs().max() > 0.1  # the weights reach the logits
 
 
+def test_the_no_grad_diagonal_cache_follows_new_weights_and_parameter_updates(adapted):
+    """Without autograd each layer reuses its diagonal while lambda and its parameters stay the same; a new lambda,
+    an in-place update (an optimizer step) or a new batch size must each give what the autograd path computes."""
+    ids = tokens()
+    layer = next(m for m in adapted.modules() if isinstance(m, PreferenceLoraLinear))
+
+    def cached_and_fresh(rows=ids):
+        with torch.no_grad():
+            cached = adapted(input_ids=rows).logits
+        with torch.enable_grad():
+            fresh = adapted(input_ids=rows).logits.detach()
+        torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=0)
+        return cached
+
+    with preference_weights(adapted, "0.9,0.1"):
+        first = cached_and_fresh()
+        with torch.no_grad():  # in place, within one lambda setting: what an optimizer step does between rollouts
+            layer.lora_sigma["default"].mul_(3.0)
+        second = cached_and_fresh()
+        with torch.no_grad():
+            layer.lora_preference_scale["default"].add_(1.0)
+        third = cached_and_fresh()
+    assert (first - second).abs().max() > 1e-3 and (second - third).abs().max() > 1e-3
+    with preference_weights(adapted, "0.1,0.9"):
+        assert (cached_and_fresh() - third).abs().max() > 1e-3
+    with preference_weights(adapted, torch.tensor([[0.2, 0.8]])):
+        cached_and_fresh(ids[:1])
+
+
 def test_missing_or_malformed_weights_are_refused(adapted):
     ids = tokens()
     with pytest.raises(RuntimeError, match="without preference weights"):
