@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import torch
 import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
@@ -125,7 +126,18 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     )
 
     def evaluate():  # the held-out implicit reward margins (beta * log pi/pi_ref), per objective where logged
-        return {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")} if eval_rows else None
+        if not eval_rows:
+            return None
+        if not training_args.uses_preference_adapter:
+            return {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")}
+        # a steerable checkpoint: every objective's margin with all weight on each objective in turn
+        margins = {}
+        for index, name in enumerate(training_args.objective_names):
+            trainer.evaluation_weights = torch.nn.functional.one_hot(torch.tensor(index), len(training_args.objective_names)).float()
+            margins.update({f"{k[5:]} at {name}=1": v for k, v in trainer.evaluate().items()
+                            if k.startswith("eval_rewards/margins_")})
+        trainer.evaluation_weights = None
+        return margins
 
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
                             f"Implicit reward (beta * log pi/pi_ref) on {len(eval_rows)} held-out rows")

@@ -286,6 +286,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self.final_evaluation = None
         self.objective_names = args.objective_names
         self.preference_weights = args.weights_tensor()  # checked by the config
+        # per_objective: one weight vector [K] every evaluation pair is scored under (a steerable checkpoint's
+        # margins at chosen weights); None: the training distribution of weights
+        self.evaluation_weights: torch.Tensor | None = None
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
@@ -522,6 +525,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         (per row) or by the step (per batch), so every process and a resumed run draw the same lambda."""
         rows = inputs["objective_labels"].shape[0]
         device = inputs["objective_labels"].device
+        if mode == "eval" and self.evaluation_weights is not None:
+            return self.evaluation_weights.to(device).expand(rows, -1)
         if self.args.weights_mode == "fixed":
             return self.preference_weights.to(device).expand(rows, -1)
         step = f"{mode}:{self.state.global_step if mode == 'train' else 'eval'}"
