@@ -34,21 +34,23 @@ import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
-from alignment import checkpointing
+from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.evaluation import train_evaluate_and_save
-from alignment.multi_head import add_lm_heads
-from alignment.policy import load_policy
-from alignment.preference_data import (
+from alignment.models.multi_head import add_lm_heads
+from alignment.models.policy import load_policy
+from alignment.data.preferences import (
     HH_FILES,
     add_margin_rewards,
     attach_list_labels,
     label_pairs_per_objective,
     load_preference_splits,
-    margin_reward_builder,
     to_dataset,
 )
+from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.sources import ObjectiveSpecError, parse_objective_specs
 from alignment.trainers.mo_dpo import LOSS_FORMAT, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from reward_models.scoring import objective_reward_sources
 
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPE_DIR / "configs" / "dpo_modpo_tiny_cpu.yaml"
@@ -79,6 +81,15 @@ class ScriptArguments:
     )
 
 
+def is_reward_spec(spec: str) -> bool:
+    """Whether an objective spec names a reward source (a built-in, 'python:', 'rm:') rather than a data label."""
+    try:
+        parse_objective_specs([spec])
+        return True
+    except ObjectiveSpecError:
+        return False
+
+
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
     # Seed and logging
     set_seed(training_args.seed)
@@ -102,13 +113,22 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     )
     weights = training_args.weights_tensor()  # checked when the config was parsed
     if training_args.loss == "modpo":  # frozen margin rewards, scored once
-        builder = margin_reward_builder(training_args.objectives[1:], script_args.reward_model_name_or_path,
-                                        training_args.trust_remote_code)
+        margin_objectives, margin_sources = objective_reward_sources(
+            training_args.objectives[1:], script_args.reward_model_name_or_path,
+            trust_remote_code=training_args.trust_remote_code)
+        builder = RewardVectorBuilder([o.name for o in margin_objectives], margin_sources)
         train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
-    if training_args.loss == "per_objective" and "objective_labels" not in train_rows[0]:  # scored once
-        label = lambda rows: label_pairs_per_objective(rows, training_args.objectives, script_args.reward_model_name_or_path,
-                                                       training_args.trust_remote_code)
-        train_rows, eval_rows = label(train_rows), label(eval_rows) if eval_rows else eval_rows
+    if training_args.loss == "per_objective" and "objective_labels" not in train_rows[0]:
+        # reward objectives label every pair by their score gap (scored once); the others are the pairs' `objective`
+        reward_specs = [spec for spec in training_args.objectives if is_reward_spec(spec)]
+        builder = None
+        if reward_specs:
+            reward_objectives, reward_sources = objective_reward_sources(
+                reward_specs, script_args.reward_model_name_or_path, trust_remote_code=training_args.trust_remote_code)
+            builder = RewardVectorBuilder([o.name for o in reward_objectives], reward_sources)
+        names = training_args.objective_names
+        train_rows = label_pairs_per_objective(train_rows, names, builder)
+        eval_rows = label_pairs_per_objective(eval_rows, names, builder) if eval_rows else eval_rows
     if data_format == "lists":
         train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)
         eval_rows = attach_list_labels(eval_rows, training_args.objective_names, weights, training_args.list_scalarization)

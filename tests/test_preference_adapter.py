@@ -1,4 +1,4 @@
-"""Preference adapters (alignment/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
+"""Preference adapters (alignment/models/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
 peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny policy."""
 
 import json
@@ -7,13 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from alignment.preference_adapter import (
+from alignment import add_preference_adapter, merge_preference, preference_weights
+from alignment.models.preference_adapter import (
     PreferenceLoraLinear,
-    add_preference_adapter,
     load_steerable_model,
-    merge_preference,
     parameter_groups,
-    preference_weights,
     save_steerable_checkpoint,
 )
 
@@ -175,7 +173,7 @@ def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path
     from scipy.stats import spearmanr
 
     from alignment.data import resolve_data
-    from alignment.prompts import load_prompt_dataset
+    from alignment.data.prompts import load_prompt_dataset
     from alignment.steering import PreferenceAdapterSteerable, load_steerable
 
     prompts = load_prompt_dataset(resolve_data("hh-prompts"))
@@ -206,7 +204,7 @@ def steerable_checkpoint(adapted, tiny_policy_path, tmp_path):
     """A preference-adapter checkpoint as the GRPO trainer writes it (random adapter: the tests are about plumbing)."""
     from transformers import AutoTokenizer
 
-    from alignment.checkpoint_record import build_record, save_record
+    from alignment.hub.record import build_record, save_record
 
     path = tmp_path / "steerable"
     save_steerable_checkpoint(adapted, path, AutoTokenizer.from_pretrained(tiny_policy_path))
@@ -265,7 +263,7 @@ def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_chec
     the header of its baked weights; the card must say which weights and which header, in the recorded format."""
     from scripts.publish import main
 
-    from alignment.conditioning import FORMAT_VERSION, PROMPT_FORMAT, preference_header
+    from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, preference_header
 
     record_path = steerable_checkpoint / "objectives.json"
     record = json.loads(record_path.read_text())
@@ -286,7 +284,7 @@ def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_chec
 
 
 def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
-    from alignment.preference_adapter import load_checkpoint_weights
+    from alignment.models.preference_adapter import load_checkpoint_weights
 
     with torch.no_grad():  # a trained base too: resuming must bring back both
         next(p for n, p in adapted.named_parameters() if "lora_" not in n and p.dim() == 2).add_(0.1)
@@ -308,7 +306,7 @@ def train_steerable_dpo(policy_path, output_dir, seed, train_rows, scalarization
     recipes/configs/dpo_steerable_tiny_cpu.yaml, shortened."""
     from transformers import AutoTokenizer
 
-    from alignment.preference_data import to_dataset
+    from alignment.data.preferences import to_dataset
     from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
     args = MultiObjectiveDPOConfig(
@@ -335,13 +333,16 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     """HH helpful pairs labelled per objective by the rewards themselves (shorter reply wins on conciseness, warmer
     one on sentiment; they disagree on ~60% of pairs): the steered replies get longer as the sentiment weight rises."""
     from alignment.data import resolve_data
-    from alignment.preference_data import label_pairs_per_objective, load_preference_splits
-    from alignment.prompts import load_prompt_dataset
+    from alignment.data.preferences import label_pairs_per_objective, load_preference_splits
+    from alignment.data.prompts import load_prompt_dataset
+    from alignment.objectives.reward_vector import RewardVectorBuilder
+    from reward_models.scoring import objective_reward_sources
     from alignment.steering import PreferenceAdapterSteerable, load_steerable
 
     train, _, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=DPO_STEPS * 8, num_eval_rows=0,
                                          max_prompt_chars=160)
-    path = train_steerable_dpo(tiny_policy_path, tmp_path / "dpo", seed, label_pairs_per_objective(train, NAMES))
+    labeller = RewardVectorBuilder(NAMES, objective_reward_sources(NAMES)[1])
+    path = train_steerable_dpo(tiny_policy_path, tmp_path / "dpo", seed, label_pairs_per_objective(train, NAMES, labeller))
 
     record = json.loads((path / "objectives.json").read_text())
     assert record["trainer"] == "dpo:per_objective" and record["steering"] == "adapter"

@@ -3,15 +3,15 @@ mDPO / mIPO on groups, LiPO-lambda on lists.
 
 What changes relative to TRL (tokenization of pairs, the reference model or adapter, precomputed reference log-probs,
 PEFT, DeepSpeed, logging and checkpointing stay TRL's):
-- the loss: one of `alignment.preference_losses`, chosen by `loss`;
+- the loss: one of `alignment.trainers.preference_losses`, chosen by `loss`;
 - pairs carry extra columns the loss needs (MODPO's frozen margin rewards, the cardinal score gap, the objective
   that picks a head) and the collator passes them through;
 - lists and groups (K responses per prompt) are tokenized like TRL tokenizes a pair (same chat template, same
   prompt / completion split) and collated as K sequences per prompt; a group is a list whose first k are chosen;
-- multi-head DPO scores each pair with its objective's head (`alignment.multi_head`) and saves every head;
+- multi-head DPO scores each pair with its objective's head (`alignment.models.multi_head`) and saves every head;
 - per-objective DPO (`loss: per_objective`, pairs labelled per objective) scalarizes one DPO loss per objective under
   preference weights lambda; with `conditioning: adapter` lambda is drawn per row (or per batch) from a Dirichlet and
-  fed as numbers to a preference adapter (Panacea, `alignment.preference_adapter`) for the policy's forward pass, so
+  fed as numbers to a preference adapter (Panacea, `alignment.models.preference_adapter`) for the policy's forward pass, so
   one checkpoint can be steered at inference; the reference is the base with the adapter disabled.
 
 Logged (train and eval_): TRL's `rewards/chosen|rejected|margins|accuracies` of the implicit reward
@@ -20,7 +20,7 @@ s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ord
 (1/w_0)(s_w - s_l - w_{1:}.(m_w - m_l)) (the policy's own implicit reward estimates the weighted sum of objectives).
 Per-objective DPO logs `rewards/margins_<objective>` (beta * label * Delta over the pairs labelled for it) and
 `weights/<objective>` (the mean lambda). Checkpoints carry `objectives.json` and a model card
-(`alignment.checkpoint_record`), trainer "dpo:<loss>"; with the adapter, steering "adapter".
+(`alignment.hub.record`), trainer "dpo:<loss>"; with the adapter, steering "adapter".
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from trl.distributed import DistributedBackend
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
-from alignment.checkpointing import ResumableCheckpointsMixin
-from alignment.checkpoint_record import build_record, save_record
-from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
-from alignment.preference_losses import (
+from alignment.hub.checkpointing import ResumableCheckpointsMixin
+from alignment.hub.record import build_record, save_record
+from alignment.models.multi_head import head_names, load_lm_heads, save_multi_head_model
+from alignment.trainers.preference_losses import (
     CARDINAL_MODES,
     cardinal_dpo_loss,
     LIPO_REDUCTIONS,
@@ -56,8 +56,8 @@ from alignment.preference_losses import (
     per_objective_dpo_losses,
     scalarized_dpo_loss,
 )
-from alignment.objectives import Objective, objectives_to_dict, parse_objective_specs
-from alignment.preference_adapter import (
+from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
+from alignment.models.preference_adapter import (
     ADAPTER_SUBFOLDER,
     DEFAULT_TARGET_MODULES,
     has_preference_adapter,
@@ -66,7 +66,7 @@ from alignment.preference_adapter import (
     preference_weights,
     save_steerable_checkpoint,
 )
-from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah", "per_objective")
 # the losses whose margins, list labels or per-objective losses use the preference weights
@@ -125,7 +125,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
     )
     list_scalarization: str = field(
         default="linear",
-        metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.scalarize: "
+        metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.objectives.scalarize: "
                           "linear, tchebycheff, worst_case); ignored for lists that carry labels or ranks."},
     )
     lipo_reduction: str = field(
@@ -143,7 +143,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
     scalarization: str = field(
         default="linear",
         metadata={"help": "per_objective: how the per-objective DPO losses combine under the weights lambda: 'linear' "
-                          "(sum_k lambda_k L_k) or 'tchebycheff' (max_k lambda_k L_k; ideal point 0, alignment.scalarize)."},
+                          "(sum_k lambda_k L_k) or 'tchebycheff' (max_k lambda_k L_k; ideal point 0, alignment.objectives.scalarize)."},
     )
     conditioning: str = field(
         default="none",
@@ -257,7 +257,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         return [spec.partition("=")[0].strip() for spec in self.objectives]
 
     def weights_tensor(self) -> torch.Tensor:
-        """`preference_weights` parsed against `objectives` (alignment.weights; equal weights when unset)."""
+        """`preference_weights` parsed against `objectives` (alignment.objectives.weights; equal weights when unset)."""
         weights = self.preference_weights or [1.0] * len(self.objective_names)
         return parse_preference_weights(weights, self.objective_names)
 
@@ -265,10 +265,10 @@ class MultiObjectiveDPOConfig(DPOConfig):
 class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
     """TRL's DPOTrainer with a multi-objective preference loss (see the module docstring).
 
-    Datasets, by `args.loss` (see `alignment.preference_data` for loaders and validators):
+    Datasets, by `args.loss` (see `alignment.data.preferences` for loaders and validators):
     - modpo: pairs of the trained objective with `chosen_margins`, `rejected_margins` [K-1] (`add_margin_rewards`);
     - cardinal: pairs with `score_gap` >= 0;
-    - mah: pairs with `objective` naming a head of the model (`alignment.multi_head.add_lm_heads`);
+    - mah: pairs with `objective` naming a head of the model (`alignment.models.multi_head.add_lm_heads`);
     - mdpo / mipo: groups {prompt, chosen: [k], rejected: [k]};
     - lipo: lists {prompt, completions: [K], labels: [K]}.
     """
@@ -292,7 +292,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
-                                 "alignment.multi_head.add_lm_heads(model, objectives)")
+                                 "alignment.models.multi_head.add_lm_heads(model, objectives)")
             if head_names(model) != self.objective_names:
                 raise ValueError(f"loss 'mah': the model's heads {head_names(model)} differ from objectives {self.objective_names}")
             if peft_config is not None:
@@ -615,7 +615,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def objectives_record(self) -> dict:
-        """What this checkpoint was trained for (alignment.checkpoint_record): objectives, weights, loss, heads."""
+        """What this checkpoint was trained for (alignment.hub.record): objectives, weights, loss, heads."""
         source = f"preference_{self._format}"
         if self.args.loss == "modpo":
             margin_objectives, _, _ = parse_objective_specs(self.args.objectives[1:]) if len(self.args.objectives) > 1 else ([], [], {})
@@ -661,7 +661,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         elif self.args.loss != "mah":
             super()._save(output_dir, state_dict)
         elif self.args.should_save:
-            # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.multi_head)
+            # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.models.multi_head)
             os.makedirs(output_dir, exist_ok=True)
             save_multi_head_model(self.accelerator.unwrap_model(self.model), output_dir, state_dict=state_dict)
             if self.processing_class is not None:

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from alignment.data import DataSourceError, data_display_name, resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.preference_losses import labels_from_ranks, labels_from_reward_vector
-from alignment.reward_vector import RewardVectorBuilder
+from alignment.data.jsonl import iter_jsonl
+from alignment.objectives.scalarize import labels_from_ranks, labels_from_reward_vector
+from alignment.objectives.reward_vector import RewardVectorBuilder
 
 logger = logging.getLogger(__name__)
 HH_FILES = {
@@ -409,36 +409,27 @@ def add_margin_rewards(rows: Sequence[dict], margin_builder: RewardVectorBuilder
     return out
 
 
-def label_pairs_per_objective(rows: Sequence[dict], objective_specs: Sequence[str],
-                              reward_model_name_or_path: str | None = None, trust_remote_code: bool = False) -> list[dict]:
+def label_pairs_per_objective(rows: Sequence[dict], objective_names: Sequence[str],
+                              reward_builder: RewardVectorBuilder | None = None) -> list[dict]:
     """`objective_labels` for per-objective DPO: per objective, +1 if chosen is the better reply, -1 if rejected is,
     0 if the pair says nothing about it.
 
-    An objective that is a reward source (a built-in reward, 'name=python:...', 'name=rm:HEAD') labels every pair by
-    the sign of its score gap, scored once here (a tie gives 0). Any other objective is a dataset label: +1 on the
-    pairs whose `objective` it is. Pairs that end up with no label at all are left out.
+    The objectives `reward_builder` scores (reward functions, reward-model heads) label every pair by the sign of
+    their score gap, scored once here (a tie gives 0). Any other objective is a dataset label: +1 on the pairs whose
+    `objective` it is. Pairs that end up with no label at all are left out.
     """
-    from alignment.objectives import ObjectiveSpecError, parse_objective_specs
-
-    names = [spec.partition("=")[0].strip() for spec in objective_specs]
-    scored = []
-    for spec in objective_specs:
-        try:
-            parse_objective_specs([spec])
-            scored.append(spec)
-        except ObjectiveSpecError:
-            if not any(row.get("objective") == spec.strip() for row in rows):
-                raise PreferenceDataError(f"objective '{spec}' is neither a reward source nor the 'objective' of any "
-                                          "pair; per-objective DPO cannot label pairs for it") from None
-    scored_names = [spec.partition("=")[0].strip() for spec in scored]
+    scored = list(reward_builder.objective_names) if reward_builder is not None else []
+    for name in objective_names:
+        if name not in scored and not any(row.get("objective") == name for row in rows):
+            raise PreferenceDataError(f"objective '{name}' is neither a reward objective nor the 'objective' of any "
+                                      "pair; per-objective DPO cannot label pairs for it")
     if scored:
-        builder = margin_reward_builder(scored, reward_model_name_or_path, trust_remote_code)
-        rows = add_margin_rewards(rows, builder)
+        rows = add_margin_rewards(rows, reward_builder)
     out = []
     for row in rows:
         row = dict(row)
-        gaps = dict(zip(scored_names, (c - r for c, r in zip(row.pop("chosen_margins", []), row.pop("rejected_margins", [])))))
-        labels = [(gaps[n] > 0) - (gaps[n] < 0) if n in gaps else int(row.get("objective") == n) for n in names]
+        gaps = dict(zip(scored, (c - r for c, r in zip(row.pop("chosen_margins", []), row.pop("rejected_margins", [])))))
+        labels = [(gaps[n] > 0) - (gaps[n] < 0) if n in gaps else int(row.get("objective") == n) for n in objective_names]
         if any(labels):
             out.append({**row, "objective_labels": labels})
     if len(out) < len(rows):
@@ -529,18 +520,3 @@ def _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows
     else:
         rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
     return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [data_display_name(dataset)]
-
-
-def margin_reward_builder(margin_specs: Sequence[str], reward_model_name_or_path: str | None = None,
-                          trust_remote_code: bool = False) -> RewardVectorBuilder:
-    """MODPO's margin objectives as one reward-vector builder: reward functions, and reward-model heads (all heads in
-    one forward pass, through the suite's multi-head reward model source `reward_models.scoring`)."""
-    from alignment.objectives import parse_objective_specs
-    from reward_models.scoring import load_reward_model_source
-
-    objectives, sources, heads = parse_objective_specs(list(margin_specs))
-    if heads:
-        if not reward_model_name_or_path:
-            raise PreferenceDataError(f"margin objectives {list(heads)} read reward-model heads; set reward_model_name_or_path")
-        sources = [*sources, load_reward_model_source(reward_model_name_or_path, heads, trust_remote_code=trust_remote_code)]
-    return RewardVectorBuilder([o.name for o in objectives], sources)

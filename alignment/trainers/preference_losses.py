@@ -13,13 +13,13 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
                         present in the batch.
 - `per_objective_dpo_losses`, `scalarized_dpo_loss`  per-objective DPO (Panacea, Zhong et al. 2024, eq. 5-6 with
                         DPO's loss per objective): pairs labelled per objective give one DPO loss per objective, combined
-                        under preference weights lambda, linearly or by Tchebycheff (`alignment.scalarize`).
+                        under preference weights lambda, linearly or by Tchebycheff (`alignment.objectives.scalarize`).
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
 
-Label helpers for lists: `labels_from_reward_vector` (any scalarization of reward vectors under weights, from
-`alignment.scalarize`) and `labels_from_ranks`.
+The list labels these losses train on come from `alignment.objectives.scalarize` (`labels_from_reward_vector`,
+`labels_from_ranks`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from alignment.scalarize import scalarize
+from alignment.objectives.scalarize import scalarize
+
 
 
 def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
@@ -131,7 +132,7 @@ OBJECTIVE_SCALARIZATIONS = ("linear", "tchebycheff")
 
 
 def scalarized_dpo_loss(per_objective_losses: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
-    """Per-objective losses [N, K] (NaN: no label) under weights [N, K] or [K] -> [N] losses, by `alignment.scalarize`.
+    """Per-objective losses [N, K] (NaN: no label) under weights [N, K] or [K] -> [N] losses, by `alignment.objectives.scalarize`.
 
     A loss is a negated reward whose ideal is 0, so with L = -r: `linear` gives sum_k lambda_k L_k, `tchebycheff`
     max_k lambda_k L_k (the objective furthest from its ideal, in units of its weight, carries the gradient).
@@ -221,20 +222,3 @@ def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
         return pair_losses.sum(dim=(-1, -2))
     list_sizes = valid.sum(dim=-1).to(scores)[:, None, None]
     return (pair_losses * list_sizes).sum() / pair_mask.sum().clamp(min=1)
-
-
-def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
-    """List labels psi from reward vectors [K_list, K_obj] under weights, min-max scaled to [0, 1] within the list.
-
-    Any scalarization of `alignment.scalarize` works. Scaling to [0, 1] keeps the gains 2^psi - 1 of LiPO in the
-    range the paper used (win-rates), whatever the reward scale.
-    """
-    scalar = scalarize(reward_vector.float(), weights, method)
-    spread = scalar.max() - scalar.min()
-    return (scalar - scalar.min()) / spread if spread > 0 else torch.zeros_like(scalar)
-
-
-def labels_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
-    """List labels psi from given ranks (1 = best): psi = (K - rank) / (K - 1), so the best gets 1, the worst 0."""
-    num = ranks.shape[-1]
-    return (num - ranks.float()) / max(num - 1, 1)
