@@ -13,8 +13,9 @@ Built on peft's LoRA: a custom LoRA layer (`LoraConfig._register_custom_module`)
 inserts the diagonal in forward and in merge, so peft's save/load, `merge_and_unload` and trainable-parameter
 handling apply unchanged. Cost: without autograd (generation, old log-probs) each layer keeps its diagonal while
 lambda and its parameters stay the same, so a decoding step costs a plain LoRA step plus one multiply; with
-autograd it is rebuilt per call (3 small ops). The diagonal needs K, so a saved adapter carries `preference_adapter.json` (objective
-names, K, lambda_scale) beside peft's `adapter_config.json`; `load_preference_adapter` reads both.
+autograd it is rebuilt per call (3 small ops). The diagonal needs K, so a saved adapter carries
+`preference_adapter.json` (objective names, K, lambda_scale) beside peft's `adapter_config.json`;
+`load_preference_adapter` reads both.
 
     model = add_preference_adapter(base, ["conciseness", "sentiment"], rank=4)
     with preference_weights(model, torch.tensor([[0.8, 0.2], [0.1, 0.9]])):   # one row per batch row
