@@ -313,7 +313,7 @@ def train_steerable_dpo(policy_path, output_dir, seed, train_rows, scalarization
         output_dir=str(output_dir), loss="per_objective", objectives=NAMES, scalarization=scalarization,
         conditioning="adapter", weights_mode="dirichlet", preference_adapter_rank=4, beta=0.1, max_length=96,
         per_device_train_batch_size=8, max_steps=DPO_STEPS, learning_rate=2e-3, lr_scheduler_type="constant",
-        use_cpu=True, gradient_checkpointing=False, save_strategy="no", report_to="none", seed=seed,
+        use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", report_to="none", seed=seed,
         disable_tqdm=True, logging_steps=10,
     )
     trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
@@ -367,3 +367,52 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     baked = AutoModelForCausalLM.from_pretrained(tmp_path / "baked")
     assert not any("lora_" in name for name in baked.state_dict())
     assert "Baked at preference weights conciseness=0.9, sentiment=0.1" in (tmp_path / "baked" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("weights_per", ["row", "batch"])
+def test_dpo_sets_lambda_for_the_policy_and_scores_the_reference_without_the_adapter(tiny_policy_path, tmp_path,
+                                                                                       one_thread, weights_per):
+    """One batch of per-objective DPO: each pair's lambda (its own, or the batch's) is set for the policy's chosen
+    and rejected rows; the reference is the base model alone, so it does not move with lambda."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    pairs = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
+              "chosen": [{"role": "assistant", "content": "Sure."}],
+              "rejected": [{"role": "assistant", "content": f"Well, let me think about question {i} for a while."}],
+              "objective_labels": [1, -1]} for i in range(4)]
+    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="per_objective", objectives=NAMES,
+                                   conditioning="adapter", weights_mode="dirichlet", weights_per=weights_per,
+                                   max_length=48, per_device_train_batch_size=4, use_cpu=True, report_to="none",
+                                   gradient_checkpointing=False, bf16=False, seed=0)
+    trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                       train_dataset=to_dataset(pairs),
+                                       processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+    with torch.no_grad():  # a trained adapter (U = 0 would hide lambda)
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    batch = next(iter(trainer.get_train_dataloader()))
+    weights = trainer._pair_weights(batch, "train")
+    assert weights.shape == (4, 2) and torch.allclose(weights.sum(dim=1), torch.ones(4))
+    assert (weights == weights[:1]).all() == (weights_per == "batch")
+    assert torch.equal(trainer._pair_weights(batch, "train"), weights)  # keyed, not drawn afresh
+
+    trainer.model.eval()
+    with torch.no_grad(), preference_weights(trainer.model, weights.repeat(2, 1)):
+        logps, ref_logps = trainer._sequence_logps(trainer.model, batch)
+        with preference_weights(trainer.model, (1 - weights).repeat(2, 1)):
+            other_logps, other_ref = trainer._sequence_logps(trainer.model, batch)
+    with torch.no_grad():  # the base alone: the adapter's update back at 0
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:
+                parameter.zero_()
+        with preference_weights(trainer.model, weights.repeat(2, 1)):
+            base_logps, _ = trainer._sequence_logps(trainer.model, batch)
+    torch.testing.assert_close(ref_logps, base_logps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(other_ref, ref_logps)
+    assert (logps - other_logps).abs().max() > 1e-3  # lambda reaches the policy
+    assert torch.isfinite(trainer.compute_loss(trainer.model, batch))
+    assert (logps - ref_logps).abs().max() > 1e-3  # and the trained policy is not its reference
