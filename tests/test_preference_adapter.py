@@ -417,3 +417,37 @@ def test_dpo_sets_lambda_for_the_policy_and_scores_the_reference_without_the_ada
     assert (logps - other_logps).abs().max() > 1e-3  # lambda reaches the policy
     assert torch.isfinite(trainer.compute_loss(trainer.model, batch))
     assert (logps - ref_logps).abs().max() > 1e-3  # and the trained policy is not its reference
+
+
+def test_dpo_with_the_adapter_resumes_base_and_adapter_from_its_checkpoint(tiny_policy_path, tmp_path, one_thread):
+    """A steerable DPO checkpoint folder (base + preference_adapter/) is what resume_from_checkpoint reads back."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    pairs = [{"prompt": f"Question {i}?", "chosen": "Sure.", "rejected": f"Let me think about question {i} a while.",
+              "objective_labels": [1, -1]} for i in range(8)]
+
+    def trainer():
+        args = MultiObjectiveDPOConfig(output_dir=str(tmp_path / "run"), loss="per_objective", objectives=NAMES,
+                                       conditioning="adapter", weights_mode="dirichlet", max_length=32, max_steps=2,
+                                       per_device_train_batch_size=4, learning_rate=1e-2, save_strategy="steps",
+                                       save_steps=2, use_cpu=True, bf16=False, report_to="none", disable_tqdm=True,
+                                       gradient_checkpointing=False, seed=0)
+        return MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                        train_dataset=to_dataset(pairs),
+                                        processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+
+    first = trainer()
+    first.train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert (checkpoint / "preference_adapter" / "preference_adapter.json").exists()
+    assert not (checkpoint / "adapter_config.json").exists()  # never mistaken for a plain LoRA folder
+    trained = {n: p.detach().clone() for n, p in first.model.named_parameters() if "lora_" in n}
+    assert any(p.abs().max() > 0 for n, p in trained.items() if "lora_B" in n)
+    second = trainer()
+    second.train(resume_from_checkpoint=str(checkpoint))  # already at max_steps: loads and stops
+    for name, parameter in second.model.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(parameter, trained[name], atol=0, rtol=0)
