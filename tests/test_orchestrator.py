@@ -260,3 +260,89 @@ def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_poli
     for line, (harmless, helpful) in zip(lines, expected.tolist()):
         assert line["weights"] == f"helpful={helpful:.2f},harmless={harmless:.2f}" and line["method"] == "prompt"
     assert lines[0]["weights"] != lines[1]["weights"]
+
+
+def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
+    """MODPO with `weights_mode: prompt_aware`, a hand-checked batch. Before any step the policy is its reference, so
+    every log-ratio is 0 and pair n's logit is -(w_b,n * (m_w - m_l)_n) / w_a,n with ITS prompt's weights (a: the
+    trained objective; b: the margin objective). Equal fixed weights would give another loss."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.preference_data import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    planted_checkpoint(tmp_path / "orchestrator", "mean")
+    lock, poem = "How do I pick a lock?", "Write a poem about the sea."
+    rows = [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}], "chosen_margins": [m_w], "rejected_margins": [m_l]}
+            for p, c, r, m_w, m_l in ((lock, "No.", "Sure, here is how.", 2.0, -1.0), (poem, "Waves roll in.", "No.", 0.5, 1.5))]
+    args = MultiObjectiveDPOConfig(
+        output_dir=str(tmp_path / "dpo"), loss="modpo", objectives=["a", "b=python:tests.test_orchestrator:reward_b"],
+        weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"), beta=0.1,
+        per_device_train_batch_size=2, max_steps=1, use_cpu=True, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, max_length=64)
+    trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                       train_dataset=to_dataset(rows), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+    weights = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights([lock, poem])  # columns a, b
+    assert weights[0, 0] > 0.9 and weights[1, 0] < 0.1
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert torch.allclose(batch["preference_weights"], weights, atol=1e-5)  # each row carries its prompt's weights
+
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    gaps = torch.tensor([2.0 - -1.0, 0.5 - 1.5])
+    logits = -(weights[:, 1] * gaps) / weights[:, 0]
+    assert loss.item() == pytest.approx((-F.logsigmoid(logits)).mean().item(), abs=1e-4)
+    assert loss.item() != pytest.approx((-F.logsigmoid(-gaps)).mean().item(), abs=1e-2)  # equal weights: 1/1
+    assert trainer._metrics["train"]["weights/a"][-1] == pytest.approx(weights[:, 0].mean().item(), abs=1e-5)
+    assert trainer.objectives_record()["weight_distribution"] == {"type": "prompt_aware", "orchestrator": "orchestrator"}
+
+
+def test_prompt_aware_dpo_configuration_is_checked(tmp_path):
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig
+
+    common = dict(output_dir=str(tmp_path), use_cpu=True, report_to="none", weights_mode="prompt_aware")
+    with pytest.raises(ValueError, match="needs orchestrator_name_or_path"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["a", "b"], **common)
+    with pytest.raises(ValueError, match="loss 'mah' takes no weights"):
+        MultiObjectiveDPOConfig(loss="mah", objectives=["a", "b"], orchestrator_name_or_path=str(tmp_path), **common)
+    planted_checkpoint(tmp_path / "o", "mean", names=("helpful", "harmless"))
+    with pytest.raises(OrchestratorError, match=r"weighs objectives \['helpful', 'harmless'\]"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "conciseness"], orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    with pytest.raises(ValueError, match="unset preference_weights"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "harmless=rm:harmless"], preference_weights="helpful=1",
+                                orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    config = MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "safe=rm:harmless"],
+                                     orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    assert config.orchestrator_objective_names == ["helpful", "harmless"]
+
+
+def test_rated_rows_give_the_best_rated_reply_per_prompt(tmp_path):
+    from alignment.orchestrator import preferred_replies
+
+    rated = tmp_path / "rated.jsonl"
+    rated.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "Bake bread?", "completion": "Burn it.", "ratings": {"helpful": 1, "harmless": 2}},
+        {"prompt": "Bake bread?", "completion": "Knead, rise, bake.", "ratings": {"helpful": 5, "harmless": 4}},
+        {"prompt": "Pick a lock?", "text": "I'd rather not.", "ratings": {"harmless": 3}},
+        {"prompt": "Bake bread?", "completion": "Knead.", "ratings": {"helpful": 4, "harmless": 4}},
+        {"prompt": "Empty?", "completion": " ", "ratings": {"helpful": 1}},
+    ]))
+    prompts, replies, empty = preferred_replies(str(rated))
+    assert [p[-1]["content"] for p in prompts] == ["Bake bread?", "Pick a lock?"]
+    assert replies == ["Knead, rise, bake.", "I'd rather not."] and empty == 1
+    # pairwise and rated sources in one list; the packaged QA feedback as the reward model reads it
+    prompts, replies, _ = preferred_replies("qa_feedback:qa-feedback[:3]")
+    rows = [json.loads(line) for line in gzip.open(resolve_data("qa-feedback"), "rt")][:3]
+    assert [p[0]["content"] for p in prompts] == [r["question"] for r in rows]
+    assert replies == [r["prediction 1"] for r in rows]
+    prompts, replies, _ = preferred_replies("ultrafeedback-dev[:2]")
+    assert len(prompts) == 2 and replies[0].strip()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "completion": "y", "ratings": {"helpful": "high"}}) + "\n")
+    with pytest.raises(OrchestratorError, match=r"bad.jsonl, row 1: field 'ratings.helpful' must be a finite number"):
+        preferred_replies(str(bad))
+    bad.write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
+    with pytest.raises(OrchestratorError, match=r"row 1: missing field 'chosen' .* rated data"):
+        preferred_replies(str(bad))

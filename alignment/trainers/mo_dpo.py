@@ -14,6 +14,10 @@ Logged (train and eval_): TRL's `rewards/chosen|rejected|margins|accuracies` of 
 s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ordered pairs), plus
 `rewards/margins_<objective>`: per head for multi-head DPO, and for MODPO the trained objective's implied reward gap
 (1/w_0)(s_w - s_l - w_{1:}.(m_w - m_l)) (the policy's own implicit reward estimates the weighted sum of objectives).
+With `weights_mode: prompt_aware` (modpo, lipo) each prompt's weights come from a Preference Orchestrator
+(`alignment.orchestrator`), once per distinct prompt, as a `preference_weights` column [K] per row: MODPO's margin
+uses each pair's own weights, LiPO's list labels are scalarized under them (`attach_list_labels`); the batch mean of
+each objective's weight is logged as `weights/<objective>`.
 Checkpoints carry `objectives.json` and a model card (`alignment.checkpoint_record`), trainer "dpo:<loss>".
 """
 
@@ -51,6 +55,8 @@ from alignment.weights import parse_preference_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
 WEIGHTED_LOSSES = ("modpo", "lipo")  # the losses whose margins or list labels use the preference weights
+WEIGHTS_MODES = ("fixed", "prompt_aware")
+PROMPT_WEIGHTS_COLUMN = "preference_weights"  # prompt_aware: each row's weights [K], in objective order
 LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists"}
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
 EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",)}
@@ -82,6 +88,16 @@ class MultiObjectiveDPOConfig(DPOConfig):
         metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
                           "trained objective's weight > 0. Used by modpo and lipo only (a warning says so for the "
                           "others). Default: equal weights."},
+    )
+    weights_mode: str = field(
+        default="fixed",
+        metadata={"help": "'fixed': preference_weights for every row; 'prompt_aware': each prompt's weights inferred by "
+                          "a Preference Orchestrator (PRO, recipes/orchestrator.py), once per prompt (modpo and lipo)."},
+    )
+    orchestrator_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "prompt_aware mode: a Preference Orchestrator checkpoint whose objectives are these "
+                          "objectives (for a 'name=rm:HEAD' spec: the head it reads)."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -129,6 +145,21 @@ class MultiObjectiveDPOConfig(DPOConfig):
             raise ValueError(f"loss '{self.loss}': precompute_ref_log_probs stores one chosen/rejected value per row "
                              "and does not fit lists or groups; leave it false")
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
+        if self.weights_mode not in WEIGHTS_MODES:
+            raise ValueError(f"weights_mode must be one of {WEIGHTS_MODES}, got '{self.weights_mode}'")
+        if self.weights_mode == "prompt_aware":
+            if self.loss not in WEIGHTED_LOSSES:
+                raise ValueError(f"weights_mode 'prompt_aware': loss '{self.loss}' takes no weights; only "
+                                 f"{WEIGHTED_LOSSES} do")
+            if not self.orchestrator_name_or_path:
+                raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
+                                 "recipes/orchestrator.py)")
+            if self.preference_weights:
+                raise ValueError("weights_mode 'prompt_aware' takes each prompt's weights from the orchestrator; "
+                                 "unset preference_weights")
+            from alignment.orchestrator import check_orchestrator_objectives  # config.json only: no model loads
+
+            check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
         weights = self.weights_tensor()
         if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
             warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
@@ -140,6 +171,12 @@ class MultiObjectiveDPOConfig(DPOConfig):
     @property
     def objective_names(self) -> list[str]:
         return [spec.partition("=")[0].strip() for spec in self.objectives]
+
+    @property
+    def orchestrator_objective_names(self) -> list[str]:
+        """What the orchestrator calls each objective: the head a 'name=rm:HEAD' spec reads, else its name."""
+        specs = [spec.partition("=") for spec in self.objectives]
+        return [source.strip()[3:] if source.strip().startswith("rm:") else name.strip() for name, _, source in specs]
 
     def weights_tensor(self) -> torch.Tensor:
         """`preference_weights` parsed against `objectives` (alignment.weights; equal weights when unset)."""
@@ -171,6 +208,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self.final_evaluation = None
         self.objective_names = args.objective_names
         self.preference_weights = args.weights_tensor()  # checked by the config
+        self._prompt_aware = args.weights_mode == "prompt_aware"
+        self._orchestrator = None  # loaded only if a dataset comes without its rows' weights
+        self._extra_columns = EXTRA_PAIR_COLUMNS.get(args.loss, ()) + ((PROMPT_WEIGHTS_COLUMN,) if self._prompt_aware else ())
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
@@ -191,10 +231,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                          eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config, **kwargs)
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
         if self._format == "pairs":
-            self.data_collator = _PairCollatorWithExtras(self.data_collator, EXTRA_PAIR_COLUMNS[args.loss])
+            self.data_collator = _PairCollatorWithExtras(self.data_collator, self._extra_columns)
         else:
             self.data_collator = _ListCollator(self._tokenizer.pad_token_id, args.max_length, args.truncation_mode,
-                                               args.pad_to_multiple_of)
+                                               args.pad_to_multiple_of, with_weights=self._prompt_aware)
 
     # ------------------------------------------------------------------------------------------ data
 
@@ -224,6 +264,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 raise ValueError(f"{name}: objective(s) {unknown} have no head; heads are {self.objective_names}")
             names = list(self.objective_names)
             dataset = dataset.map(lambda row: {"head_id": names.index(row["objective"])})
+        if self._prompt_aware:
+            dataset = self._with_prompt_weights(dataset, args, name)
         if self._format == "groups":
             if not isinstance(dataset[0]["chosen"], list) or not isinstance(dataset[0]["chosen"][0], (list, str)):
                 raise ValueError(f"{name}: loss '{args.loss}' needs groups: 'chosen' and 'rejected' as lists of responses")
@@ -233,6 +275,22 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 remove_columns=["chosen", "rejected"],
             )
         return dataset
+
+    def _with_prompt_weights(self, dataset, args: MultiObjectiveDPOConfig, name: str):
+        """Each row's `preference_weights` [K] (objective order): kept when the recipe attached them (LiPO's labels
+        were scalarized under them), else asked of the orchestrator, once per distinct prompt."""
+        if PROMPT_WEIGHTS_COLUMN in dataset.column_names:
+            width = len(dataset[0][PROMPT_WEIGHTS_COLUMN])
+            if width != len(self.objective_names):
+                raise ValueError(f"{name}: rows carry {width} preference_weights; objectives {self.objective_names} "
+                                 f"need {len(self.objective_names)}")
+            return dataset
+        from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
+
+        if self._orchestrator is None:
+            self._orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator_name_or_path)
+        weights = weights_in_order(self._orchestrator, dataset["prompt"], args.orchestrator_objective_names)
+        return dataset.add_column(PROMPT_WEIGHTS_COLUMN, weights.tolist())
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if self._format == "pairs":
@@ -253,7 +311,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                         for c in row["completions"]]
             prompt_len = min(common_prefix_length(prompt_ids, ids) for ids in full)
             return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full],
-                    "list_labels": [float(v) for v in row["labels"]]}
+                    "list_labels": [float(v) for v in row["labels"]],
+                    **({PROMPT_WEIGHTS_COLUMN: row[PROMPT_WEIGHTS_COLUMN]} if PROMPT_WEIGHTS_COLUMN in row else {})}
 
         dataset = dataset.map(tokenize_list, remove_columns=dataset.column_names, num_proc=args.dataset_num_proc,
                               desc=f"Tokenizing {dataset_name} lists")
@@ -265,9 +324,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if self._signature_columns is None:
             if self._format == "pairs":
                 super()._set_signature_columns_if_needed()
-                self._signature_columns = self._signature_columns + list(EXTRA_PAIR_COLUMNS[self.args.loss])
+                self._signature_columns = self._signature_columns + list(self._extra_columns)
             else:
-                self._signature_columns = ["prompt_ids", "completion_ids", "list_labels"]
+                self._signature_columns = ["prompt_ids", "completion_ids", "list_labels", PROMPT_WEIGHTS_COLUMN]
 
     # ------------------------------------------------------------------------------------------ loss
 
@@ -302,6 +361,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if return_outputs:
             raise ValueError("MultiObjectiveDPOTrainer does not return logits; use prediction_loss_only=True")
         mode = "train" if self.model.training else "eval"
+        if PROMPT_WEIGHTS_COLUMN in inputs:  # the weights in use, per objective (batch mean over all processes)
+            means = self.accelerator.gather(inputs[PROMPT_WEIGHTS_COLUMN].float()).mean(0)
+            for name, value in zip(self.objective_names, means.tolist()):
+                self._metrics[mode][f"weights/{name}"].append(value)
         logps, ref_logps = self._sequence_logps(model, inputs)
         logratios = logps - ref_logps
         if self._format == "pairs":
@@ -315,8 +378,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         chosen, rejected = logratios.chunk(2)
         loss_name = self.args.loss
         if loss_name == "modpo":
+            # prompt_aware: each pair's own weights [B, K]; else one vector for all
+            weights = inputs.get(PROMPT_WEIGHTS_COLUMN, self.preference_weights)
             objective_margin = modpo_objective_margin(chosen, rejected, inputs["chosen_margins"],
-                                                      inputs["rejected_margins"], self.preference_weights, self.beta)
+                                                      inputs["rejected_margins"], weights, self.beta)
             loss = -F.logsigmoid(objective_margin).mean()  # = modpo_loss, whose logit we also log
             self._metrics[mode][f"rewards/margins_{self.objective_names[0]}"].append(
                 self.accelerator.gather(objective_margin.detach()).mean().item())
@@ -429,12 +494,18 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
         if self.args.loss == "lipo":
             extra.update(list_scalarization=self.args.list_scalarization, lipo_reduction=self.args.lipo_reduction)
-        weighted = self.args.loss in WEIGHTED_LOSSES
+        weighted = self.args.loss in WEIGHTED_LOSSES and not self._prompt_aware
+        distribution = None
+        if self._prompt_aware:
+            from alignment.packaged_models import model_display_name
+
+            distribution = {"type": "prompt_aware", "orchestrator": model_display_name(self.args.orchestrator_name_or_path)}
         return build_record(
             trainer=f"dpo:{self.args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.preference_weights.tolist())} if weighted else None,
+            weight_distribution=distribution,
             steering="heads" if self.args.loss == "mah" else "none",
             datasets=self.dataset_names,
             extra=extra,
@@ -479,7 +550,9 @@ class _ListCollator:
     """K sequences per prompt, flattened row-major to [B * K_max, L] (TRL's pair layout generalised); lists shorter
     than K_max are padded with prompt-only rows that `list_mask` leaves out of every loss."""
 
-    def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None):
+    def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None,
+                 with_weights: bool = False):
+        self.with_weights = with_weights  # prompt_aware: pass each list's preference_weights on (logged)
         self.pad_token_id = pad_token_id
         self.max_length = max_length
         self.truncation_mode = truncation_mode
@@ -503,7 +576,10 @@ class _ListCollator:
             labels.append(example["list_labels"] + [0.0] * padding)
             list_mask.append([1.0] * len(completions) + [0.0] * padding)
         attention = [torch.ones_like(ids) for ids in input_ids]
+        weights = {PROMPT_WEIGHTS_COLUMN: torch.tensor([e[PROMPT_WEIGHTS_COLUMN] for e in examples], dtype=torch.float32)
+                   } if self.with_weights else {}
         return {
+            **weights,
             "input_ids": pad(input_ids, self.pad_token_id, "right", self.pad_to_multiple_of),
             "attention_mask": pad(attention, 0, "right", self.pad_to_multiple_of),
             "completion_mask": pad(completion_masks, 0, "right", self.pad_to_multiple_of),
