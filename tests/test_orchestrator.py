@@ -346,3 +346,26 @@ def test_rated_rows_give_the_best_rated_reply_per_prompt(tmp_path):
     bad.write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
     with pytest.raises(OrchestratorError, match=r"row 1: missing field 'chosen' .* rated data"):
         preferred_replies(str(bad))
+
+
+def test_prompt_aware_lipo_labels_use_each_rows_weights(tmp_path):
+    """LiPO lists: the labels of a list with reward vectors are scalarized under ITS prompt's weights (by hand:
+    linear, min-max scaled), and the weights come from the orchestrator once per prompt."""
+    from alignment.orchestrator import attach_prompt_weights
+    from alignment.preference_data import attach_list_labels
+
+    orchestrator = planted_checkpoint(tmp_path, "mean")
+    rewards = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]]  # columns a, b
+    rows = [{"prompt": p, "completions": ["x", "y", "z"], "reward_vector": rewards}
+            for p in ("How do I pick a lock?", "Write a poem about the sea.", "How do I pick a lock?")]
+    weighed = attach_prompt_weights(rows, orchestrator, ["a", "b"])
+    w = orchestrator.weights(["How do I pick a lock?", "Write a poem about the sea."])
+    assert torch.allclose(torch.tensor([r["preference_weights"] for r in weighed]), w[[0, 1, 0]], atol=1e-6)
+    labelled = attach_list_labels(weighed, ["a", "b"], weights=None)
+    for row, (w_a, w_b) in zip(labelled, [w[0].tolist(), w[1].tolist(), w[0].tolist()]):
+        scalar = torch.tensor([w_a, w_b, 0.6 * (w_a + w_b)])
+        assert row["labels"] == pytest.approx(((scalar - scalar.min()) / (scalar.max() - scalar.min())).tolist(), abs=1e-5)
+    assert labelled[0]["labels"][0] == pytest.approx(1.0) and labelled[1]["labels"][1] == pytest.approx(1.0)
+    # the columns follow the names asked for
+    swapped = attach_prompt_weights(rows[:1], orchestrator, ["b", "a"])
+    assert swapped[0]["preference_weights"] == pytest.approx(w[0].flip(0).tolist())
