@@ -58,13 +58,14 @@ class OrchestratorArguments:
     max_length: int = field(default=128, metadata={"help": "Prompt tokens the encoder reads (the end of the prompt is kept)."})
     target: str = field(default="softmax", metadata={"help": f"Scores -> target weights: one of {TARGETS}."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax target: temperature on the normalized scores."})
-    steps: int = field(default=300, metadata={"help": "Most full-batch Adam steps on the head (early stopping picks "
-                                                      "fewer on a validation slice)."})
-    validation_fraction: float = field(
-        default=0.2, metadata={"help": "Share of the training prompts held out to choose the number of steps; 0: all steps."})
+    steps: int = field(default=300, metadata={"help": "Full-batch Adam steps on the head."})
+    l2_penalties: list[float] = field(
+        default_factory=lambda: [1e-3, 1e-2, 1e-1],
+        metadata={"help": "L2 penalties on the head's weights to choose from by cross-validation on the training "
+                          "prompts (one value: no choice). The penalty pulls the head toward the constant mean weights."})
+    cv_folds: int = field(default=4, metadata={"help": "Folds of the cross-validation that picks the L2 penalty."})
     learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of the head."})
-    weight_decay: float = field(default=1e-3, metadata={"help": "Adam weight decay of the head."})
-    seed: int = field(default=0, metadata={"help": "Seed of the head's initialization."})
+    seed: int = field(default=0, metadata={"help": "Seed of the cross-validation folds."})
     output_dir: str = field(default="outputs/orchestrator", metadata={"help": "Where the checkpoint is written."})
 
 
@@ -100,9 +101,8 @@ def main(args: OrchestratorArguments):
 
     # Frozen features once, then the head
     orchestrator = PreferenceOrchestrator.build(heads, args.encoder, pooling=args.pooling, max_length=args.max_length)
-    head = fit_head(orchestrator.features(train_prompts), train_targets, steps=args.steps,
-                    learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                    validation_fraction=args.validation_fraction, seed=args.seed)
+    head = fit_head(orchestrator.features(train_prompts), train_targets, l2_penalties=args.l2_penalties,
+                    folds=args.cv_folds, steps=args.steps, learning_rate=args.learning_rate, seed=args.seed)
     orchestrator.set_head(head)
 
     evaluation = {}
