@@ -310,7 +310,7 @@ def test_prompt_aware_dpo_configuration_is_checked(tmp_path):
     planted_checkpoint(tmp_path / "o", "mean", names=("helpful", "harmless"))
     with pytest.raises(OrchestratorError, match=r"weighs objectives \['helpful', 'harmless'\]"):
         MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "conciseness"], orchestrator_name_or_path=str(tmp_path / "o"), **common)
-    with pytest.raises(ValueError, match="unset preference_weights"):
+    with pytest.warns(UserWarning, match="preference_weights are ignored with weights_mode 'prompt_aware'"):
         MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "harmless=rm:harmless"], preference_weights="helpful=1",
                                 orchestrator_name_or_path=str(tmp_path / "o"), **common)
     config = MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "safe=rm:harmless"],
@@ -369,3 +369,25 @@ def test_prompt_aware_lipo_labels_use_each_rows_weights(tmp_path):
     # the columns follow the names asked for
     swapped = attach_prompt_weights(rows[:1], orchestrator, ["b", "a"])
     assert swapped[0]["preference_weights"] == pytest.approx(w[0].flip(0).tolist())
+
+
+@pytest.mark.slow
+def test_dpo_recipe_runs_modpo_with_prompt_aware_weights(tiny_policy_path, tmp_path, one_thread):
+    """recipes/dpo.py end to end (2 MODPO steps): each training pair carries its prompt's orchestrator weights, the
+    logged weights/<objective> are their batch means, and the record names the orchestrator."""
+    from tests.helpers import load_recipe
+
+    orchestrator = planted_checkpoint(tmp_path / "orchestrator", "mean", names=("helpful", "conciseness"))
+    recipe = load_recipe("dpo")
+    script_args, training_args, model_args = recipe.parse_args([
+        "--output_dir", str(tmp_path / "modpo"), "--num_train_rows", "16", "--num_eval_rows", "0", "--max_steps", "2",
+        "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--weights_mode", "prompt_aware", "--orchestrator_name_or_path", str(tmp_path / "orchestrator")])
+    trainer = recipe.main(script_args, training_args, model_args)
+    rows = trainer.train_dataset
+    expected = orchestrator.weights(rows["prompt"])
+    assert torch.allclose(torch.tensor(rows["preference_weights"]), expected, atol=1e-5)
+    logged = [entry["weights/helpful"] for entry in trainer.state.log_history if "weights/helpful" in entry]
+    assert len(logged) == 2 and all(0 < value < 1 for value in logged)
+    record = json.loads((tmp_path / "modpo" / "objectives.json").read_text())
+    assert record["weights"] is None and record["weight_distribution"]["type"] == "prompt_aware"

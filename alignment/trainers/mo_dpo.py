@@ -154,9 +154,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
             if not self.orchestrator_name_or_path:
                 raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
                                  "recipes/orchestrator.py)")
-            if self.preference_weights:
-                raise ValueError("weights_mode 'prompt_aware' takes each prompt's weights from the orchestrator; "
-                                 "unset preference_weights")
+            if self.preference_weights:  # a YAML recipe's fixed weights, overridden by the mode on the CLI
+                warnings.warn("preference_weights are ignored with weights_mode 'prompt_aware': each prompt's weights "
+                              "come from the orchestrator", UserWarning, stacklevel=2)
             from alignment.orchestrator import check_orchestrator_objectives  # config.json only: no model loads
 
             check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
@@ -164,7 +164,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
             warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
                           UserWarning, stacklevel=2)
-        if self.loss == "modpo" and weights[0] <= 0:
+        if self.loss == "modpo" and self.weights_mode == "fixed" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
 
