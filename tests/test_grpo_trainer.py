@@ -6,11 +6,11 @@ import re
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.conditioning import FORMAT_VERSION, preference_header, read_prompt_weights
+from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer, read_prompt_weights
+from alignment.objectives.conditioning import FORMAT_VERSION, preference_header
 from alignment.data import resolve_data
-from alignment.prompts import load_prompt_dataset
-from alignment.reward_vector import RewardFunctionError
-from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+from alignment.data.prompts import load_prompt_dataset
+from alignment.objectives.reward_vector import RewardFunctionError
 
 PROMPTS = resolve_data("hh-prompts")
 
