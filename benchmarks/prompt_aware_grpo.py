@@ -73,8 +73,10 @@ def run(args):
         start = time.time()
         config = MultiObjectiveGRPOConfig(
             output_dir=f"{args.output_dir}/{mode}-seed{args.seed}", objectives=OBJECTIVES,
-            reward_model_name_or_path=args.reward_model, weights_mode=mode,
+            reward_model_name_or_path=args.reward_model, weights_mode="fixed" if mode == "fixed_mean" else mode,
             orchestrator_name_or_path=args.orchestrator if mode == "prompt_aware" else None,
+            # fixed_mean: one fixed vector, the orchestrator's constant predictor (its mean training target)
+            preference_weights=args.mean_weights if mode == "fixed_mean" else None,
             num_generations=args.num_generations,
             per_device_train_batch_size=args.num_generations * args.prompts_per_step,
             max_completion_length=args.max_completion_length,
@@ -107,14 +109,16 @@ def run(args):
     Path(args.json).write_text(json.dumps(results))
 
 
-def summarize(paths, plot=None):
-    print(f"{'seed':<6}{'metric':<16}{'fixed':>10}{'prompt_aware':>14}{'diff (paired)':>22}")
+def summarize(paths, plot=None, baseline="fixed"):
+    print(f"{'seed':<6}{'metric':<16}{baseline:>10}{'prompt_aware':>14}{'diff (paired)':>22}")
     diffs, by_seed = {}, {}
     for path in paths:  # one file per (seed, mode) or per seed
         result = json.loads(Path(path).read_text())
         by_seed.setdefault(result["seed"], {"seed": result["seed"], "runs": {}})["runs"].update(result["runs"])
     for result in by_seed.values():
-        fixed, aware = result["runs"]["fixed"], result["runs"]["prompt_aware"]
+        if baseline not in result["runs"] or "prompt_aware" not in result["runs"]:
+            continue  # a seed without both runs
+        fixed, aware = result["runs"][baseline], result["runs"]["prompt_aware"]
         for metric in ("target_weighted", "equal_weighted", "helpful", "harmless"):
             a, b = torch.tensor(fixed[metric]), torch.tensor(aware[metric])
             d = b - a
@@ -126,15 +130,15 @@ def summarize(paths, plot=None):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        seeds = sorted(by_seed)
+        seeds = sorted(s for s, r in by_seed.items() if baseline in r["runs"] and "prompt_aware" in r["runs"])
         figure, axis = plt.subplots(figsize=(5, 3.2))
-        for offset, mode in ((-0.15, "fixed"), (0.15, "prompt_aware")):
+        for offset, mode in ((-0.15, baseline), (0.15, "prompt_aware")):
             values = [torch.tensor(by_seed[s]["runs"][mode]["target_weighted"]) for s in seeds]
             axis.errorbar([i + offset for i in range(len(seeds))], [v.mean().item() for v in values],
                           yerr=[(v.std() / len(v) ** 0.5).item() for v in values], fmt="o", capsize=3, label=mode)
         axis.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
         axis.set_ylabel("held-out sum_k target_k z_k")
-        axis.set_title("GRPO: prompt-aware vs fixed equal weights")
+        axis.set_title(f"GRPO: prompt-aware vs {baseline} weights")
         axis.legend()
         figure.tight_layout()
         figure.savefig(plot, dpi=120)
@@ -142,7 +146,7 @@ def summarize(paths, plot=None):
     for metric, values in diffs.items():
         values = torch.tensor(values)
         se = values.std() / len(values) ** 0.5 if len(values) > 1 else float("nan")
-        print(f"mean over {len(values)} seeds, {metric}: prompt_aware - fixed = {values.mean():+.4f} +- {se:.4f} (SE over seeds)")
+        print(f"mean over {len(values)} seeds, {metric}: prompt_aware - {baseline} = {values.mean():+.4f} +- {se:.4f} (SE over seeds)")
 
 
 def main(argv=None):
@@ -160,13 +164,17 @@ def main(argv=None):
     parser.add_argument("--prompts_per_step", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--max_completion_length", type=int, default=32)
-    parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"])
+    parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
+                        help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt)")
+    parser.add_argument("--mean_weights", help="fixed_mean mode: e.g. helpful=0.45,harmless=0.55, the orchestrator's "
+                                               "mean training target (the constant predictor)")
+    parser.add_argument("--baseline", default="fixed", help="with --summarize: the mode prompt_aware is compared with")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="/tmp/moalign/prompt_aware_grpo")
     parser.add_argument("--json", default="prompt_aware_grpo.json")
     args = parser.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, args.plot)
+        return summarize(args.summarize, args.plot, args.baseline)
     if not (args.reward_model and args.orchestrator):
         raise SystemExit("give --reward_model and --orchestrator (or --summarize FILES)")
     run(args)

@@ -112,6 +112,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
     )
     weights = training_args.weights_tensor()  # checked when the config was parsed
+    if training_args.weights_mode == "prompt_aware":  # each row's weights, once per prompt, before labels use them
+        from alignment.orchestrator import PreferenceOrchestrator, attach_prompt_weights
+
+        orchestrator = PreferenceOrchestrator.from_pretrained(training_args.orchestrator_name_or_path)
+        names = training_args.orchestrator_objective_names
+        train_rows, eval_rows = attach_prompt_weights(train_rows, orchestrator, names), attach_prompt_weights(eval_rows, orchestrator, names)
     if training_args.loss == "modpo":  # frozen margin rewards, scored once
         margin_objectives, margin_sources = objective_reward_sources(
             training_args.objectives[1:], script_args.reward_model_name_or_path,

@@ -254,3 +254,134 @@ def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_poli
     for line, (harmless, helpful) in zip(lines, expected.tolist()):
         assert line["weights"] == f"helpful={helpful:.2f},harmless={harmless:.2f}" and line["method"] == "prompt"
     assert lines[0]["weights"] != lines[1]["weights"]
+
+
+def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
+    """MODPO with `weights_mode: prompt_aware`, a hand-checked batch. Before any step the policy is its reference, so
+    every log-ratio is 0 and pair n's logit is -(w_b,n * (m_w - m_l)_n) / w_a,n with ITS prompt's weights (a: the
+    trained objective; b: the margin objective). Equal fixed weights would give another loss."""
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    planted_checkpoint(tmp_path / "orchestrator", "mean")
+    lock, poem = "How do I pick a lock?", "Write a poem about the sea."
+    rows = [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
+             "rejected": [{"role": "assistant", "content": r}], "chosen_margins": [m_w], "rejected_margins": [m_l]}
+            for p, c, r, m_w, m_l in ((lock, "No.", "Sure, here is how.", 2.0, -1.0), (poem, "Waves roll in.", "No.", 0.5, 1.5))]
+    args = MultiObjectiveDPOConfig(
+        output_dir=str(tmp_path / "dpo"), loss="modpo", objectives=["a", "b=python:tests.test_orchestrator:reward_b"],
+        weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"), beta=0.1,
+        per_device_train_batch_size=2, max_steps=1, use_cpu=True, report_to="none", save_strategy="no",
+        gradient_checkpointing=False, max_length=64)
+    trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                       train_dataset=to_dataset(rows), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+    weights = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights([lock, poem])  # columns a, b
+    assert weights[0, 0] > 0.9 and weights[1, 0] < 0.1
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert torch.allclose(batch["preference_weights"], weights, atol=1e-5)  # each row carries its prompt's weights
+
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, batch)
+    gaps = torch.tensor([2.0 - -1.0, 0.5 - 1.5])
+    logits = -(weights[:, 1] * gaps) / weights[:, 0]
+    assert loss.item() == pytest.approx((-F.logsigmoid(logits)).mean().item(), abs=1e-4)
+    assert loss.item() != pytest.approx((-F.logsigmoid(-gaps)).mean().item(), abs=1e-2)  # equal weights: 1/1
+    assert trainer._metrics["train"]["weights/a"][-1] == pytest.approx(weights[:, 0].mean().item(), abs=1e-5)
+    assert trainer.objectives_record()["weight_distribution"] == {"type": "prompt_aware", "orchestrator": "orchestrator"}
+
+
+def test_prompt_aware_dpo_configuration_is_checked(tmp_path):
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig
+
+    common = dict(output_dir=str(tmp_path), use_cpu=True, report_to="none", weights_mode="prompt_aware")
+    with pytest.raises(ValueError, match="needs orchestrator_name_or_path"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["a", "b"], **common)
+    with pytest.raises(ValueError, match="loss 'mah' takes no weights"):
+        MultiObjectiveDPOConfig(loss="mah", objectives=["a", "b"], orchestrator_name_or_path=str(tmp_path), **common)
+    planted_checkpoint(tmp_path / "o", "mean", names=("helpful", "harmless"))
+    with pytest.raises(OrchestratorError, match=r"weighs objectives \['helpful', 'harmless'\]"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "conciseness"], orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    with pytest.warns(UserWarning, match="preference_weights are ignored with weights_mode 'prompt_aware'"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "harmless=rm:harmless"], preference_weights="helpful=1",
+                                orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    config = MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "safe=rm:harmless"],
+                                     orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    assert config.orchestrator_objective_names == ["helpful", "harmless"]
+
+
+def test_rated_rows_give_the_best_rated_reply_per_prompt(tmp_path):
+    from alignment.orchestrator import preferred_replies
+
+    rated = tmp_path / "rated.jsonl"
+    rated.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "Bake bread?", "completion": "Burn it.", "ratings": {"helpful": 1, "harmless": 2}},
+        {"prompt": "Bake bread?", "completion": "Knead, rise, bake.", "ratings": {"helpful": 5, "harmless": 4}},
+        {"prompt": "Pick a lock?", "text": "I'd rather not.", "ratings": {"harmless": 3}},
+        {"prompt": "Bake bread?", "completion": "Knead.", "ratings": {"helpful": 4, "harmless": 4}},
+        {"prompt": "Empty?", "completion": " ", "ratings": {"helpful": 1}},
+    ]))
+    prompts, replies, empty = preferred_replies(str(rated))
+    assert [p[-1]["content"] for p in prompts] == ["Bake bread?", "Pick a lock?"]
+    assert replies == ["Knead, rise, bake.", "I'd rather not."] and empty == 1
+    # pairwise and rated sources in one list; the packaged QA feedback as the reward model reads it
+    prompts, replies, _ = preferred_replies("qa_feedback:qa-feedback[:3]")
+    rows = [json.loads(line) for line in gzip.open(resolve_data("qa-feedback"), "rt")][:3]
+    assert [p[0]["content"] for p in prompts] == [r["question"] for r in rows]
+    assert replies == [r["prediction 1"] for r in rows]
+    prompts, replies, _ = preferred_replies("ultrafeedback-dev[:2]")
+    assert len(prompts) == 2 and replies[0].strip()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x", "completion": "y", "ratings": {"helpful": "high"}}) + "\n")
+    with pytest.raises(OrchestratorError, match=r"bad.jsonl, row 1: field 'ratings.helpful' must be a finite number"):
+        preferred_replies(str(bad))
+    bad.write_text(json.dumps({"prompt": "x", "answer": "y"}) + "\n")
+    with pytest.raises(OrchestratorError, match=r"row 1: missing field 'chosen' .* rated data"):
+        preferred_replies(str(bad))
+
+
+def test_prompt_aware_lipo_labels_use_each_rows_weights(tmp_path):
+    """LiPO lists: the labels of a list with reward vectors are scalarized under ITS prompt's weights (by hand:
+    linear, min-max scaled), and the weights come from the orchestrator once per prompt."""
+    from alignment.orchestrator import attach_prompt_weights
+    from alignment.data.preferences import attach_list_labels
+
+    orchestrator = planted_checkpoint(tmp_path, "mean")
+    rewards = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]]  # columns a, b
+    rows = [{"prompt": p, "completions": ["x", "y", "z"], "reward_vector": rewards}
+            for p in ("How do I pick a lock?", "Write a poem about the sea.", "How do I pick a lock?")]
+    weighed = attach_prompt_weights(rows, orchestrator, ["a", "b"])
+    w = orchestrator.weights(["How do I pick a lock?", "Write a poem about the sea."])
+    assert torch.allclose(torch.tensor([r["preference_weights"] for r in weighed]), w[[0, 1, 0]], atol=1e-6)
+    labelled = attach_list_labels(weighed, ["a", "b"], weights=None)
+    for row, (w_a, w_b) in zip(labelled, [w[0].tolist(), w[1].tolist(), w[0].tolist()]):
+        scalar = torch.tensor([w_a, w_b, 0.6 * (w_a + w_b)])
+        assert row["labels"] == pytest.approx(((scalar - scalar.min()) / (scalar.max() - scalar.min())).tolist(), abs=1e-5)
+    assert labelled[0]["labels"][0] == pytest.approx(1.0) and labelled[1]["labels"][1] == pytest.approx(1.0)
+    # the columns follow the names asked for
+    swapped = attach_prompt_weights(rows[:1], orchestrator, ["b", "a"])
+    assert swapped[0]["preference_weights"] == pytest.approx(w[0].flip(0).tolist())
+
+
+@pytest.mark.slow
+def test_dpo_recipe_runs_modpo_with_prompt_aware_weights(tiny_policy_path, tmp_path, one_thread):
+    """recipes/dpo.py end to end (2 MODPO steps): each training pair carries its prompt's orchestrator weights, the
+    logged weights/<objective> are their batch means, and the record names the orchestrator."""
+    from tests.helpers import load_recipe
+
+    orchestrator = planted_checkpoint(tmp_path / "orchestrator", "mean", names=("helpful", "conciseness"))
+    recipe = load_recipe("dpo")
+    script_args, training_args, model_args = recipe.parse_args([
+        "--output_dir", str(tmp_path / "modpo"), "--num_train_rows", "16", "--num_eval_rows", "0", "--max_steps", "2",
+        "--per_device_train_batch_size", "8", "--logging_steps", "1", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--weights_mode", "prompt_aware", "--orchestrator_name_or_path", str(tmp_path / "orchestrator")])
+    trainer = recipe.main(script_args, training_args, model_args)
+    rows = trainer.train_dataset
+    expected = orchestrator.weights(rows["prompt"])
+    assert torch.allclose(torch.tensor(rows["preference_weights"]), expected, atol=1e-5)
+    logged = [entry["weights/helpful"] for entry in trainer.state.log_history if "weights/helpful" in entry]
+    assert len(logged) == 2 and all(0 < value < 1 for value in logged)
+    record = json.loads((tmp_path / "modpo" / "objectives.json").read_text())
+    assert record["weights"] is None and record["weight_distribution"]["type"] == "prompt_aware"

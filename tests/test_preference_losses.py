@@ -197,3 +197,22 @@ def test_per_objective_tchebycheff_is_the_largest_weighted_loss_and_only_it_gets
 def test_per_objective_refuses_scalarizations_that_do_not_apply_to_losses():
     with pytest.raises(ValueError, match="scalarization 'worst_case' does not apply to losses"):
         scalarized_dpo_loss(per_objective_example(), torch.tensor([0.5, 0.5]), "worst_case")
+
+
+def test_modpo_with_one_weight_vector_per_pair():
+    """Prompt-aware weights: each pair uses its own row of [N, K] weights (hand-computed), the same as running the
+    pairs one by one with their own [K] vector."""
+    chosen, rejected = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 2.0])
+    chosen_margins, rejected_margins = torch.tensor([[0.5], [1.0]]), torch.tensor([[1.5], [-1.0]])
+    weights = torch.tensor([[0.8, 0.2], [0.25, 0.75]])
+    margins = modpo_objective_margin(chosen, rejected, chosen_margins, rejected_margins, weights, beta=0.1)
+    expected = [(0.1 * 2 - 0.2 * (0.5 - 1.5)) / 0.8, (0.1 * -1 - 0.75 * (1.0 + 1.0)) / 0.25]  # 0.5, -6.4
+    assert margins.tolist() == pytest.approx(expected, abs=1e-6)
+    for n in range(2):
+        alone = modpo_loss(chosen[n:n + 1], rejected[n:n + 1], chosen_margins[n:n + 1], rejected_margins[n:n + 1],
+                           weights[n], beta=0.1)
+        assert alone.item() == pytest.approx(neg_log_sigmoid(expected[n]), abs=1e-6)
+    with pytest.raises(ValueError, match=r"one row per pair"):
+        modpo_loss(chosen, rejected, chosen_margins, rejected_margins, weights[:1], beta=0.1)
+    with pytest.raises(ValueError, match="w_0"):
+        modpo_loss(chosen, rejected, chosen_margins, rejected_margins, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), beta=0.1)

@@ -375,16 +375,18 @@ def lists_to_groups(rows: Sequence[dict], group_size: int) -> list[dict]:
 
 def attach_list_labels(rows: Sequence[dict], objective_names: Sequence[str] | None = None,
                        weights: torch.Tensor | None = None, scalarization: str = "linear") -> list[dict]:
-    """Give every list row `labels`: kept as given, from `ranks`, or scalarized from `reward_vector` under `weights`."""
+    """Give every list row `labels`: kept as given, from `ranks`, or scalarized from `reward_vector` under `weights`
+    (or under the row's own `preference_weights`, prompt-aware weights, when it has them)."""
     out = []
     for row in rows:
         row = dict(row)
         if "ranks" in row:
             row["labels"] = labels_from_ranks(torch.tensor(row.pop("ranks"))).tolist()
         elif "reward_vector" in row:
-            if weights is None:
+            row_weights = torch.tensor(row["preference_weights"]) if "preference_weights" in row else weights
+            if row_weights is None:
                 raise PreferenceDataError(f"row {row.get('_row')}: lists with 'reward_vector' need preference weights")
-            row["labels"] = labels_from_reward_vector(torch.tensor(row.pop("reward_vector")), weights, scalarization).tolist()
+            row["labels"] = labels_from_reward_vector(torch.tensor(row.pop("reward_vector")), row_weights, scalarization).tolist()
         out.append(row)
     return out
 

@@ -21,6 +21,10 @@ s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ord
 Per-objective DPO logs `rewards/margins_<objective>` (beta * label * Delta over the pairs labelled for it) and
 `weights/<objective>` (the mean lambda). Checkpoints carry `objectives.json` and a model card
 (`alignment.hub.record`), trainer "dpo:<loss>"; with the adapter, steering "adapter".
+With `weights_mode: prompt_aware` (modpo, lipo) each prompt's weights come from a Preference Orchestrator
+(`alignment.orchestrator`), once per distinct prompt, as a `preference_weights` column [K] per row: MODPO's margin
+uses each pair's own weights, LiPO's list labels are scalarized under them (`attach_list_labels`); the batch mean of
+each objective's weight is logged as `weights/<objective>`.
 """
 
 from __future__ import annotations
@@ -71,13 +75,15 @@ from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah", "per_objective")
 # the losses whose margins, list labels or per-objective losses use the preference weights
 WEIGHTED_LOSSES = ("modpo", "lipo", "per_objective")
+PROMPT_AWARE_LOSSES = ("modpo", "lipo")  # weights fixed into margins / list labels per row, before the loss
+PROMPT_WEIGHTS_COLUMN = "preference_weights"  # prompt_aware: each row's weights [K], in objective order
 LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists",
                "per_objective": "pairs"}
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
 EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",),
                       "per_objective": ("objective_labels",)}
 CONDITIONING = ("none", "adapter")
-WEIGHTS_MODES = ("fixed", "dirichlet")
+WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 WEIGHTS_PER = ("row", "batch")
 
 
@@ -112,6 +118,11 @@ class MultiObjectiveDPOConfig(DPOConfig):
         metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
                           "trained objective's weight > 0. Used by modpo and lipo only (a warning says so for the "
                           "others). Default: equal weights."},
+    )
+    orchestrator_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "prompt_aware mode: a Preference Orchestrator checkpoint whose objectives are these "
+                          "objectives (for a 'name=rm:HEAD' spec: the head it reads)."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -154,8 +165,10 @@ class MultiObjectiveDPOConfig(DPOConfig):
     )
     weights_mode: str = field(
         default="fixed",
-        metadata={"help": "'fixed': preference_weights for every pair; 'dirichlet' (conditioning adapter): weights drawn "
-                          "from Dirichlet(dirichlet_alpha), per row or per batch (weights_per)."},
+        metadata={"help": "'fixed': preference_weights for every pair; 'dirichlet' (per_objective with conditioning "
+                          "adapter): weights drawn from Dirichlet(dirichlet_alpha), per row or per batch (weights_per); "
+                          "'prompt_aware' (modpo, lipo): each prompt's weights inferred by a Preference Orchestrator "
+                          "(PRO, recipes/orchestrator.py, orchestrator_name_or_path), once per prompt."},
     )
     dirichlet_alpha: str = field(
         default="1.0",
@@ -203,11 +216,26 @@ class MultiObjectiveDPOConfig(DPOConfig):
             raise ValueError(f"loss '{self.loss}': precompute_ref_log_probs stores one chosen/rejected value per row "
                              "and does not fit lists or groups; leave it false")
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
+        if self.weights_mode not in WEIGHTS_MODES:
+            raise ValueError(f"weights_mode must be one of {WEIGHTS_MODES}, got '{self.weights_mode}'")
+        if self.weights_mode == "prompt_aware":
+            if self.loss not in PROMPT_AWARE_LOSSES:
+                raise ValueError(f"weights_mode 'prompt_aware': loss '{self.loss}' takes no weights per row; only "
+                                 f"{PROMPT_AWARE_LOSSES} do")
+            if not self.orchestrator_name_or_path:
+                raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
+                                 "recipes/orchestrator.py)")
+            if self.preference_weights:  # a YAML recipe's fixed weights, overridden by the mode on the CLI
+                warnings.warn("preference_weights are ignored with weights_mode 'prompt_aware': each prompt's weights "
+                              "come from the orchestrator", UserWarning, stacklevel=2)
+            from alignment.orchestrator import check_orchestrator_objectives  # config.json only: no model loads
+
+            check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
         weights = self.weights_tensor()
         if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
             warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
                           UserWarning, stacklevel=2)
-        if self.loss == "modpo" and weights[0] <= 0:
+        if self.loss == "modpo" and self.weights_mode == "fixed" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
 
@@ -223,7 +251,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
                                  f"got '{self.scalarization}'")
             if len(self.objective_names) < 2:
                 raise ValueError(f"loss 'per_objective' needs at least 2 objectives, got {self.objective_names}")
-        elif self.uses_preference_adapter or self.weights_mode != "fixed":
+        elif self.uses_preference_adapter or self.weights_mode == "dirichlet":
             raise ValueError(f"conditioning '{self.conditioning}' / weights_mode '{self.weights_mode}': a preference "
                              f"adapter learns lambda from a loss that is a function of lambda, one loss per objective "
                              f"weighted by it; loss '{self.loss}' has no per-objective losses (modpo and lipo bake fixed "
@@ -255,6 +283,12 @@ class MultiObjectiveDPOConfig(DPOConfig):
     @property
     def objective_names(self) -> list[str]:
         return [spec.partition("=")[0].strip() for spec in self.objectives]
+
+    @property
+    def orchestrator_objective_names(self) -> list[str]:
+        """What the orchestrator calls each objective: the head a 'name=rm:HEAD' spec reads, else its name."""
+        specs = [spec.partition("=") for spec in self.objectives]
+        return [source.strip()[3:] if source.strip().startswith("rm:") else name.strip() for name, _, source in specs]
 
     def weights_tensor(self) -> torch.Tensor:
         """`preference_weights` parsed against `objectives` (alignment.objectives.weights; equal weights when unset)."""
@@ -289,6 +323,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         # per_objective: one weight vector [K] every evaluation pair is scored under (a steerable checkpoint's
         # margins at chosen weights); None: the training distribution of weights
         self.evaluation_weights: torch.Tensor | None = None
+        self._prompt_aware = args.weights_mode == "prompt_aware"
+        self._orchestrator = None  # loaded only if a dataset comes without its rows' weights
+        self._extra_columns = EXTRA_PAIR_COLUMNS.get(args.loss, ()) + ((PROMPT_WEIGHTS_COLUMN,) if self._prompt_aware else ())
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
@@ -316,10 +353,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             self.accelerator.unwrap_model(self.model).preference_spec = adapter_spec
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
         if self._format == "pairs":
-            self.data_collator = _PairCollatorWithExtras(self.data_collator, EXTRA_PAIR_COLUMNS[args.loss])
+            self.data_collator = _PairCollatorWithExtras(self.data_collator, self._extra_columns)
         else:
             self.data_collator = _ListCollator(self._tokenizer.pad_token_id, args.max_length, args.truncation_mode,
-                                               args.pad_to_multiple_of)
+                                               args.pad_to_multiple_of, with_weights=self._prompt_aware)
 
     @staticmethod
     def _preference_adapter_config(model, ref_model, peft_config, args):
@@ -368,6 +405,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             dataset = dataset.map(lambda row: {"head_id": names.index(row["objective"])})
         if args.loss == "per_objective":
             dataset = self._objective_labels(dataset, name)
+        if self._prompt_aware:
+            dataset = self._with_prompt_weights(dataset, args, name)
         if self._format == "groups":
             if not isinstance(dataset[0]["chosen"], list) or not isinstance(dataset[0]["chosen"][0], (list, str)):
                 raise ValueError(f"{name}: loss '{args.loss}' needs groups: 'chosen' and 'rejected' as lists of responses")
@@ -395,6 +434,22 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 raise ValueError(f"{name}, row {index + 1}: objective_labels are all 0; the pair states no preference")
         return dataset
 
+    def _with_prompt_weights(self, dataset, args: MultiObjectiveDPOConfig, name: str):
+        """Each row's `preference_weights` [K] (objective order): kept when the recipe attached them (LiPO's labels
+        were scalarized under them), else asked of the orchestrator, once per distinct prompt."""
+        if PROMPT_WEIGHTS_COLUMN in dataset.column_names:
+            width = len(dataset[0][PROMPT_WEIGHTS_COLUMN])
+            if width != len(self.objective_names):
+                raise ValueError(f"{name}: rows carry {width} preference_weights; objectives {self.objective_names} "
+                                 f"need {len(self.objective_names)}")
+            return dataset
+        from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
+
+        if self._orchestrator is None:
+            self._orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator_name_or_path)
+        weights = weights_in_order(self._orchestrator, dataset["prompt"], args.orchestrator_objective_names)
+        return dataset.add_column(PROMPT_WEIGHTS_COLUMN, weights.tolist())
+
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         if self._format == "pairs":
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
@@ -414,7 +469,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                         for c in row["completions"]]
             prompt_len = min(common_prefix_length(prompt_ids, ids) for ids in full)
             return {"prompt_ids": prompt_ids[:prompt_len], "completion_ids": [ids[prompt_len:] for ids in full],
-                    "list_labels": [float(v) for v in row["labels"]]}
+                    "list_labels": [float(v) for v in row["labels"]],
+                    **({PROMPT_WEIGHTS_COLUMN: row[PROMPT_WEIGHTS_COLUMN]} if PROMPT_WEIGHTS_COLUMN in row else {})}
 
         dataset = dataset.map(tokenize_list, remove_columns=dataset.column_names, num_proc=args.dataset_num_proc,
                               desc=f"Tokenizing {dataset_name} lists")
@@ -426,9 +482,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if self._signature_columns is None:
             if self._format == "pairs":
                 super()._set_signature_columns_if_needed()
-                self._signature_columns = self._signature_columns + list(EXTRA_PAIR_COLUMNS[self.args.loss])
+                self._signature_columns = self._signature_columns + list(self._extra_columns)
             else:
-                self._signature_columns = ["prompt_ids", "completion_ids", "list_labels"]
+                self._signature_columns = ["prompt_ids", "completion_ids", "list_labels", PROMPT_WEIGHTS_COLUMN]
 
     # ------------------------------------------------------------------------------------------ loss
 
@@ -465,6 +521,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         mode = "train" if self.model.training else "eval"
         if self.args.loss == "per_objective":
             inputs = {**inputs, "preference_weights": self._pair_weights(inputs, mode)}
+        elif PROMPT_WEIGHTS_COLUMN in inputs:  # prompt_aware: the weights in use, per objective
+            self._log_objective_means("weights/", inputs[PROMPT_WEIGHTS_COLUMN], mode)
         if self.args.uses_preference_adapter:  # lambda of each pair for its chosen and its rejected row
             with preference_weights(model, inputs["preference_weights"].repeat(2, 1)):
                 logps, ref_logps = self._sequence_logps(model, inputs)
@@ -482,8 +540,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         chosen, rejected = logratios.chunk(2)
         loss_name = self.args.loss
         if loss_name == "modpo":
+            # prompt_aware: each pair's own weights [B, K]; else one vector for all
+            weights = inputs.get(PROMPT_WEIGHTS_COLUMN, self.preference_weights)
             objective_margin = modpo_objective_margin(chosen, rejected, inputs["chosen_margins"],
-                                                      inputs["rejected_margins"], self.preference_weights, self.beta)
+                                                      inputs["rejected_margins"], weights, self.beta)
             loss = -F.logsigmoid(objective_margin).mean()  # = modpo_loss, whose logit we also log
             self._metrics[mode][f"rewards/margins_{self.objective_names[0]}"].append(
                 self.accelerator.gather(objective_margin.detach()).mean().item())
@@ -640,13 +700,20 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if args.loss == "per_objective" and args.weights_mode == "dirichlet":
             extra["weights_per"] = args.weights_per
         weighted = args.loss in WEIGHTED_LOSSES and args.weights_mode == "fixed"
+        distribution = None
+        if args.weights_mode == "dirichlet":
+            distribution = {"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(
+                self.objective_names, self.dirichlet_alpha.tolist())}}
+        elif args.weights_mode == "prompt_aware":
+            from alignment.models.packaged import model_display_name
+
+            distribution = {"type": "prompt_aware", "orchestrator": model_display_name(args.orchestrator_name_or_path)}
         return build_record(
             trainer=f"dpo:{args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.preference_weights.tolist())} if weighted else None,
-            weight_distribution={"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(
-                self.objective_names, self.dirichlet_alpha.tolist())}} if args.weights_mode == "dirichlet" else None,
+            weight_distribution=distribution,
             scalarization=args.scalarization if args.loss == "per_objective" else None,
             steering="heads" if args.loss == "mah" else "adapter" if adapter else "none",
             datasets=self.dataset_names,
@@ -699,7 +766,9 @@ class _ListCollator:
     """K sequences per prompt, flattened row-major to [B * K_max, L] (TRL's pair layout generalised); lists shorter
     than K_max are padded with prompt-only rows that `list_mask` leaves out of every loss."""
 
-    def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None):
+    def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None,
+                 with_weights: bool = False):
+        self.with_weights = with_weights  # prompt_aware: pass each list's preference_weights on (logged)
         self.pad_token_id = pad_token_id
         self.max_length = max_length
         self.truncation_mode = truncation_mode
@@ -723,7 +792,10 @@ class _ListCollator:
             labels.append(example["list_labels"] + [0.0] * padding)
             list_mask.append([1.0] * len(completions) + [0.0] * padding)
         attention = [torch.ones_like(ids) for ids in input_ids]
+        weights = {PROMPT_WEIGHTS_COLUMN: torch.tensor([e[PROMPT_WEIGHTS_COLUMN] for e in examples], dtype=torch.float32)
+                   } if self.with_weights else {}
         return {
+            **weights,
             "input_ids": pad(input_ids, self.pad_token_id, "right", self.pad_to_multiple_of),
             "attention_mask": pad(attention, 0, "right", self.pad_to_multiple_of),
             "completion_mask": pad(completion_masks, 0, "right", self.pad_to_multiple_of),

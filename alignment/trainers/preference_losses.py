@@ -78,17 +78,20 @@ def modpo_objective_margin(chosen_logratios: torch.Tensor, rejected_logratios: t
     Zhou et al. 2024, eq. 8-9: a MODPO policy's implicit reward beta * log pi/pi_ref estimates the weighted sum
     w . r, so objective 0's own reward is recovered by removing the margin objectives and dividing by w_0. This is
     the logit of the MODPO loss, and the margin to watch on held-out pairs of the trained objective.
+    `weights` is one point [K] for every pair, or one per pair [N, K] (prompt-aware weights).
     """
-    if weights.dim() != 1 or weights.numel() != chosen_margins.shape[-1] + 1:
+    if weights.dim() not in (1, 2) or weights.shape[-1] != chosen_margins.shape[-1] + 1 or (
+            weights.dim() == 2 and weights.shape[0] != chosen_logratios.shape[0]):
         raise ValueError(
-            f"modpo_loss: {weights.numel()} weights for 1 trained objective + {chosen_margins.shape[-1]} margin "
-            "objectives; give one weight per objective, the trained one first"
+            f"modpo_loss: weights of shape {tuple(weights.shape)} for {chosen_logratios.shape[0]} pairs of 1 trained "
+            f"objective + {chosen_margins.shape[-1]} margin objectives; give one weight per objective, the trained "
+            "one first ([K], or [N, K] with one row per pair)"
         )
-    if weights[0] <= 0:
+    if (weights[..., 0] <= 0).any():
         raise ValueError("modpo_loss: the trained objective's weight w_0 must be > 0 (the loss divides by it)")
     weights = weights.to(chosen_logratios)
-    margin_gap = (chosen_margins.to(chosen_logratios) - rejected_margins.to(chosen_logratios)) @ weights[1:]
-    return (beta * (chosen_logratios - rejected_logratios) - margin_gap) / weights[0]
+    margin_gap = ((chosen_margins.to(chosen_logratios) - rejected_margins.to(chosen_logratios)) * weights[..., 1:]).sum(-1)
+    return (beta * (chosen_logratios - rejected_logratios) - margin_gap) / weights[..., 0]
 
 
 def modpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, chosen_margins: torch.Tensor,
@@ -97,7 +100,7 @@ def modpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor,
 
     The pairs are labelled for objective 0 (weight `weights[0]`); objectives 1.. enter through frozen margin rewards
     `chosen_margins`, `rejected_margins` [N, K-1] (reward-model heads or reward functions scored once, before
-    training). `weights` [K] is a point on the simplex with w_0 > 0. With K = 1 this is DPO.
+    training). `weights` [K] is a point on the simplex with w_0 > 0, or [N, K] one per pair. With K = 1 this is DPO.
     """
     return -F.logsigmoid(modpo_objective_margin(chosen_logratios, rejected_logratios, chosen_margins,
                                                 rejected_margins, weights, beta))
