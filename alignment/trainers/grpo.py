@@ -40,6 +40,7 @@ from alignment.preference_adapter import (
     save_steerable_checkpoint,
 )
 from alignment.objectives import objectives_to_dict, parse_objective_specs
+from alignment.packaged_models import name_adapter_base_portably
 from alignment.reward_vector import RewardVectorBuilder
 from alignment.scalarize import (
     PARTIAL_REWARDS,
@@ -531,6 +532,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         else:
             super()._save(output_dir, state_dict)
         if self.args.should_save:
+            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier is training state too ----

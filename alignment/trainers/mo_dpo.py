@@ -47,6 +47,7 @@ from alignment.preference_losses import (
     modpo_objective_margin,
 )
 from alignment.objectives import Objective, objectives_to_dict, parse_objective_specs
+from alignment.packaged_models import name_adapter_base_portably
 from alignment.weights import parse_preference_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
@@ -451,6 +452,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
         if self.args.should_save:
+            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
             save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
