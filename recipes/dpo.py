@@ -96,8 +96,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]
+    # MODPO trains on its first objective's pairs only; the others enter as margins (scored below), not as pairs
+    data_objectives = training_args.objective_names[:1] if training_args.loss == "modpo" else training_args.objective_names
     train_rows, eval_rows, dataset_names = load_preference_splits(
-        script_args.dataset, data_format, training_args.objective_names, script_args.num_train_rows,
+        script_args.dataset, data_format, data_objectives, script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
         required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
     )
