@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from alignment.conditioning import FORMAT_VERSION, condition_prompt
-from alignment.reward_vector import RewardVectorBuilder
-from alignment.weights import parse_preference_weights
+from alignment.objectives.conditioning import FORMAT_VERSION, condition_prompt
+from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.weights import parse_preference_weights
 
 
 @torch.no_grad()
@@ -80,7 +80,7 @@ def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder
         if steering in ("prompt", "both"):
             prompts = [condition_prompt(p, w, builder.objective_names, format_version) for p, w in zip(prompts, rows)]
         if steering in ("adapter", "both"):
-            from alignment.preference_adapter import preference_weights
+            from alignment.models.preference_adapter import preference_weights
 
             if per_prompt:
                 raise ValueError("score_held_out: per-prompt weights steer through the prompt; an adapter takes one "

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from alignment.packaged_models import PACKAGED_MINILM, resolve_model_path
+from alignment.models.packaged import PACKAGED_MINILM, resolve_model_path
 from reward_models.chat_format import render_conversation, to_messages
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from alignment.data import resolve_data
-from alignment.packaged_models import resolve_model_path
-from alignment.prompts import load_prompt_dataset
+from alignment.models.packaged import resolve_model_path
+from alignment.data.prompts import load_prompt_dataset
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from reward_models.verifiable import conciseness, profanity_free, sentiment
 

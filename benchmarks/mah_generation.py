@@ -1,7 +1,7 @@
 """Mixed-head generation vs plain generation of the same base model: what steering a multi-head policy costs.
 
 Both runs use the same model, prompts and decoding (greedy, a fixed number of new tokens so both do the same number
-of steps); the mixed run swaps in the weighted mix of the heads (`alignment.multi_head.generate_with_weights`).
+of steps); the mixed run swaps in the weighted mix of the heads (`alignment.models.multi_head.generate_with_weights`).
 Rounds alternate baseline / mixed and the medians are compared. The ratio mixed / plain is printed last.
 
     python benchmarks/mah_generation.py                                  # tiny offline policy, CPU
@@ -15,11 +15,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from timing import timed
-from alignment.multi_head import add_lm_heads, generate_with_weights, head_modules
-from alignment.policy import ensure_pad_token
+from alignment.models.multi_head import add_lm_heads, generate_with_weights, head_modules
+from alignment.models.policy import ensure_pad_token
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.tiny_policy import build_tiny_policy
+from alignment.data.jsonl import iter_jsonl
+from alignment.models.tiny_policy import build_tiny_policy
 
 
 def load_prompts(tokenizer, path: str, count: int) -> list[str]:

@@ -26,9 +26,9 @@ from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data import resolve_data
-from alignment.prompts import load_prompt_dataset
-from alignment.scalarize import compute_advantages
-from alignment.tiny_policy import build_tiny_policy
+from alignment.data.prompts import load_prompt_dataset
+from alignment.objectives.scalarize import compute_advantages
+from alignment.models.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 

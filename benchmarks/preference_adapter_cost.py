@@ -23,11 +23,11 @@ from peft import LoraConfig, get_peft_model
 from timing import StepTimer, timed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.preference_adapter import DEFAULT_TARGET_MODULES, add_preference_adapter, merge_preference
+from alignment.models.preference_adapter import DEFAULT_TARGET_MODULES, add_preference_adapter, merge_preference
 from alignment.data import resolve_data
-from alignment.prompts import load_prompt_dataset
+from alignment.data.prompts import load_prompt_dataset
 from alignment.steering import PreferenceAdapterSteerable
-from alignment.tiny_policy import build_tiny_policy
+from alignment.models.tiny_policy import build_tiny_policy
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
 PROMPTS = resolve_data("hh-prompts")

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.data import resolve_data  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
 from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
-from alignment.prompts import load_prompt_dataset  # noqa: E402
+from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
 
 OBJECTIVES = ["helpful=rm:helpful", "harmless=rm:harmless"]
@@ -51,7 +51,7 @@ def held_out_prompts(scorer, orchestrator_settings, files):
 def run(args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.packaged_models import resolve_model_path
+    from alignment.models.packaged import resolve_model_path
     from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
     torch.set_num_threads(1)

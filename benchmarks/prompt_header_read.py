@@ -3,7 +3,7 @@
 For each held-out prompt, a fixed reply (the model's own greedy reply under equal weights) is scored under two
 opposite weight vectors written in a given header format; the measure is the mean over prompts and the first
 `--positions` reply tokens of the symmetric KL between the two next-token distributions, and the largest absolute
-change of a reply token's log-prob. Every format of `alignment.conditioning.FORMATS` is measured on the same prompts
+change of a reply token's log-prob. Every format of `alignment.objectives.conditioning.FORMATS` is measured on the same prompts
 and replies. The version-1 header `Preference weights: a=0.90,b=0.10` and its opposite hold the same tokens in
 another order; a format whose opposite weights move the model more gives training a stronger signal to start from.
 For scale, `reference` is what a plain instruction the model was tuned to follow does by the same measure: the
@@ -21,10 +21,10 @@ import importlib.util
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.conditioning import FORMATS, condition_prompt
+from alignment.objectives.conditioning import FORMATS, condition_prompt
 from alignment.data import resolve_data
-from alignment.prompts import load_prompt_dataset
-from alignment.tiny_policy import build_tiny_policy
+from alignment.data.prompts import load_prompt_dataset
+from alignment.models.tiny_policy import build_tiny_policy
 
 PROMPTS = resolve_data("hh-prompts")
 NAMES = ["helpful", "harmless"]

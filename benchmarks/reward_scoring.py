@@ -23,11 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reward_models.chat_format import parse_hh_dialogue, render_conversation  # noqa: E402
-from alignment.packaged_models import PACKAGED_MINILM  # noqa: E402
+from alignment.models.packaged import PACKAGED_MINILM  # noqa: E402
 from reward_models.modeling import build_reward_model, load_reward_tokenizer  # noqa: E402
 from reward_models.scoring import score_texts  # noqa: E402
 from alignment.data import resolve_data  # noqa: E402
-from alignment.jsonl import iter_jsonl  # noqa: E402
+from alignment.data.jsonl import iter_jsonl  # noqa: E402
 
 def hh_texts(tokenizer, count: int, name: str) -> list[str]:
     rows = [row for _, row in iter_jsonl(resolve_data(name))][:count]

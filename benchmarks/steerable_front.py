@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/ and scripts/ are not installed packages
 
 from alignment.data import resolve_data  # noqa: E402
-from alignment.policy import load_policy  # noqa: E402
-from alignment.prompts import load_prompt_dataset  # noqa: E402
+from alignment.models.policy import load_policy  # noqa: E402
+from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
 from scripts.pareto_sweep import main as pareto_sweep  # noqa: E402

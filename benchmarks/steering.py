@@ -20,12 +20,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from timing import timed
-from alignment.multi_head import add_lm_heads, head_modules
-from alignment.objectives import FunctionSource
+from alignment.models.multi_head import add_lm_heads, head_modules
+from alignment.objectives.sources import FunctionSource
 from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, RewardedSoup, RobustDecoding
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.tiny_policy import build_tiny_policy
+from alignment.data.jsonl import iter_jsonl
+from alignment.models.tiny_policy import build_tiny_policy
 from reward_models.verifiable import conciseness, sentiment
 
 NAMES = ["conciseness", "sentiment"]

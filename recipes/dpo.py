@@ -30,19 +30,20 @@ import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
-from alignment import checkpointing
+from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
-from alignment.multi_head import add_lm_heads
-from alignment.policy import load_policy
-from alignment.preference_data import (
+from alignment.models.multi_head import add_lm_heads
+from alignment.models.policy import load_policy
+from alignment.data.preferences import (
     add_margin_rewards,
     attach_list_labels,
     load_preference_splits,
-    margin_reward_builder,
     to_dataset,
 )
+from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.trainers.mo_dpo import LOSS_FORMAT, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from reward_models.scoring import objective_reward_sources
 
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPE_DIR / "configs" / "dpo_modpo_tiny_cpu.yaml"
@@ -105,8 +106,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     )
     weights = training_args.weights_tensor()  # checked when the config was parsed
     if training_args.loss == "modpo":  # frozen margin rewards, scored once
-        builder = margin_reward_builder(training_args.objectives[1:], script_args.reward_model_name_or_path,
-                                        training_args.trust_remote_code)
+        margin_objectives, margin_sources = objective_reward_sources(
+            training_args.objectives[1:], script_args.reward_model_name_or_path,
+            trust_remote_code=training_args.trust_remote_code)
+        builder = RewardVectorBuilder([o.name for o in margin_objectives], margin_sources)
         train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
     if data_format == "lists":
         train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)

@@ -41,14 +41,14 @@ from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 from trl.models import unwrap_model_for_generation
 
-from alignment import checkpointing
+from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name, resolve_data
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
-from alignment.jsonl import write_jsonl
-from alignment.objectives import parse_objective_specs
-from alignment.policy import load_policy
-from alignment.prompts import load_prompt_dataset
+from alignment.data.jsonl import write_jsonl
+from alignment.objectives.sources import parse_objective_specs
+from alignment.models.policy import load_policy
+from alignment.data.prompts import load_prompt_dataset
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 

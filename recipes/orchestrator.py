@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from transformers import set_seed
 
-from alignment.checkpoint_record import build_record, save_record
+from alignment.hub.record import build_record, save_record
 from alignment.cli import parse_recipe_args
 from alignment.orchestrator import (
     POOLINGS,
@@ -32,7 +32,7 @@ from alignment.orchestrator import (
     load_prompt_targets,
     target_weights,
 )
-from alignment.packaged_models import PACKAGED_MINILM, model_display_name
+from alignment.models.packaged import PACKAGED_MINILM, model_display_name
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "orchestrator_cpu.yaml"
 logger = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ import transformers
 from transformers import set_seed
 from trl import ModelConfig
 
-from alignment import checkpointing
-from alignment.checkpoint_record import build_record, save_record
+from alignment.hub import checkpointing
+from alignment.hub.record import build_record, save_record
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples

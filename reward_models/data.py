@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 
 from alignment.data import DataSourceError, data_display_name, resolve_data
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 from reward_models.chat_format import conversation, render_conversation
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 
 # Offline backbones by name ('packaged:all-MiniLM-L6-v2', 'tiny'), so configs stay portable across machines.
-from alignment.packaged_models import resolve_model_path
+from alignment.models.packaged import resolve_model_path
 
 HEAD_MEAN_KEY, HEAD_STD_KEY, HEAD_STATS_MEASURED_KEY = "reward_head_mean", "reward_head_std", "reward_head_stats_measured"
 HEAD_KINDS_KEY, MAX_LENGTH_KEY = "reward_head_kinds", "reward_max_length"
@@ -41,7 +41,7 @@ def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
     """The backbone's tokenizer, with a pad token and left truncation (keep the end of the conversation)."""
     from transformers import AutoTokenizer
 
-    from alignment.policy import ensure_pad_token
+    from alignment.models.policy import ensure_pad_token
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
     # Decoders often ship without one; the eos token is the usual stand-in and keeps the vocabulary unchanged.

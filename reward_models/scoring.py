@@ -1,7 +1,7 @@
 """Scoring with a multi-head reward model: texts or (prompt, completion) pairs -> an [N, K] tensor of head scores.
 
 `load_reward_model_source` is what the GRPO reward-vector builder calls for objective specs such as
-`helpful=rm:helpful,harmless=rm:harmless`: it returns a `RewardSource` (alignment/objectives.py) that scores all the
+`helpful=rm:helpful,harmless=rm:harmless`: it returns a `RewardSource` (alignment/objectives/sources.py) that scores all the
 requested heads in ONE forward pass per batch, instead of one reward model per objective.
 
 Scores are raw head outputs, or normalized per head with the mean/std stored in the model config at training time
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
+from alignment.objectives.sources import ObjectiveSpecError, parse_objective_specs
 from reward_models.chat_format import conversation, render_conversation
 from reward_models.modeling import (
     HEAD_MEAN_KEY, HEAD_STATS_MEASURED_KEY, HEAD_STD_KEY, MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer,
@@ -198,3 +199,21 @@ def load_reward_model_source(
         name_or_path, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
     )
     return RewardModelSource(scorer, heads, normalize=normalize)
+
+
+def objective_reward_sources(specs, reward_model_name_or_path: str | None = None, *, device=None,
+                             trust_remote_code: bool = False):
+    """Objective specs -> (objectives, reward sources): reward functions, plus ONE source for all `rm:HEAD` specs.
+
+    The one place where specs meet the reward model: the trainers, the DPO margin rewards, the steering scripts and
+    the Pareto sweep all build their reward vector through it.
+    """
+    objectives, sources, heads = parse_objective_specs(specs)
+    sources = list(sources)
+    if heads:
+        if not reward_model_name_or_path:
+            raise ObjectiveSpecError(f"objectives {sorted(heads)} read reward-model heads, but "
+                                     "reward_model_name_or_path is not set")
+        sources.append(load_reward_model_source(reward_model_name_or_path, heads, device=device,
+                                                trust_remote_code=trust_remote_code))
+    return objectives, sources

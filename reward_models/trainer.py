@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments
 
-from alignment.checkpointing import ResumableCheckpointsMixin
+from alignment.hub.checkpointing import ResumableCheckpointsMixin
 from reward_models.data import RewardMixtureCollator
 from reward_models.losses import BALANCE_MODES, MARGIN_MODES, multi_head_reward_loss
 from reward_models.metrics import per_head_metrics

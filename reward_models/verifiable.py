@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from alignment.objectives.sources import register_reward
+
 
 def completion_text(completion) -> str:
     """The text of a completion: a string, or TRL's conversational form (a list of messages)."""
@@ -82,3 +84,6 @@ BUILTIN_REWARDS = {
     "profanity_free": profanity_free,
     "format": format_ok,
 }
+
+for _name, _function in BUILTIN_REWARDS.items():
+    register_reward(_name, _function)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from alignment.orchestrator import OrchestratorError
 from alignment.steering import METHODS, SteeringError, load_steerable
-from alignment.weights import PreferenceWeightsError, format_preference_weights
+from alignment.objectives.weights import PreferenceWeightsError, format_preference_weights
 
 
 def read_prompts(args) -> list:
@@ -49,19 +49,16 @@ def read_prompts(args) -> list:
 
 
 def reward_sources(args) -> list:
-    """The RMOD value function: objective specs (alignment.objectives), reward-model heads loaded once."""
+    """The RMOD value function: objective specs (alignment.objectives.sources), reward-model heads loaded once."""
     if not args.objectives:
         return None
-    from alignment.objectives import parse_objective_specs
+    from alignment.objectives.sources import ObjectiveSpecError
+    from reward_models.scoring import objective_reward_sources
 
-    _, sources, heads = parse_objective_specs([s for s in args.objectives.split(",") if s])
-    if heads:
-        if not args.reward_model:
-            raise SystemExit(f"objectives {list(heads)} read reward-model heads: give --reward_model PATH")
-        from reward_models.scoring import load_reward_model_source
-
-        sources.append(load_reward_model_source(args.reward_model, heads, device=args.device))
-    return sources
+    try:
+        return objective_reward_sources([s for s in args.objectives.split(",") if s], args.reward_model, device=args.device)[1]
+    except ObjectiveSpecError as error:
+        raise SystemExit(f"--objectives: {error}; give --reward_model PATH for rm:HEAD objectives") from None
 
 
 def main(argv=None):

@@ -42,16 +42,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from alignment.checkpoint_record import load_record  # noqa: E402
+from alignment.hub.record import load_record  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
-from alignment.objectives import parse_objective_specs  # noqa: E402
 from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
 from alignment.data import resolve_data  # noqa: E402
-from alignment.policy import load_policy  # noqa: E402
-from alignment.prompts import load_prompt_dataset  # noqa: E402
-from alignment.reward_vector import RewardVectorBuilder  # noqa: E402
+from alignment.models.policy import load_policy  # noqa: E402
+from alignment.data.prompts import load_prompt_dataset  # noqa: E402
+from alignment.objectives.reward_vector import RewardVectorBuilder  # noqa: E402
 from alignment.steering import load_steerable  # noqa: E402
-from alignment.weights import format_preference_weights, parse_preference_weights  # noqa: E402
+from alignment.objectives.weights import format_preference_weights, parse_preference_weights  # noqa: E402
+from reward_models.scoring import objective_reward_sources  # noqa: E402
 
 
 
@@ -66,7 +66,7 @@ def weight_grid(num_points: int, num_objectives: int) -> list[list[float]]:
 
 
 def objective_specs_from_record(record: dict) -> list[str]:
-    """Turn the sources recorded in objectives.json back into objective specs (`alignment.objectives`)."""
+    """Turn the sources recorded in objectives.json back into objective specs (`alignment.objectives.sources`)."""
     specs = []
     for objective in record["objectives"]:
         name, source = objective["name"], objective["source"]
@@ -84,16 +84,12 @@ def objective_specs_from_record(record: dict) -> list[str]:
 
 def build_reward_vector(record: dict, reward_model: str | None = None) -> RewardVectorBuilder:
     """The reward sources the checkpoint was trained on, so the front is measured on the same objectives."""
-    _, sources, heads = parse_objective_specs(objective_specs_from_record(record))
-    sources = list(sources)
-    if heads:
-        path = reward_model or record.get("reward_model")
-        if not path:
-            raise ValueError(f"objectives {sorted(heads)} are reward-model heads, but objectives.json names no "
-                             "reward model; pass --reward_model")
-        from reward_models.scoring import load_reward_model_source
-
-        sources.append(load_reward_model_source(path, heads))
+    specs = objective_specs_from_record(record)
+    reward_model = reward_model or record.get("reward_model")
+    if any(spec.partition("=")[2].startswith("rm:") for spec in specs) and not reward_model:
+        raise ValueError("some objectives are reward-model heads, but objectives.json names no reward model; "
+                         "pass --reward_model")
+    _, sources = objective_reward_sources(specs, reward_model)
     return RewardVectorBuilder(record["objective_names"], sources)
 
 

@@ -13,7 +13,7 @@
     python scripts/publish.py --output_dir outputs/grpo-steerable --target_dir outputs/concise-hub \
         --weights conciseness=0.8,sentiment=0.2
 
-The model card is rendered from objectives.json (alignment.model_card); edit the record, not the card.
+The model card is rendered from objectives.json (alignment.hub.model_card); edit the record, not the card.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alignment.publishing import PublishError, build_folder, plan_publication, push_folder
+from alignment.hub.publishing import PublishError, build_folder, plan_publication, push_folder
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ os.environ.setdefault("WANDB_DISABLED", "true")
 @pytest.fixture(scope="session")
 def tiny_policy_path():
     """Path of the cached tiny chat policy (plain transformers checkpoint, ~0.6M parameters)."""
-    from alignment.tiny_policy import build_tiny_policy
+    from alignment.models.tiny_policy import build_tiny_policy
 
     return build_tiny_policy()
 

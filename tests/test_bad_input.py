@@ -20,16 +20,28 @@ from transformers import AutoConfig, AutoTokenizer
 from trl import ModelConfig, TrlParser
 
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.objectives import FunctionSource
-from alignment.policy import ensure_pad_token
-from alignment.preference_data import (
-    PreferenceDataError, attach_list_labels, lists_to_groups, load_preference_splits, load_qa_feedback_lists,
-    load_ultrafeedback_pairs, read_jsonl, to_dataset, validate_rows,
+from alignment.data.jsonl import iter_jsonl
+from alignment import (
+    FunctionSource,
+    PreferenceDataError,
+    PreferenceWeightsError,
+    RewardVectorBuilder,
+    load_preference_splits,
+    parse_preference_weights,
 )
-from alignment.prompts import PromptDataError, load_prompt_dataset
-from alignment.reward_vector import RewardFunctionError, RewardVectorBuilder
-from alignment.weights import PreferenceWeightsError, parse_dirichlet_alpha, parse_preference_weights
+from alignment.models.policy import ensure_pad_token
+from alignment.data.preferences import (
+    attach_list_labels,
+    lists_to_groups,
+    load_qa_feedback_lists,
+    load_ultrafeedback_pairs,
+    read_jsonl,
+    to_dataset,
+    validate_rows,
+)
+from alignment.data.prompts import PromptDataError, load_prompt_dataset
+from alignment.objectives.reward_vector import RewardFunctionError
+from alignment.objectives.weights import parse_dirichlet_alpha
 from reward_models.data import (
     RewardDataArguments, RewardDataError, load_examples, load_pairwise_source, load_rated_source, to_mixture_rows,
 )
@@ -177,7 +189,7 @@ def test_builtin_loaders_report_rows_of_files_in_their_formats(tmp_path):
 
 
 def test_upstream_identical_or_empty_ultrafeedback_pairs_are_left_out_and_counted(caplog):
-    with caplog.at_level(logging.INFO, logger="alignment.preference_data"):
+    with caplog.at_level(logging.INFO, logger="alignment.data.preferences"):
         rows = load_ultrafeedback_pairs(resolve_data("ultrafeedback"))
     assert len(rows) == 896 and "left out 4 pairs" in caplog.text  # rows 307, 479, 656, 834 of the packaged file
     assert all(row["chosen"] != row["rejected"] for row in rows)
@@ -279,7 +291,7 @@ def test_opted_in_invalid_rewards_drop_their_rows_and_are_counted():
 def test_tokenizer_without_pad_uses_eos_and_says_so(tiny_policy_path, caplog):
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
     tokenizer.pad_token = None
-    with caplog.at_level(logging.WARNING, logger="alignment.policy"):
+    with caplog.at_level(logging.WARNING, logger="alignment.models.policy"):
         ensure_pad_token(tokenizer, "tiny")
     assert tokenizer.pad_token == tokenizer.eos_token and "has no pad token" in caplog.text
     tokenizer.pad_token = tokenizer.eos_token = None
@@ -630,7 +642,7 @@ def test_random_weights_parse_onto_the_simplex_or_fail_clearly(weights):
 def test_a_checkpoint_with_only_pickled_weights_is_refused(tmp_path, tiny_policy_path):
     from transformers import AutoModelForCausalLM
 
-    from alignment.policy import load_policy
+    from alignment.models.policy import load_policy
 
     for path in Path(tiny_policy_path).iterdir():
         if path.is_file() and path.suffix != ".safetensors":
@@ -655,7 +667,7 @@ def _pickle_only_copy(source, target):
 
 def test_generate_refuses_pickle_only_checkpoints_and_adapters(tmp_path, tiny_policy_path, random_lora):
     """scripts/generate.py (every steering loader): a pickle-only policy, and pickle-only LoRA adapters, are refused."""
-    from alignment.checkpoint_record import build_record, save_record
+    from alignment.hub.record import build_record, save_record
     from scripts.generate import main as generate
 
     policy = tmp_path / "policy"

@@ -13,14 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignment.checkpointing import STAGING_DIR, last_checkpoint
+from alignment.hub.checkpointing import STAGING_DIR, last_checkpoint
 
 SCRIPT = textwrap.dedent('''
     import os, signal, sys
     import torch
     from torch.utils.data import Dataset
     from transformers import Trainer, TrainingArguments
-    from alignment.checkpointing import ResumableCheckpointsMixin, last_checkpoint
+    from alignment.hub.checkpointing import ResumableCheckpointsMixin, last_checkpoint
 
     class Regression(torch.nn.Module):
         def __init__(self):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from alignment.checkpoint_record import build_record
+from alignment import build_record
 from alignment.data import PACKAGED_DATA, DataSourceError, anchor_data_spec, data_display_name, resolve_data
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 from tests.test_bad_input import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent

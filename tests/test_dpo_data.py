@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from alignment.data import resolve_data
-from alignment.preference_data import (
-    PreferenceDataError,
+from alignment import PreferenceDataError, load_preference_splits
+from alignment.data.preferences import (
     attach_list_labels,
     hh_files,
     lists_to_groups,
     load_objective_pairs,
-    load_preference_splits,
     load_qa_feedback_lists,
     load_ultrafeedback_pairs,
     read_jsonl,

@@ -6,8 +6,7 @@ import pytest
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
-from alignment.weights import PreferenceWeightsError
+from alignment import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer, PreferenceWeightsError
 from tests.helpers import load_recipe
 
 pytestmark = pytest.mark.usefixtures("one_thread")

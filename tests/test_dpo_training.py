@@ -7,9 +7,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.multi_head import add_lm_heads, head_modules, load_multi_head_model
-from alignment.preference_data import load_preference_splits, to_dataset
-from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from alignment import (
+    MultiObjectiveDPOConfig,
+    MultiObjectiveDPOTrainer,
+    add_lm_heads,
+    load_multi_head_model,
+    load_preference_splits,
+)
+from alignment.models.multi_head import head_modules
+from alignment.data.preferences import to_dataset
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

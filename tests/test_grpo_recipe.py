@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignment.model_card import _cell
+from alignment.hub.model_card import _cell
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.conditioning import FORMAT_VERSION, preference_header, read_prompt_weights
+from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer, read_prompt_weights
+from alignment.objectives.conditioning import FORMAT_VERSION, preference_header
 from alignment.data import resolve_data
-from alignment.prompts import load_prompt_dataset
-from alignment.reward_vector import RewardFunctionError
-from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+from alignment.data.prompts import load_prompt_dataset
+from alignment.objectives.reward_vector import RewardFunctionError
 
 PROMPTS = resolve_data("hh-prompts")
 
@@ -213,7 +213,7 @@ def test_lora_training_through_trl_options_saves_an_adapter_with_its_record(tiny
     assert adapter_base == "moalign/tiny-policy"
     from peft import PeftModel
 
-    from alignment.packaged_models import resolve_model_path
+    from alignment.models.packaged import resolve_model_path
 
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(adapter_base)),
                                          str(tmp_path / "final")).eval()

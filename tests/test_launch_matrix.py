@@ -59,7 +59,7 @@ def load_whole(auto_class, path: Path):
 def check_checkpoint_matches_memory(name: str, output_dir: Path):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from alignment.multi_head import load_multi_head_model
+    from alignment.models.multi_head import load_multi_head_model
 
     memory = load_file(output_dir / "in_memory_outputs.safetensors")
     batch = {"input_ids": memory["input_ids"], "attention_mask": memory["attention_mask"]}

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from alignment.pareto import min_norm_weights
+from alignment import min_norm_weights
 
 
 def gram(*gradients):
@@ -66,7 +66,7 @@ def test_bad_gram_matrices_are_rejected():
 def test_mgda_trainer_steps_along_the_min_norm_combination_and_logs_its_weights(tiny_policy_path, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.prompts import load_prompt_dataset
+    from alignment.data.prompts import load_prompt_dataset
     from alignment.trainers.grpo import MultiObjectiveGRPOConfig
     from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
     from tests.test_grpo_trainer import PROMPTS

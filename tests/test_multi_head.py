@@ -4,15 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.multi_head import (
-    HeadMixingLogitsProcessor,
-    add_lm_heads,
-    generate_with_weights,
-    head_modules,
-    load_multi_head_model,
-    mixed_heads,
-    save_multi_head_model,
-)
+from alignment import add_lm_heads, generate_with_weights, load_multi_head_model
+from alignment.models.multi_head import HeadMixingLogitsProcessor, head_modules, mixed_heads, save_multi_head_model
 
 
 @pytest.fixture()
@@ -97,7 +90,7 @@ def test_processor_outside_its_with_block_fails_loudly(two_head_model, prompt_id
 
 
 def test_unknown_head_weights_are_rejected_by_the_weights_parser(two_head_model):
-    from alignment.weights import PreferenceWeightsError
+    from alignment.objectives.weights import PreferenceWeightsError
 
     with pytest.raises(PreferenceWeightsError, match="unknown objective"):
         HeadMixingLogitsProcessor(two_head_model, "helpful=0.5,concise=0.5")

@@ -10,14 +10,8 @@ import pytest
 import torch
 
 from alignment.data import resolve_data
-from alignment.orchestrator import (
-    OrchestratorError,
-    PreferenceOrchestrator,
-    evaluate_weights,
-    fit_head,
-    kl_to_target,
-    target_weights,
-)
+from alignment import PreferenceOrchestrator
+from alignment.orchestrator import OrchestratorError, evaluate_weights, fit_head, kl_to_target, target_weights
 
 MARKER = "zebra"
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +136,7 @@ def test_prompt_aware_weights_reach_the_scalarization(tiny_policy_path, tmp_path
     no scaling: advantage = w_prompt . r - group mean, i.e. +-(w_a - 1/2) with each prompt's own w_a."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from alignment.prompts import load_prompt_dataset
+    from alignment.data.prompts import load_prompt_dataset
     from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
     planted_checkpoint(tmp_path / "orchestrator", "mean")
@@ -242,7 +236,7 @@ def test_recipe_writes_a_checkpoint_with_its_card_and_held_out_figures(tiny_poli
 def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_policy_path, tmp_path, capsys):
     import shutil
 
-    from alignment.checkpoint_record import build_record, save_record
+    from alignment.hub.record import build_record, save_record
 
     planted_checkpoint(tmp_path / "orchestrator", "mean", names=("harmless", "helpful"))
     shutil.copytree(tiny_policy_path, tmp_path / "policy")

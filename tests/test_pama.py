@@ -1,18 +1,12 @@
-"""PAMA's closed-form min-norm weights (alignment.scalarize), against hand-computed cases, and inside GRPO."""
+"""PAMA's closed-form min-norm weights (alignment.objectives.scalarize), against hand-computed cases, and inside GRPO."""
 
 import math
 
 import pytest
 import torch
 
-from alignment.scalarize import (
-    SCALARIZATIONS,
-    compute_advantages,
-    noon_clip,
-    pama_advantages,
-    pama_min_norm,
-    pama_step_weights,
-)
+from alignment import compute_advantages
+from alignment.objectives.scalarize import SCALARIZATIONS, noon_clip, pama_advantages, pama_min_norm, pama_step_weights
 
 EQUAL = torch.tensor([0.5, 0.5])
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated
+from alignment import controllability, hypervolume, non_dominated
+from alignment.pareto import default_reference_point
 from scripts.pareto_sweep import (
     objective_specs_from_record,
     parse_reference_point,

@@ -14,9 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
-from alignment.prompts import load_prompt_dataset
-from alignment.rmod import worst_case_weights
-from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+from alignment.data.prompts import load_prompt_dataset
+from alignment.steering.rmod import worst_case_weights
+from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from tests.test_grpo_trainer import PROMPTS
 
 GROUP, NUM_PROMPTS = 4, 4
@@ -190,7 +190,7 @@ def test_rmod_worst_case_weights_match_an_exact_projected_gradient_solution():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_rmod_takes_any_float_dtype_and_returns_the_same(dtype):
-    from alignment.rmod import rmod_selector
+    from alignment.steering.rmod import rmod_selector
 
     values = torch.tensor([[[1.0, -1.0], [0.2, 0.1], [-1.0, 1.0]]], dtype=dtype)
     weights = worst_case_weights(values, torch.tensor([0.5, 0.5]))

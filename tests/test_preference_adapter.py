@@ -1,4 +1,4 @@
-"""Preference adapters (alignment/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
+"""Preference adapters (alignment/models/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
 peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny policy."""
 
 import json
@@ -7,13 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from alignment.preference_adapter import (
+from alignment import add_preference_adapter, merge_preference, preference_weights
+from alignment.models.preference_adapter import (
     PreferenceLoraLinear,
-    add_preference_adapter,
     load_steerable_model,
-    merge_preference,
     parameter_groups,
-    preference_weights,
     save_steerable_checkpoint,
 )
 
@@ -146,7 +144,7 @@ def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path
     from scipy.stats import spearmanr
 
     from alignment.data import resolve_data
-    from alignment.prompts import load_prompt_dataset
+    from alignment.data.prompts import load_prompt_dataset
     from alignment.steering import PreferenceAdapterSteerable, load_steerable
 
     prompts = load_prompt_dataset(resolve_data("hh-prompts"))
@@ -177,7 +175,7 @@ def steerable_checkpoint(adapted, tiny_policy_path, tmp_path):
     """A preference-adapter checkpoint as the GRPO trainer writes it (random adapter: the tests are about plumbing)."""
     from transformers import AutoTokenizer
 
-    from alignment.checkpoint_record import build_record, save_record
+    from alignment.hub.record import build_record, save_record
 
     path = tmp_path / "steerable"
     save_steerable_checkpoint(adapted, path, AutoTokenizer.from_pretrained(tiny_policy_path))
@@ -232,7 +230,7 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
 
 
 def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
-    from alignment.preference_adapter import load_checkpoint_weights
+    from alignment.models.preference_adapter import load_checkpoint_weights
 
     with torch.no_grad():  # a trained base too: resuming must bring back both
         next(p for n, p in adapted.named_parameters() if "lora_" not in n and p.dim() == 2).add_(0.1)

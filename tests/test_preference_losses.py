@@ -5,18 +5,11 @@ import math
 import pytest
 import torch
 
-from alignment.preference_losses import (
-    cardinal_dpo_loss,
-    dpo_loss,
-    labels_from_ranks,
-    labels_from_reward_vector,
-    lipo_lambda_loss,
-    mah_dpo_loss,
-    mdpo_loss,
-    mipo_loss,
-    modpo_loss,
-    modpo_objective_margin,
+from alignment import (
+    cardinal_dpo_loss, dpo_loss, labels_from_ranks, labels_from_reward_vector, lipo_lambda_loss, mah_dpo_loss, mdpo_loss,
+    mipo_loss, modpo_loss,
 )
+from alignment.trainers.preference_losses import modpo_objective_margin
 from tests.helpers import neg_log_sigmoid
 
 

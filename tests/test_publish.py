@@ -11,9 +11,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.checkpoint_record import build_record, save_record
-from alignment.model_card import render_model_card
-from alignment.publishing import PublishError, build_folder, plan_publication
+from alignment import PublishError, build_folder, build_record, plan_publication, save_record
+from alignment.hub.model_card import render_model_card
 from scripts.publish import main as publish_main
 
 REPO = Path(__file__).resolve().parent.parent

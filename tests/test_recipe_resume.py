@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from trl import ModelConfig
 
 from reward_models.data import RewardDataArguments
-from alignment.packaged_models import TINY_POLICY
+from alignment.models.packaged import TINY_POLICY
 from reward_models.trainer import MultiHeadRewardConfig
 from tests.helpers import load_recipe
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 from reward_models.chat_format import parse_hh_dialogue, render_conversation
 from reward_models.data import (
     RewardDataArguments, RewardDataError, RewardMixtureCollator, build_mixture, load_examples, load_pairwise_source,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from alignment.packaged_models import PACKAGED_MINILM
+from alignment.models.packaged import PACKAGED_MINILM
 from reward_models.modeling import (
     append_mean_pooling_layer, freeze_lower_layers, load_reward_tokenizer, supports_mean_pooling_layer,
 )

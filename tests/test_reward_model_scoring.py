@@ -6,9 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from alignment.objectives import RewardSource
-from alignment.packaged_models import PACKAGED_MINILM
-from alignment.reward_vector import RewardVectorBuilder
+from alignment import RewardSource, RewardVectorBuilder
+from alignment.models.packaged import PACKAGED_MINILM
 from reward_models.modeling import (
     add_lora, build_reward_model, head_statistics, load_reward_tokenizer, merge_lora,
     set_head_statistics,

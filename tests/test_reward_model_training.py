@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig
 
 from reward_models.data import RewardDataArguments, RewardDataError
-from alignment.packaged_models import TINY_POLICY
+from alignment.models.packaged import TINY_POLICY
 from reward_models.modeling import head_statistics
 from reward_models.trainer import MultiHeadRewardConfig
 

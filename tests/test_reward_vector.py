@@ -3,10 +3,16 @@ import math
 import pytest
 import torch
 
-from alignment.conditioning import condition_prompt, read_prompt_weights
-from alignment.objectives import FunctionSource, ObjectiveSpecError, parse_objective_specs
-from alignment.reward_vector import RewardFunctionError, RewardVectorBuilder
-from alignment.scalarize import drop_partial_rows
+from alignment import (
+    FunctionSource,
+    ObjectiveSpecError,
+    RewardVectorBuilder,
+    condition_prompt,
+    parse_objective_specs,
+    read_prompt_weights,
+)
+from alignment.objectives.reward_vector import RewardFunctionError
+from alignment.objectives.scalarize import drop_partial_rows
 from reward_models.verifiable import conciseness, format_ok, profanity_free, sentiment
 
 
@@ -76,7 +82,7 @@ def test_opting_in_leaves_invalid_rewards_out_instead_of_stopping():
                                   on_invalid="drop")
     reward_vector, incomplete = builder(["p", "q"], ["a", "b"])
     assert incomplete.tolist() == [False, True]
-    # only the invalid reward is missing; partial_rewards decides what the row is worth (alignment.scalarize)
+    # only the invalid reward is missing; partial_rewards decides what the row is worth (alignment.objectives.scalarize)
     assert torch.isnan(reward_vector[1, 0]) and not torch.isnan(reward_vector[1, 1]) and not torch.isnan(reward_vector[0]).any()
     assert torch.isnan(drop_partial_rows(reward_vector)[1]).all()
 

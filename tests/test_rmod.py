@@ -5,11 +5,11 @@ should, and blockwise decoding on the tiny policy follows the weights."""
 import pytest
 import torch
 
-from alignment.objectives import FunctionSource
-from alignment.rmod import best_of_k_selector, rmod_selector, worst_case_weights
-from alignment.steering import RobustDecoding, SteeringError, load_steerable
+from alignment import FunctionSource, SteeringError, load_steerable
+from alignment.steering.rmod import best_of_k_selector, rmod_selector, worst_case_weights
+from alignment.steering import RobustDecoding
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 from reward_models.verifiable import conciseness, sentiment
 
 # Two one-sided candidates and one balanced candidate.

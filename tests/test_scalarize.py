@@ -6,14 +6,8 @@ import pytest
 import torch
 from trl.trainer.utils import nanstd
 
-from alignment.scalarize import (
-    EPS,
-    compute_advantages,
-    group_normalize,
-    lagrangian_advantages,
-    scalarize,
-    update_log_lagrange_multiplier,
-)
+from alignment import compute_advantages, group_normalize, scalarize
+from alignment.objectives.scalarize import EPS, lagrangian_advantages, update_log_lagrange_multiplier
 
 # rows 0,1 are group 0; rows 2,3 are group 1
 REWARDS = torch.tensor([[1.0, 0.0], [3.0, 1.0], [0.0, 0.0], [2.0, 4.0]])

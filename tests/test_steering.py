@@ -13,14 +13,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.checkpoint_record import build_record, save_record
-from alignment.conditioning import condition_prompt
-from alignment.multi_head import add_lm_heads, head_logits, mixed_heads, save_multi_head_model
-from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, SteeringError, load_steerable
+from alignment import (
+    PreferenceWeightsError,
+    SteeringError,
+    add_lm_heads,
+    build_record,
+    condition_prompt,
+    load_steerable,
+    save_record,
+)
+from alignment.models.multi_head import head_logits, mixed_heads, save_multi_head_model
+from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.tiny_policy import hh_dialogue_turns
-from alignment.weights import PreferenceWeightsError
+from alignment.data.jsonl import iter_jsonl
+from alignment.models.tiny_policy import hh_dialogue_turns
 from reward_models.verifiable import conciseness
 
 NAMES = ["conciseness", "verbosity"]

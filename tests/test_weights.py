@@ -3,13 +3,8 @@ import math
 import pytest
 import torch
 
-from alignment.weights import (
-    PreferenceWeightsError,
-    format_preference_weights,
-    parse_dirichlet_alpha,
-    parse_preference_weights,
-    sample_dirichlet_weights,
-)
+from alignment import PreferenceWeightsError, format_preference_weights, parse_preference_weights
+from alignment.objectives.weights import parse_dirichlet_alpha, sample_dirichlet_weights
 
 NAMES = ["helpful", "harmless"]
 

@@ -1,17 +1,17 @@
 """Multi-objective GRPO: TRL's GRPOTrainer, fed a reward vector and preference weights instead of a scalar reward.
 
 What changes relative to TRL (everything else, generation, the clipped loss, vLLM, PEFT, DeepSpeed, is TRL's):
-- rewards: every objective's source runs once per batch (`alignment.reward_vector`), giving an [N, K] reward vector;
+- rewards: every objective's source runs once per batch (`alignment.objectives.reward_vector`), giving an [N, K] reward vector;
   all heads of a multi-head reward model are scored in one forward pass;
 - weights: fixed, sampled per prompt from Dirichlet(alpha), or inferred per prompt by a Preference Orchestrator
   (PRO, `alignment.orchestrator`; `weights_mode: prompt_aware`); with sampled weights the policy is conditioned on
-  them so that one checkpoint can be steered at inference: written into the prompt (`alignment.conditioning`),
-  fed as numbers to a preference adapter (`alignment.preference_adapter`, the prompt's weights set lambda for its
+  them so that one checkpoint can be steered at inference: written into the prompt (`alignment.objectives.conditioning`),
+  fed as numbers to a preference adapter (`alignment.models.preference_adapter`, the prompt's weights set lambda for its
   completions in generation and in every loss forward pass), or both;
-- advantages: `alignment.scalarize.compute_advantages` (the aggregation and `scale_rewards` are GRPOConfig's own
+- advantages: `alignment.objectives.scalarize.compute_advantages` (the aggregation and `scale_rewards` are GRPOConfig's own
   `multi_objective_aggregation` and `scale_rewards`, with TRL's meaning; scalarizations linear / tchebycheff /
   worst_case / pama / lagrangian);
-- the checkpoint records its objectives, sources, aggregation and weights (`alignment.checkpoint_record`).
+- the checkpoint records its objectives, sources, aggregation and weights (`alignment.hub.record`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch
 from accelerate.utils import gather
 from trl import GRPOConfig, GRPOTrainer
 
-from alignment.checkpointing import ResumableCheckpointsMixin
-from alignment.checkpoint_record import build_record, save_record
-from alignment.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
-from alignment.preference_adapter import (
+from alignment.hub.checkpointing import ResumableCheckpointsMixin
+from alignment.hub.record import build_record, save_record
+from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
+from alignment.models.preference_adapter import (
     ADAPTER_SUBFOLDER,
     DEFAULT_TARGET_MODULES,
     add_preference_adapter,
@@ -39,17 +39,18 @@ from alignment.preference_adapter import (
     preference_weights,
     save_steerable_checkpoint,
 )
-from alignment.objectives import objectives_to_dict, parse_objective_specs
-from alignment.packaged_models import name_adapter_base_portably
-from alignment.reward_vector import RewardVectorBuilder
-from alignment.scalarize import (
+from alignment.models.packaged import name_adapter_base_portably
+from alignment.objectives.sources import objectives_to_dict, parse_objective_specs
+from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.scalarize import (
     PARTIAL_REWARDS,
     SCALARIZATIONS,
     compute_advantages,
     pama_step_weights,
     update_log_lagrange_multiplier,
 )
-from alignment.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+from reward_models.scoring import objective_reward_sources
 
 STATE_FILE = "multi_objective_state.json"
 CONDITIONING = ("none", "prompt", "adapter", "both")
@@ -251,7 +252,7 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
 
 class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
     """GRPO on a reward vector. Construct like TRL's GRPOTrainer, without `reward_funcs`:
-    the objectives come from `args.objectives`, or from `reward_sources` (any `alignment.objectives.RewardSource`).
+    the objectives come from `args.objectives`, or from `reward_sources` (any `alignment.objectives.sources.RewardSource`).
     """
 
     def __init__(self, model, args: MultiObjectiveGRPOConfig, reward_sources=None, dataset_names=None, **kwargs):
@@ -261,18 +262,11 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         if args.reward_weights is not None:
             raise ValueError("set preference_weights (e.g. 'conciseness=0.7,sentiment=0.3'), not reward_weights")
 
-        self.objectives, function_sources, reward_model_heads = parse_objective_specs(args.objectives)
-        sources = list(function_sources) + list(reward_sources or [])
-        if reward_model_heads:
-            if not args.reward_model_name_or_path:
-                raise ValueError(f"objectives {sorted(reward_model_heads)} read reward-model heads, "
-                                 "but reward_model_name_or_path is not set")
-            from reward_models.scoring import load_reward_model_source
-
-            sources.append(load_reward_model_source(
-                args.reward_model_name_or_path, reward_model_heads, trust_remote_code=args.trust_remote_code,
-                device=args.device,  # this rank's device, not cuda:0 on every rank
-            ))
+        self.objectives, sources = objective_reward_sources(
+            args.objectives, args.reward_model_name_or_path, trust_remote_code=args.trust_remote_code,
+            device=args.device,  # this rank's device, not cuda:0 on every rank
+        )
+        sources += list(reward_sources or [])
         self.objective_names = [o.name for o in self.objectives]
         self.reward_vector_builder = RewardVectorBuilder(
             self.objective_names, sources, on_invalid="drop" if args.drop_invalid_rewards else "raise"
@@ -516,7 +510,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         if self.fixed_weights is not None:
             return None
         if self.orchestrator is not None:
-            from alignment.packaged_models import model_display_name
+            from alignment.models.packaged import model_display_name
 
             return {"type": "prompt_aware", "orchestrator": model_display_name(self.args.orchestrator_name_or_path)}
         return {"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}}

@@ -7,7 +7,7 @@ Pareto-stationary point. No hand-set weights: the preference weights still condi
 `condition_on_weights`), but they do not enter the update.
 
 Per step, on each micro-batch:
-1. the per-objective advantages A_k (each objective normalized within its group, `alignment.scalarize.group_normalize`,
+1. the per-objective advantages A_k (each objective normalized within its group, `alignment.objectives.scalarize.group_normalize`,
    the same A_k that `normalize_then_sum` and PAMA start from) travel with the batch as `objective_advantages`;
 2. K passes of TRL's own GRPO loss, pass k with advantages A_k, each followed by a backward pass on the trainable
    parameters (`torch.autograd.grad`): g_1 .. g_K;
@@ -31,7 +31,7 @@ import warnings
 import torch
 
 from alignment.pareto import mgda_combination
-from alignment.scalarize import group_normalize
+from alignment.objectives.scalarize import group_normalize
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
 

@@ -3,18 +3,18 @@ mDPO / mIPO on groups, LiPO-lambda on lists.
 
 What changes relative to TRL (tokenization of pairs, the reference model or adapter, precomputed reference log-probs,
 PEFT, DeepSpeed, logging and checkpointing stay TRL's):
-- the loss: one of `alignment.preference_losses`, chosen by `loss`;
+- the loss: one of `alignment.trainers.preference_losses`, chosen by `loss`;
 - pairs carry extra columns the loss needs (MODPO's frozen margin rewards, the cardinal score gap, the objective
   that picks a head) and the collator passes them through;
 - lists and groups (K responses per prompt) are tokenized like TRL tokenizes a pair (same chat template, same
   prompt / completion split) and collated as K sequences per prompt; a group is a list whose first k are chosen;
-- multi-head DPO scores each pair with its objective's head (`alignment.multi_head`) and saves every head.
+- multi-head DPO scores each pair with its objective's head (`alignment.models.multi_head`) and saves every head.
 
 Logged (train and eval_): TRL's `rewards/chosen|rejected|margins|accuracies` of the implicit reward
 s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ordered pairs), plus
 `rewards/margins_<objective>`: per head for multi-head DPO, and for MODPO the trained objective's implied reward gap
 (1/w_0)(s_w - s_l - w_{1:}.(m_w - m_l)) (the policy's own implicit reward estimates the weighted sum of objectives).
-Checkpoints carry `objectives.json` and a model card (`alignment.checkpoint_record`), trainer "dpo:<loss>".
+Checkpoints carry `objectives.json` and a model card (`alignment.hub.record`), trainer "dpo:<loss>".
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from trl.distributed import DistributedBackend
 from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
-from alignment.checkpointing import ResumableCheckpointsMixin
-from alignment.checkpoint_record import build_record, save_record
-from alignment.multi_head import head_names, load_lm_heads, save_multi_head_model
-from alignment.preference_losses import (
+from alignment.hub.checkpointing import ResumableCheckpointsMixin
+from alignment.hub.record import build_record, save_record
+from alignment.models.multi_head import head_names, load_lm_heads, save_multi_head_model
+from alignment.trainers.preference_losses import (
     CARDINAL_MODES,
     cardinal_dpo_loss,
     LIPO_REDUCTIONS,
@@ -46,9 +46,9 @@ from alignment.preference_losses import (
     mipo_loss,
     modpo_objective_margin,
 )
-from alignment.objectives import Objective, objectives_to_dict, parse_objective_specs
-from alignment.packaged_models import name_adapter_base_portably
-from alignment.weights import parse_preference_weights
+from alignment.models.packaged import name_adapter_base_portably
+from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
+from alignment.objectives.weights import parse_preference_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
 WEIGHTED_LOSSES = ("modpo", "lipo")  # the losses whose margins or list labels use the preference weights
@@ -96,7 +96,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
     )
     list_scalarization: str = field(
         default="linear",
-        metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.scalarize: "
+        metadata={"help": "lipo: how a list's reward vectors become labels under the weights (alignment.objectives.scalarize: "
                           "linear, tchebycheff, worst_case); ignored for lists that carry labels or ranks."},
     )
     lipo_reduction: str = field(
@@ -143,7 +143,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         return [spec.partition("=")[0].strip() for spec in self.objectives]
 
     def weights_tensor(self) -> torch.Tensor:
-        """`preference_weights` parsed against `objectives` (alignment.weights; equal weights when unset)."""
+        """`preference_weights` parsed against `objectives` (alignment.objectives.weights; equal weights when unset)."""
         weights = self.preference_weights or [1.0] * len(self.objective_names)
         return parse_preference_weights(weights, self.objective_names)
 
@@ -151,10 +151,10 @@ class MultiObjectiveDPOConfig(DPOConfig):
 class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
     """TRL's DPOTrainer with a multi-objective preference loss (see the module docstring).
 
-    Datasets, by `args.loss` (see `alignment.preference_data` for loaders and validators):
+    Datasets, by `args.loss` (see `alignment.data.preferences` for loaders and validators):
     - modpo: pairs of the trained objective with `chosen_margins`, `rejected_margins` [K-1] (`add_margin_rewards`);
     - cardinal: pairs with `score_gap` >= 0;
-    - mah: pairs with `objective` naming a head of the model (`alignment.multi_head.add_lm_heads`);
+    - mah: pairs with `objective` naming a head of the model (`alignment.models.multi_head.add_lm_heads`);
     - mdpo / mipo: groups {prompt, chosen: [k], rejected: [k]};
     - lipo: lists {prompt, completions: [K], labels: [K]}.
     """
@@ -175,7 +175,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
-                                 "alignment.multi_head.add_lm_heads(model, objectives)")
+                                 "alignment.models.multi_head.add_lm_heads(model, objectives)")
             if head_names(model) != self.objective_names:
                 raise ValueError(f"loss 'mah': the model's heads {head_names(model)} differ from objectives {self.objective_names}")
             if peft_config is not None:
@@ -416,7 +416,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def objectives_record(self) -> dict:
-        """What this checkpoint was trained for (alignment.checkpoint_record): objectives, weights, loss, heads."""
+        """What this checkpoint was trained for (alignment.hub.record): objectives, weights, loss, heads."""
         source = f"preference_{self._format}"
         if self.args.loss == "modpo":
             margin_objectives, _, _ = parse_objective_specs(self.args.objectives[1:]) if len(self.args.objectives) > 1 else ([], [], {})
@@ -446,7 +446,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if self.args.loss != "mah":
             super()._save(output_dir, state_dict)
         elif self.args.should_save:
-            # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.multi_head)
+            # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.models.multi_head)
             os.makedirs(output_dir, exist_ok=True)
             save_multi_head_model(self.accelerator.unwrap_model(self.model), output_dir, state_dict=state_dict)
             if self.processing_class is not None:

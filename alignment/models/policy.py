@@ -1,4 +1,4 @@
-"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.packaged_models`)."""
+"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.models.packaged`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig
 
-from alignment.packaged_models import TINY_POLICY, resolve_model_path
+from alignment.models.packaged import TINY_POLICY, resolve_model_path
 
 logger = logging.getLogger(__name__)
 

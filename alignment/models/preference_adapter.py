@@ -33,8 +33,8 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.layer import LoraVariant
 from torch import nn
 
-from alignment.packaged_models import name_adapter_base_portably
-from alignment.weights import parse_preference_weights
+from alignment.models.packaged import name_adapter_base_portably
+from alignment.objectives.weights import parse_preference_weights
 
 ADAPTER_FILE = "preference_adapter.json"
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

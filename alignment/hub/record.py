@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.data import data_display_name
-from alignment.packaged_models import model_display_name
+from alignment.models.packaged import model_display_name
 
 RECORD_FILE = "objectives.json"
 RECORD_VERSION = 1
@@ -75,7 +75,7 @@ def build_record(
 
 def save_record(output_dir: str | Path, record: dict, evaluation: dict | None = None) -> Path:
     """Write objectives.json and README.md (model card) into output_dir, each atomically."""
-    from alignment.model_card import render_model_card
+    from alignment.hub.model_card import render_model_card
 
     output_dir = Path(output_dir)
     record = _scrub({**record, **({"evaluation": evaluation} if evaluation else {})})

@@ -15,8 +15,8 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
 
-Label helpers for lists: `labels_from_reward_vector` (any scalarization of reward vectors under weights, from
-`alignment.scalarize`) and `labels_from_ranks`.
+The list labels these losses train on come from `alignment.objectives.scalarize` (`labels_from_reward_vector`,
+`labels_from_ranks`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from alignment.scalarize import scalarize
 
 
 def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
@@ -188,20 +187,3 @@ def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
         return pair_losses.sum(dim=(-1, -2))
     list_sizes = valid.sum(dim=-1).to(scores)[:, None, None]
     return (pair_losses * list_sizes).sum() / pair_mask.sum().clamp(min=1)
-
-
-def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
-    """List labels psi from reward vectors [K_list, K_obj] under weights, min-max scaled to [0, 1] within the list.
-
-    Any scalarization of `alignment.scalarize` works. Scaling to [0, 1] keeps the gains 2^psi - 1 of LiPO in the
-    range the paper used (win-rates), whatever the reward scale.
-    """
-    scalar = scalarize(reward_vector.float(), weights, method)
-    spread = scalar.max() - scalar.min()
-    return (scalar - scalar.min()) / spread if spread > 0 else torch.zeros_like(scalar)
-
-
-def labels_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
-    """List labels psi from given ranks (1 = best): psi = (K - rank) / (K - 1), so the best gets 1, the worst 0."""
-    num = ranks.shape[-1]
-    return (num - ranks.float()) / max(num - 1, 1)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from alignment.cache import build_once, default_cache_dir
 from alignment.data import resolve_data
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"

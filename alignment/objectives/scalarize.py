@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 
 import torch
-from trl.trainer.utils import nanstd
 
 AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 SCALARIZATIONS = ("linear", "tchebycheff", "worst_case", "lagrangian", "pama")
@@ -56,9 +55,13 @@ def _grouped(values: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def _nanstd(values: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tensor:
-    """TRL's nanstd (unbiased), 0 where fewer than two values are present (TRL's single-completion case)."""
-    std = nanstd(values, dim=dim, keepdim=keepdim) if dim is not None else nanstd(values)
-    return torch.nan_to_num(std, nan=0.0)
+    """The unbiased std ignoring NaNs, as TRL's `nanstd` computes it, and 0 where fewer than two values are present
+    (TRL's single-completion case). Written with torch alone so that this core module does not load TRL."""
+    mean = torch.nanmean(values, dim=dim, keepdim=True) if dim is not None else torch.nanmean(values)
+    squares = (values - mean) ** 2
+    count = (~torch.isnan(values)).sum(dim=dim, keepdim=keepdim) if dim is not None else (~torch.isnan(values)).sum()
+    total = torch.nansum(squares, dim=dim, keepdim=keepdim) if dim is not None else torch.nansum(squares)
+    return torch.nan_to_num(torch.sqrt(total / (count - 1)), nan=0.0, posinf=0.0)
 
 
 def group_normalize(values: torch.Tensor, group_size: int, eps: float = EPS, scale: str | bool = "group") -> torch.Tensor:
@@ -258,3 +261,22 @@ def pama_step_weights(reward_vector: torch.Tensor, weights: torch.Tensor, group_
     per_objective = group_normalize(drop_partial_rows(reward_vector), group_size, scale=scale_rewards)
     _, pama_weights = pama_advantages(per_objective, weights)
     return torch.nan_to_num(torch.nanmean(pama_weights, dim=0), nan=0.0)
+
+
+# ------------------------------------------------------------------------------------------------ list labels
+
+def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
+    """List labels psi from reward vectors [K_list, K_obj] under weights, min-max scaled to [0, 1] within the list.
+
+    Any scalarization above works. Scaling to [0, 1] keeps the gains 2^psi - 1 of LiPO in the
+    range the paper used (win-rates), whatever the reward scale.
+    """
+    scalar = scalarize(reward_vector.float(), weights, method)
+    spread = scalar.max() - scalar.min()
+    return (scalar - scalar.min()) / spread if spread > 0 else torch.zeros_like(scalar)
+
+
+def labels_from_ranks(ranks: torch.Tensor) -> torch.Tensor:
+    """List labels psi from given ranks (1 = best): psi = (K - rank) / (K - 1), so the best gets 1, the worst 0."""
+    num = ranks.shape[-1]
+    return (num - ranks.float()) / max(num - 1, 1)

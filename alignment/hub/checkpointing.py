@@ -21,7 +21,7 @@ from accelerate import PartialState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
-from alignment.checkpoint_record import RECORD_FILE, write_training_args_json
+from alignment.hub.record import RECORD_FILE, write_training_args_json
 
 STAGING_DIR = ".checkpoint-staging"  # never matches get_last_checkpoint's ^checkpoint-\d+$
 

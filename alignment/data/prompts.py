@@ -6,7 +6,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from alignment.jsonl import iter_jsonl
+from alignment.data.jsonl import iter_jsonl
 
 
 class PromptDataError(ValueError):

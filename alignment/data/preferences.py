@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from alignment.data import DataSourceError, data_display_name, resolve_data
-from alignment.jsonl import iter_jsonl
-from alignment.preference_losses import labels_from_ranks, labels_from_reward_vector
-from alignment.reward_vector import RewardVectorBuilder
+from alignment.data.jsonl import iter_jsonl
+from alignment.objectives.scalarize import labels_from_ranks, labels_from_reward_vector
+from alignment.objectives.reward_vector import RewardVectorBuilder
 
 logger = logging.getLogger(__name__)
 HH_FILES = {
@@ -483,18 +483,3 @@ def _load_splits(dataset, data_format, objectives, num_train_rows, num_eval_rows
     else:
         rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
     return trim(rows, num_train_rows), trim(evaluation, num_eval_rows), [data_display_name(dataset)]
-
-
-def margin_reward_builder(margin_specs: Sequence[str], reward_model_name_or_path: str | None = None,
-                          trust_remote_code: bool = False) -> RewardVectorBuilder:
-    """MODPO's margin objectives as one reward-vector builder: reward functions, and reward-model heads (all heads in
-    one forward pass, through the suite's multi-head reward model source `reward_models.scoring`)."""
-    from alignment.objectives import parse_objective_specs
-    from reward_models.scoring import load_reward_model_source
-
-    objectives, sources, heads = parse_objective_specs(list(margin_specs))
-    if heads:
-        if not reward_model_name_or_path:
-            raise PreferenceDataError(f"margin objectives {list(heads)} read reward-model heads; set reward_model_name_or_path")
-        sources = [*sources, load_reward_model_source(reward_model_name_or_path, heads, trust_remote_code=trust_remote_code)]
-    return RewardVectorBuilder([o.name for o in objectives], sources)

@@ -2,7 +2,7 @@
 
 The folder holds safetensors weights (a LoRA adapter, or the adapter merged into its base), the tokenizer,
 `objectives.json`, the front plot when there is one, and a model card (README.md) rendered from the record by
-`alignment.model_card.render_model_card`, never typed by hand. Nothing else is copied: optimizer states, RNG states,
+`alignment.hub.model_card.render_model_card`, never typed by hand. Nothing else is copied: optimizer states, RNG states,
 `training_args.*` and intermediate `checkpoint-*` folders stay behind.
 
 The folder is built in a temporary directory beside the target and renamed into place, so a failure leaves no
@@ -20,10 +20,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment.checkpoint_record import RECORD_FILE
-from alignment.model_card import render_model_card
-from alignment.packaged_models import resolve_model_path
-from alignment.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER
+from alignment.hub.record import RECORD_FILE
+from alignment.hub.model_card import render_model_card
+from alignment.models.packaged import resolve_model_path
+from alignment.models.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER
 
 WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
@@ -125,7 +125,7 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
     base = base_model or adapter_config.get("base_model_name_or_path")
     if not base:
         raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
-    from alignment.policy import check_safetensors_adapter
+    from alignment.models.policy import check_safetensors_adapter
 
     check_safetensors_adapter(plan.source)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(base), use_safetensors=True), str(plan.source))
@@ -134,8 +134,8 @@ def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> 
 
 def _bake_preference(plan: PublishPlan, staging: Path, weights) -> dict[str, float]:
     """The preference adapter merged at one weight vector into its base: a plain transformers checkpoint."""
-    from alignment.preference_adapter import load_steerable_model, merge_preference
-    from alignment.weights import PreferenceWeightsError, parse_preference_weights
+    from alignment.models.preference_adapter import load_steerable_model, merge_preference
+    from alignment.objectives.weights import PreferenceWeightsError, parse_preference_weights
 
     names = plan.record["objective_names"]
     try:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from alignment.objectives import RewardSource
+from alignment.objectives.sources import RewardSource
 
 
 class RewardFunctionError(RuntimeError):
@@ -19,7 +19,7 @@ class RewardVectorBuilder:
 
     `on_invalid="raise"` (default) stops on any NaN/inf/None reward with the objective's name, the row and the step.
     `on_invalid="drop"` leaves such a reward out instead: it becomes NaN (a missing reward), and the scalarization
-    decides what the row is worth (`alignment.scalarize`, `partial_rewards`: drop the whole row, or sum the
+    decides what the row is worth (`alignment.objectives.scalarize`, `partial_rewards`: drop the whole row, or sum the
     objectives present). A source that raises or returns the wrong number of rewards always stops: that is a bug
     in the reward function, not a bad completion.
     """

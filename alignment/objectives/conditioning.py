@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from alignment.weights import format_preference_weights, parse_preference_weights
+from alignment.objectives.weights import format_preference_weights, parse_preference_weights
 
 FORMAT_VERSION = 3  # what new checkpoints are trained with
 _NAME = r"[A-Za-z_][\w.-]*"

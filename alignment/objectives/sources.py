@@ -6,7 +6,8 @@ several objectives at once: `RewardSource.__call__` returns an [N, K_source] ten
 scores all of its objectives in ONE forward pass.
 
 Objective specs, as written in YAML or on the command line:
-- `conciseness`                      a built-in verifiable reward (see `reward_models.verifiable`)
+- `conciseness`                      a registered reward (`register_reward`; `reward_models.verifiable`
+                                     registers the built-in verifiable rewards when `reward_models` is imported)
 - `brevity=conciseness`              a built-in reward under another name
 - `polite=python:my_pkg.rewards:polite` any importable reward function
 - `helpful=rm:helpful`               head `helpful` of the reward model given by `reward_model_name_or_path`
@@ -20,11 +21,23 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from reward_models.verifiable import BUILTIN_REWARDS
+# Named reward functions, filled by `register_reward`. The core does not know any reward itself: the built-in
+# verifiable rewards live with the reward models (`reward_models.verifiable`) and register on import, so this layer
+# depends on nothing above it.
+REGISTERED_REWARDS: dict[str, Callable[..., Sequence[float]]] = {}
 
 
 class ObjectiveSpecError(ValueError):
     """Raised for an objective spec that cannot be resolved to a reward source."""
+
+
+def register_reward(name: str, function: Callable[..., Sequence[float]]) -> None:
+    """Make `function` (TRL's reward signature) available as the objective spec `name`."""
+    if not name.isidentifier():
+        raise ObjectiveSpecError(f"reward name '{name}' must be an identifier")
+    if not callable(function):
+        raise ObjectiveSpecError(f"reward '{name}': {function!r} is not callable")
+    REGISTERED_REWARDS[name] = function
 
 
 @runtime_checkable
@@ -113,13 +126,13 @@ def parse_objective_specs(specs: Sequence[str]) -> tuple[list[Objective], list[F
         elif target.startswith("python:"):
             function_sources.append(FunctionSource(name, _import_function(target[7:], name)))
             objectives.append(Objective(name, target))
-        elif target in BUILTIN_REWARDS:
-            function_sources.append(FunctionSource(name, BUILTIN_REWARDS[target]))
+        elif target in REGISTERED_REWARDS:
+            function_sources.append(FunctionSource(name, REGISTERED_REWARDS[target]))
             objectives.append(Objective(name, f"builtin:{target}"))
         else:
             raise ObjectiveSpecError(
-                f"objective '{name}': unknown source '{target}'; use a built-in {sorted(BUILTIN_REWARDS)}, "
-                "'python:module:function' or 'rm:HEAD'"
+                f"objective '{name}': unknown source '{target}'; use a registered reward {sorted(REGISTERED_REWARDS)} "
+                "(`import reward_models` registers the built-in ones), 'python:module:function' or 'rm:HEAD'"
             )
     return objectives, function_sources, reward_model_heads
 

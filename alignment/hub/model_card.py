@@ -6,12 +6,12 @@ import yaml
 
 _STEERING_HELP = {
     "prompt": "Write your own weights into the prompt: a first system message in the format this checkpoint was "
-              "trained with (`prompt_format` in objectives.json, `alignment.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
-    "adapter": "A preference adapter (Panacea-style SVD-LoRA, `alignment.preference_adapter`) takes your weights as "
+              "trained with (`prompt_format` in objectives.json, `alignment.objectives.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
+    "adapter": "A preference adapter (Panacea-style SVD-LoRA, `alignment.models.preference_adapter`) takes your weights as "
                "numbers: `python scripts/generate.py --model PATH --weights {example}`, or "
                "`alignment.steering.load_steerable(PATH).generate(prompts, \"{example}\")`. Bake one preference into a "
                "plain checkpoint with `python scripts/publish.py --output_dir PATH --weights {example}`.",
-    "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.multi_head.generate_with_weights`).",
+    "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.models.multi_head.generate_with_weights`).",
     "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
     "orchestrator": "Not a policy: a Preference Orchestrator that picks each prompt's weights (see below), for "
                     "`weights_mode: prompt_aware` in GRPO or `python scripts/generate.py --weights auto --orchestrator PATH`.",

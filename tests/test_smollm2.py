@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from alignment import packaged_policy
+from alignment.models import smollm2
 from alignment.cache import build_once
-from alignment.checkpoint_record import build_record, save_record
-from alignment.packaged_models import SMOLLM2, SMOLLM2_ID, resolve_model_path
-from alignment.packaged_policy import CONVERSION_FILE, PackagedModelMissing, packaged_policy_path
+from alignment import build_record, resolve_model_path, save_record
+from alignment.models.packaged import SMOLLM2, SMOLLM2_ID
+from alignment.models.smollm2 import CONVERSION_FILE, PackagedModelMissing, packaged_policy_path
 
 
 def _build_slowly(staging: Path, log: Path) -> None:
@@ -84,7 +84,7 @@ def test_the_packaged_name_resolves_to_one_cached_conversion_everywhere_a_model_
         (output_dir / CONVERSION_FILE).write_text("{}")
 
     monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
-    monkeypatch.setattr(packaged_policy, "_convert_gguf", fake_convert)
+    monkeypatch.setattr(smollm2, "_convert_gguf", fake_convert)
     first, second = resolve_model_path(SMOLLM2), resolve_model_path(SMOLLM2_ID)
     assert first == second and Path(first).parent == tmp_path
     assert Path(first).name.startswith("smollm2-135m-instruct-0.1.2-")  # keyed by the wheel's version
@@ -120,7 +120,7 @@ def test_the_packaged_real_model_loads_and_answers(one_thread):
     from trl import ModelConfig
 
     from alignment.evaluation import generate_completions
-    from alignment.policy import load_policy
+    from alignment.models.policy import load_policy
 
     model, tokenizer = load_policy(ModelConfig(model_name_or_path=SMOLLM2))
     assert type(model).__name__ == "LlamaForCausalLM" and sum(p.numel() for p in model.parameters()) == 134_515_008

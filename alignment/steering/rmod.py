@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import warnings
+
 import numpy as np
 import torch
 
-from alignment.objectives import RewardSource
-from alignment.policy import eos_token_ids
-from alignment.reward_vector import RewardVectorBuilder
+from alignment.objectives.sources import RewardSource
+from alignment.models.policy import eos_token_ids
+from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.steering.base import Steerable, SteeringError
 
 
 def worst_case_weights(values: torch.Tensor, user_weights: torch.Tensor, lam: float = 1.0, tau: float = 0.0,
@@ -135,3 +138,37 @@ def reward_builder(objective_names: Sequence[str], sources: RewardSource | Seque
     """The [N, n_obj] value function of RMOD: every source run once per block, NaN rewards raise with their name."""
     sources = [sources] if isinstance(sources, RewardSource) else list(sources)
     return RewardVectorBuilder(objective_names, sources)
+
+
+class RobustDecoding(Steerable):
+    """RMOD (or its best-of-K baseline) around one policy, with a reward source as value function (alignment.steering.rmod)."""
+
+    def __init__(self, model, tokenizer, reward_sources: RewardSource | Sequence[RewardSource], objective_names=None,
+                 device="cpu", robust: bool = True, num_candidates: int = 4, block_size: int = 8,
+                 lam: float = 1.0, tau: float = 0.0):
+        sources = [reward_sources] if isinstance(reward_sources, RewardSource) else list(reward_sources)
+        names = objective_names or [n for s in sources for n in s.objective_names]
+        super().__init__(tokenizer, names, device)
+        self.model = model
+        self.reward = reward_builder(self.objective_names, sources)
+        self.method = "rmod" if robust else "best_of_k"
+        self.select = rmod_selector(lam=lam, tau=tau) if robust else best_of_k_selector
+        self.tau = tau
+        self.num_candidates, self.block_size = num_candidates, block_size
+
+    def _generate(self, prompts, weights, decoding):
+        if not decoding["do_sample"]:
+            raise SteeringError(f"{self.method}: candidates are sampled; do_sample=False would give K identical blocks")
+        support = weights[weights > 0]
+        if self.method == "rmod" and self.tau == 0 and not torch.allclose(support, support.mean().expand_as(support)):
+            warnings.warn("rmod at tau=0 uses only which objectives have weight > 0, not their values (the paper's "
+                          "robust objective); set tau > 0 to pull the worst-case weights toward yours",
+                          UserWarning, stacklevel=3)
+        prompt_ids = [self.tokenizer(self.render(p), add_special_tokens=False)["input_ids"] for p in prompts]
+        generated = blockwise_decode(
+            self.model, self.tokenizer, prompt_ids, [self.as_messages(p) for p in prompts], self.reward, weights,
+            self.select, num_candidates=self.num_candidates, block_size=self.block_size,
+            max_new_tokens=decoding["max_new_tokens"], temperature=decoding["temperature"], top_p=decoding["top_p"],
+            top_k=decoding["top_k"],
+        )
+        return self.decode(generated)

