@@ -8,14 +8,19 @@
 
 Same tiny policy, prompts and decoding settings; every run generates exactly `--new_tokens` tokens (min_new_tokens
 suppresses the end of sequence), so the work is identical. Runs alternate and medians are compared; the first step
-of each training run (warm-up) is dropped. Goals: 1 and 2 <= 1.05, 3 = 1.00 within noise. Ratios on the last line.
+of each training run (warm-up) is dropped. Goals: 1 and 2 <= 1.05, 3 = 1.00 within noise. Ratios on the last line,
+with the spread over repeats (each repeat's median ratio: min..max).
 
-    python benchmarks/preference_adapter_cost.py [--steps 8] [--repeats 2] [--threads 1]
+On CPU the clock is this process's CPU time by default (`--clock cpu`, with one thread): other jobs on a shared
+machine inflate wall time, not the CPU time the work itself takes. `--clock wall` for an idle machine or a GPU.
+
+    python benchmarks/preference_adapter_cost.py [--steps 8] [--repeats 3] [--threads 1] [--clock cpu]
 """
 
 import argparse
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -41,7 +46,7 @@ def plain_lora(model):
                                             task_type="CAUSAL_LM"))
 
 
-def grpo_step_times(kind: str, policy: Path, steps: int, new_tokens: int, output_dir: str) -> list[float]:
+def grpo_step_times(kind: str, policy: Path, steps: int, new_tokens: int, output_dir: str, clock) -> list[float]:
     common = dict(output_dir=output_dir, objectives=NAMES, num_generations=8, per_device_train_batch_size=16,
                   max_completion_length=new_tokens, generation_kwargs={"min_new_tokens": new_tokens}, max_steps=steps,
                   learning_rate=1e-3, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
@@ -53,7 +58,7 @@ def grpo_step_times(kind: str, policy: Path, steps: int, new_tokens: int, output
     else:
         model = plain_lora(model)
         args = MultiObjectiveGRPOConfig(preference_weights="0.5,0.5", **common)
-    timer = StepTimer()
+    timer = StepTimer(clock=clock)
     trainer = MultiObjectiveGRPOTrainer(model=model, args=args, train_dataset=load_prompt_dataset(PROMPTS, limit=256),
                                         processing_class=AutoTokenizer.from_pretrained(policy), callbacks=[timer])
     trainer.train()
@@ -63,21 +68,32 @@ def grpo_step_times(kind: str, policy: Path, steps: int, new_tokens: int, output
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="GRPO steps per run (the first is dropped)")
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each kind")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each kind")
     parser.add_argument("--rounds", type=int, default=7, help="alternating generation rounds")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--new_tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 gives stable timings on a shared machine)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                        help="cpu: this process's CPU time (default on CPU); wall: elapsed time (default on GPU)")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    clock_name = options.clock or ("wall" if device == "cuda" else "cpu")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
     policy = build_tiny_policy()
 
     step_times = {"adapter": [], "lora": []}
+    step_ratios = []  # one per repeat: the spread
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(options.repeats):
+            medians = {}
             for kind in step_times:
-                step_times[kind] += grpo_step_times(kind, policy, options.steps, options.new_tokens, f"{scratch}/{kind}{repeat}")
+                times = grpo_step_times(kind, policy, options.steps, options.new_tokens, f"{scratch}/{kind}{repeat}", clock)
+                step_times[kind] += times
+                medians[kind] = statistics.median(times)
+            step_ratios.append(medians["adapter"] / medians["lora"])
+            print(f"repeat {repeat}: GRPO step adapter {medians['adapter'] * 1000:.1f} ms, LoRA "
+                  f"{medians['lora'] * 1000:.1f} ms, ratio {step_ratios[-1]:.3f}", flush=True)
 
     tokenizer = AutoTokenizer.from_pretrained(policy)
     torch.manual_seed(0)
@@ -111,11 +127,14 @@ def main():
     times = {name: [] for name in runs}
     for _ in range(options.rounds):
         for name, run in runs.items():
-            times[name].append(timed(run, device))
+            times[name].append(timed(run, device, clock))
     medians = {name: statistics.median(values) for name, values in times.items()}
+    # per round: the spread of the paired ratios
+    generation_ratios = [a / b for a, b in zip(times["adapter (lambda set)"], times["plain LoRA"])]
+    baked_ratios = [a / b for a, b in zip(times["baked"], times["plain model"])]
 
     step = {kind: statistics.median(values) for kind, values in step_times.items()}
-    print(f"device={device} threads={options.threads} rank={RANK}+{len(NAMES)} batch={options.batch_size} "
+    print(f"device={device} threads={options.threads} clock={clock_name} rank={RANK}+{len(NAMES)} batch={options.batch_size} "
           f"new_tokens={options.new_tokens}; GRPO: {len(step_times['adapter'])} timed steps each, 16 completions/step")
     print(f"GRPO step   preference adapter {step['adapter'] * 1000:8.1f} ms   plain LoRA {step['lora'] * 1000:8.1f} ms")
     for name, median in medians.items():
@@ -123,8 +142,10 @@ def main():
     grpo_ratio = step["adapter"] / step["lora"]
     generation_ratio = medians["adapter (lambda set)"] / medians["plain LoRA"]
     baked_ratio = medians["baked"] / medians["plain model"]
-    print(f"ratios (goals <= 1.05, <= 1.05, 1.00): GRPO step adapter/LoRA {grpo_ratio:.3f}; "
-          f"generation adapter/LoRA {generation_ratio:.3f}; baked/plain {baked_ratio:.3f}")
+    spread = lambda values: f"[{min(values):.3f}..{max(values):.3f}]"  # noqa: E731
+    print(f"ratios (goals <= 1.05, <= 1.05, 1.00): GRPO step adapter/LoRA {grpo_ratio:.3f} {spread(step_ratios)}; "
+          f"generation adapter/LoRA {generation_ratio:.3f} {spread(generation_ratios)}; "
+          f"baked/plain {baked_ratio:.3f} {spread(baked_ratios)}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ fronts on one plot), controllability.png.
 
     python benchmarks/steerable_front.py        # tiny policy, CPU: 147 s of CPU time per seed (20 min wall on a busy machine)
     python benchmarks/steerable_front.py --seeds 0 1 2           # one line per seed, then the mean
+    # the real model: same recipe, other model and settings (any recipe option after --train_args)
+    python benchmarks/steerable_front.py --model smollm2-135m-instruct --conditioned_steps 12 --fixed_steps 8 \
+        --num_prompts 16 --max_new_tokens 32 --train_args --max_completion_length 32 --learning_rate 5e-4
 
 Last line: hypervolume ratio conditioned / fixed, with the conditioned run's Spearman rho per objective.
 """
@@ -39,10 +42,11 @@ NAMES = ["conciseness", "sentiment"]
 GRID = [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]]
 
 
-def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[str]) -> Path:
+def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[str], options) -> Path:
     script_args, training_args, model_args = parse_args(
         ["--config", str(CONFIG), "--output_dir", str(output_dir), "--max_steps", str(steps), "--seed", str(seed),
-         "--save_strategy", "no", "--logging_steps", "10", "--disable_tqdm", "true", *extra])
+         "--save_strategy", "no", "--logging_steps", "10", "--disable_tqdm", "true",
+         "--model_name_or_path", options.model, *options.train_args, *extra])
     prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
     model, tokenizer = load_policy(model_args)
     trainer = MultiObjectiveGRPOTrainer(model=model, args=training_args, processing_class=tokenizer,
@@ -54,25 +58,26 @@ def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[st
 
 def run_seed(seed: int, options) -> dict:
     root = Path(options.output_dir) / f"seed{seed}"
-    start = time.perf_counter()
-    conditioned = train(root / "conditioned", options.conditioned_steps, seed, options.num_prompts, [])
+    start, start_cpu = time.perf_counter(), time.process_time()
+    conditioned = train(root / "conditioned", options.conditioned_steps, seed, options.num_prompts, [], options)
     fixed = [train(root / f"fixed-{w[0]:.2f}", options.fixed_steps, seed, options.num_prompts,
-                   ["--weights_mode", "fixed", "--preference_weights", f"conciseness={w[0]},sentiment={w[1]}"])
+                   ["--weights_mode", "fixed", "--preference_weights", f"conciseness={w[0]},sentiment={w[1]}"], options)
              for w in GRID]
-    train_seconds = time.perf_counter() - start
+    train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     pareto_sweep(["--checkpoint", str(conditioned), "--checkpoints", *map(str, fixed),
                   "--weights", *[f"conciseness={w[0]},sentiment={w[1]}" for w in GRID],
-                  "--num_prompts", str(options.num_prompts), "--max_new_tokens", "48", "--seed", "0",
+                  "--num_prompts", str(options.num_prompts), "--max_new_tokens", str(options.max_new_tokens), "--seed", "0",
                   "--reference_point", options.reference_point, "--output_dir", str(root / "front")])
     front = json.loads((root / "front" / "front.json").read_text())
     result = {"seed": seed, "hv_conditioned": front["hypervolume"], "hv_fixed": front["baseline"]["hypervolume"],
-              "ratio": front["hypervolume_ratio"], "train_seconds": train_seconds,
+              "ratio": front["hypervolume_ratio"], "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
+              "model": options.model,
               "spearman": {n: front["controllability"][n]["spearman"] for n in NAMES},
               "spearman_fixed": {n: front["baseline"]["controllability"][n]["spearman"] for n in NAMES}}
     print(f"seed {seed}: HV conditioned {result['hv_conditioned']:.4f}, fixed {result['hv_fixed']:.4f}, ratio "
           f"{result['ratio']:.3f}; Spearman conditioned " + ", ".join(f"{n} {v}" for n, v in result["spearman"].items())
           + " (fixed runs: " + ", ".join(f"{n} {v}" for n, v in result["spearman_fixed"].items())
-          + f"); training {train_seconds:.0f} s", flush=True)
+          + f"); training {train_seconds:.0f} s wall, {train_cpu_seconds:.0f} s CPU", flush=True)
     return result
 
 
@@ -85,6 +90,10 @@ def main():
     parser.add_argument("--reference_point", default="conciseness=-2,sentiment=-0.2")
     parser.add_argument("--output_dir", default="outputs/steerable_front")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="tiny", help="policy for every run (a model name or path)")
+    parser.add_argument("--max_new_tokens", type=int, default=48, help="reply length in the held-out evaluation")
+    parser.add_argument("--train_args", nargs=argparse.REMAINDER, default=[],
+                        help="recipe options for every run, after everything else (e.g. --learning_rate 5e-4)")
     options = parser.parse_args()
     if 3 * options.conditioned_steps > len(GRID) * options.fixed_steps:
         raise SystemExit(f"the conditioned run must get at most 1/3 of the fixed runs' {len(GRID) * options.fixed_steps} "

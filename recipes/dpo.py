@@ -12,6 +12,9 @@ and a model card.
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_cardinal_tiny_cpu.yaml   # UltraFeedback score gaps
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_lipo_tiny_cpu.yaml       # qa-feedback ranked lists
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_mdpo_tiny_cpu.yaml       # groups (--loss mipo too)
+    # a steerable checkpoint: per-objective DPO, Dirichlet weights per pair fed to a preference adapter
+    accelerate launch recipes/dpo.py --config recipes/configs/dpo_steerable_tiny_cpu.yaml
+    python scripts/generate.py --model outputs/dpo-steerable-tiny --weights conciseness=0.9,sentiment=0.1 --prompt Hi
     # override anything from the command line
     accelerate launch recipes/dpo.py --preference_weights helpful=0.6,conciseness=0.4 --max_steps 40
     # a real hub model on a GPU, with LoRA
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import torch
 import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
@@ -36,12 +40,15 @@ from alignment.evaluation import paired_standard_errors, score_held_out, train_e
 from alignment.models.multi_head import add_lm_heads
 from alignment.models.policy import load_policy
 from alignment.data.preferences import (
+    HH_FILES,
     add_margin_rewards,
     attach_list_labels,
+    label_pairs_per_objective,
     load_preference_splits,
     to_dataset,
 )
 from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.sources import ObjectiveSpecError, parse_objective_specs
 from alignment.trainers.mo_dpo import LOSS_FORMAT, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 from reward_models.scoring import objective_reward_sources
 
@@ -85,6 +92,15 @@ class ScriptArguments:
     eval_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the held-out replies."})
 
 
+def is_reward_spec(spec: str) -> bool:
+    """Whether an objective spec names a reward source (a built-in, 'python:', 'rm:') rather than a data label."""
+    try:
+        parse_objective_specs([spec])
+        return True
+    except ObjectiveSpecError:
+        return False
+
+
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
     # Seed and logging
     set_seed(training_args.seed)
@@ -98,7 +114,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]
     # MODPO trains on its first objective's pairs only; the others enter as margins (scored below), not as pairs
-    data_objectives = training_args.objective_names[:1] if training_args.loss == "modpo" else training_args.objective_names
+    data_objectives = training_args.objective_names
+    if training_args.loss == "modpo":
+        data_objectives = data_objectives[:1]
+    if training_args.loss == "per_objective" and script_args.dataset == "hh":
+        # the HH objectives named label their own pairs; reward objectives label HH's helpful pairs by default
+        data_objectives = [name for name in data_objectives if name in HH_FILES] or ["helpful"]
     train_rows, eval_rows, dataset_names = load_preference_splits(
         script_args.dataset, data_format, data_objectives, script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
@@ -111,6 +132,17 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
             trust_remote_code=training_args.trust_remote_code)
         builder = RewardVectorBuilder([o.name for o in margin_objectives], margin_sources)
         train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
+    if training_args.loss == "per_objective" and "objective_labels" not in train_rows[0]:
+        # reward objectives label every pair by their score gap (scored once); the others are the pairs' `objective`
+        reward_specs = [spec for spec in training_args.objectives if is_reward_spec(spec)]
+        builder = None
+        if reward_specs:
+            reward_objectives, reward_sources = objective_reward_sources(
+                reward_specs, script_args.reward_model_name_or_path, trust_remote_code=training_args.trust_remote_code)
+            builder = RewardVectorBuilder([o.name for o in reward_objectives], reward_sources)
+        names = training_args.objective_names
+        train_rows = label_pairs_per_objective(train_rows, names, builder)
+        eval_rows = label_pairs_per_objective(eval_rows, names, builder) if eval_rows else eval_rows
     if data_format == "lists":
         train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)
         eval_rows = attach_list_labels(eval_rows, training_args.objective_names, weights, training_args.list_scalarization)
@@ -136,10 +168,22 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=script_args.eval_temperature,
                       seed=training_args.seed)
 
+    def implicit_rewards():  # the held-out implicit reward margins (beta * log pi/pi_ref), per objective where logged
+        if not training_args.uses_preference_adapter:
+            return {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")}
+        # a steerable checkpoint: every objective's margin with all weight on each objective in turn
+        margins = {}
+        for index, name in enumerate(training_args.objective_names):
+            trainer.evaluation_weights = torch.nn.functional.one_hot(torch.tensor(index), len(training_args.objective_names)).float()
+            margins.update({f"{k[5:]} at {name}=1": v for k, v in trainer.evaluate().items()
+                            if k.startswith("eval_rewards/margins_")})
+        trainer.evaluation_weights = None
+        return margins
+
     def evaluate():  # the implicit reward (beta * log pi/pi_ref) on held-out pairs, and the held-out replies' scores
         if not eval_rows:
             return None
-        implicit = {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")}
+        implicit = implicit_rewards()
         policy = trainer.accelerator.unwrap_model(trainer.model)
         replies = score_held_out(policy, tokenizer, eval_prompts, reply_builder, **generation) if reply_builder else None
         return implicit, replies

@@ -361,6 +361,20 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
                                         "--preference_weights", "helpful=1"], PreferenceDataError,
      r"pairs\.jsonl, row 1, field 'objective': 'funny' is not one of"),
     ([PAIR] * 4, [], PreferenceDataError, r"pairs\.jsonl: has 4 rows and num_eval_rows=48 would hold them all out"),
+    # preference adapters need a loss that is a function of lambda, one loss per objective
+    ([PAIR] * 4, ["--num_eval_rows", "1", "--conditioning", "adapter", "--weights_mode", "dirichlet"], ValueError,
+     "loss 'modpo' has no per-objective losses"),
+    ([PAIR] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives", "helpful", "harmless",
+                  "--weights_mode", "dirichlet"], ValueError, "weights_mode 'dirichlet' without conditioning 'adapter'"),
+    ([PAIR] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives", "helpful", "harmless",
+                  "--scalarization", "worst_case"], ValueError, "per-objective DPO combines losses by"),
+    ([{**PAIR, "objective_labels": [1, 2]}] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives",
+                                                  "helpful", "harmless", "--preference_weights", "helpful=1"],
+     PreferenceDataError,
+     r"pairs\.jsonl, row 1, field 'objective_labels': expected one of -1"),
+    ([{**PAIR, "objective": "helpful"}] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives",
+                                              "helpful", "funny", "--preference_weights", "helpful=1"], PreferenceDataError,
+     "objective 'funny' is neither a reward objective nor the 'objective' of any pair"),
 ])
 def test_dpo_recipe_refuses_bad_input_before_loading_the_policy(tiny_policy_path, tmp_path, rows, argv, error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])

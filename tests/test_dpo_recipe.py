@@ -79,3 +79,31 @@ def test_trainer_names_missing_columns_and_bad_weights_before_training(tiny_poli
                                    objectives=["helpful", "harmless"])
     with pytest.raises(ValueError, match="one head per objective"):
         MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
+
+
+@pytest.mark.slow
+def test_steerable_recipe_reports_each_objectives_margin_under_each_weight(tmp_path, tiny_policy_path, capsys):
+    """recipes/configs/dpo_steerable_tiny_cpu.yaml, shortened: the held-out table scores every objective's margin
+    with all weight on each objective (tests/test_preference_adapter.py checks that the replies follow the weights)."""
+    from tests.helpers import RECIPES
+
+    recipe = load_recipe("dpo")
+    output_dir = tmp_path / "steerable"
+    script_args, training_args, model_args = recipe.parse_args([
+        "--config", str(RECIPES / "configs" / "dpo_steerable_tiny_cpu.yaml"), "--output_dir", str(output_dir),
+        "--max_steps", "10", "--num_train_rows", "80", "--num_eval_rows", "16", "--save_strategy", "no",
+        "--disable_tqdm", "true",
+    ])
+    recipe.main(script_args, training_args, model_args)
+    record = json.loads((output_dir / "objectives.json").read_text())
+    assert record["trainer"] == "dpo:per_objective" and record["steering"] == "adapter"
+    margins = record["evaluation"]
+    with capsys.disabled():
+        print("\n" + ", ".join(f"{k} {v:+.3f}" for k, v in margins.items() if k.endswith("/after")))
+    for name in ("conciseness", "sentiment"):
+        for weight in ("conciseness", "sentiment"):  # the adapter starts at 0 (U = 0): no weight moves the base
+            assert margins[f"rewards/margins_{name} at {weight}=1/before"] == 0.0
+    for name in ("conciseness", "sentiment"):  # trained, the adapter scores under the weights it is given
+        assert abs(margins[f"rewards/margins_{name} at conciseness=1/after"]
+                   - margins[f"rewards/margins_{name} at sentiment=1/after"]) > 1e-3
+    assert (output_dir / "preference_adapter" / "preference_adapter.json").exists()

@@ -64,6 +64,35 @@ def test_each_row_follows_its_own_weights(adapted):
     assert (batched[0] - batched[1]).abs().max() > 0.1  # the weights reach the logits
 
 
+def test_the_no_grad_diagonal_cache_follows_new_weights_and_parameter_updates(adapted):
+    """Without autograd each layer reuses its diagonal while lambda and its parameters stay the same; a new lambda,
+    an in-place update (an optimizer step) or a new batch size must each give what the autograd path computes."""
+    ids = tokens()
+    layer = next(m for m in adapted.modules() if isinstance(m, PreferenceLoraLinear))
+
+    def cached_and_fresh(rows=ids):
+        with torch.no_grad():
+            cached = adapted(input_ids=rows).logits
+        with torch.enable_grad():
+            fresh = adapted(input_ids=rows).logits.detach()
+        torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=0)
+        return cached
+
+    with preference_weights(adapted, "0.9,0.1"):
+        first = cached_and_fresh()
+        with torch.no_grad():  # in place, within one lambda setting: what an optimizer step does between rollouts
+            layer.lora_sigma["default"].mul_(3.0)
+        second = cached_and_fresh()
+        with torch.no_grad():
+            layer.lora_preference_scale["default"].add_(1.0)
+        third = cached_and_fresh()
+    assert (first - second).abs().max() > 1e-3 and (second - third).abs().max() > 1e-3
+    with preference_weights(adapted, "0.1,0.9"):
+        assert (cached_and_fresh() - third).abs().max() > 1e-3
+    with preference_weights(adapted, torch.tensor([[0.2, 0.8]])):
+        cached_and_fresh(ids[:1])
+
+
 def test_missing_or_malformed_weights_are_refused(adapted):
     ids = tokens()
     with pytest.raises(RuntimeError, match="without preference weights"):
@@ -229,6 +258,31 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
     assert (tmp_path / "steer" / "preference_adapter" / "preference_adapter.json").exists()
 
 
+def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_checkpoint, tmp_path):
+    """Trained with the weights in the adapter AND the prompt (`conditioning: both`): baked, the model still expects
+    the header of its baked weights; the card must say which weights and which header, in the recorded format."""
+    from scripts.publish import main
+
+    from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, preference_header
+
+    record_path = steerable_checkpoint / "objectives.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "prompt_format": PROMPT_FORMAT, "prompt_format_version": FORMAT_VERSION}))
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "hub"),
+                 "--weights", "conciseness=0.8,sentiment=0.2"]) == 0
+    card = (tmp_path / "hub" / "README.md").read_text()
+    header = preference_header("conciseness=0.8,sentiment=0.2", NAMES, FORMAT_VERSION)
+    assert header == "Priorities: conciseness 80%, sentiment 20%"
+    assert "Baked at preference weights conciseness=0.8, sentiment=0.2" in card
+    assert f"    {header}\n" in card and f"prompt format version {FORMAT_VERSION}" in card
+    assert "Fixed preference weights" not in card  # it was trained under sampled weights, baked afterwards
+    assert json.loads((tmp_path / "hub" / "objectives.json").read_text())["baked_prompt_header"] == header
+    # an adapter-only checkpoint baked: no header to expect
+    record_path.write_text(json.dumps(record))
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "plain"), "--weights", "0.5,0.5"]) == 0
+    assert "Priorities:" not in (tmp_path / "plain" / "README.md").read_text()
+
+
 def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp_path):
     from alignment.models.preference_adapter import load_checkpoint_weights
 
@@ -243,3 +297,157 @@ def test_resume_restores_base_and_adapter_weights(adapted, tiny_policy_path, tmp
     other = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=2)
     with pytest.raises(Exception, match="size mismatch|shape"):
         load_checkpoint_weights(other, tmp_path / "checkpoint-2")
+
+
+# ------------------------------------------------------------------------------------------------ DPO end to end
+
+def train_steerable_dpo(policy_path, output_dir, seed, train_rows, scalarization="linear"):
+    """Per-objective DPO with Dirichlet(1, 1) weights per pair fed to a preference adapter: the recipe of
+    recipes/configs/dpo_steerable_tiny_cpu.yaml, shortened."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    args = MultiObjectiveDPOConfig(
+        output_dir=str(output_dir), loss="per_objective", objectives=NAMES, scalarization=scalarization,
+        conditioning="adapter", weights_mode="dirichlet", preference_adapter_rank=4, beta=0.1, max_length=96,
+        per_device_train_batch_size=8, max_steps=DPO_STEPS, learning_rate=2e-3, lr_scheduler_type="constant",
+        use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", report_to="none", seed=seed,
+        disable_tqdm=True, logging_steps=10,
+    )
+    trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
+                                       train_dataset=to_dataset(train_rows),
+                                       processing_class=AutoTokenizer.from_pretrained(policy_path))
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    return output_dir
+
+
+DPO_STEPS = 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path, one_thread, seed):
+    """HH helpful pairs labelled per objective by the rewards themselves (shorter reply wins on conciseness, warmer
+    one on sentiment; they disagree on ~60% of pairs): the steered replies get longer as the sentiment weight rises."""
+    from alignment.data import resolve_data
+    from alignment.data.preferences import label_pairs_per_objective, load_preference_splits
+    from alignment.data.prompts import load_prompt_dataset
+    from alignment.objectives.reward_vector import RewardVectorBuilder
+    from reward_models.scoring import objective_reward_sources
+    from alignment.steering import PreferenceAdapterSteerable, load_steerable
+
+    train, _, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=DPO_STEPS * 8, num_eval_rows=0,
+                                         max_prompt_chars=160)
+    labeller = RewardVectorBuilder(NAMES, objective_reward_sources(NAMES)[1])
+    path = train_steerable_dpo(tiny_policy_path, tmp_path / "dpo", seed, label_pairs_per_objective(train, NAMES, labeller))
+
+    record = json.loads((path / "objectives.json").read_text())
+    assert record["trainer"] == "dpo:per_objective" and record["steering"] == "adapter"
+    assert record["weight_distribution"]["type"] == "dirichlet" and record["preference_adapter"]["rank"] == 4
+    steerable = load_steerable(str(path))
+    assert isinstance(steerable, PreferenceAdapterSteerable)
+    prompts = load_prompt_dataset(resolve_data("hh-prompts"))
+    held_out = [row["prompt"] for row in prompts.select(range(len(prompts) - 32, len(prompts)))]
+    sentiment_weights = [0.0, 0.25, 0.5, 0.75, 1.0]
+    lengths = []
+    for weight in sentiment_weights:
+        replies = steerable.generate(held_out, [1 - weight, weight], max_new_tokens=48, seed=0)
+        lengths.append(sum(map(len, replies)) / len(replies))
+    print(f"DPO seed {seed}: mean reply length (chars) at sentiment weight {sentiment_weights}: "
+          + ", ".join(f"{x:.1f}" for x in lengths))
+    # conciseness=1 vs sentiment=1: a clear gap (with lambda ignored the same seed would give identical replies)
+    assert lengths[-1] > 1.5 * lengths[0] + 10
+    assert all(later > earlier - 2.0 for earlier, later in zip(lengths, lengths[1:])), lengths
+
+    from scripts.publish import main  # and it bakes like a GRPO-trained one
+
+    assert main(["--output_dir", str(path), "--target_dir", str(tmp_path / "baked"), "--weights", "0.9,0.1"]) == 0
+    baked = AutoModelForCausalLM.from_pretrained(tmp_path / "baked")
+    assert not any("lora_" in name for name in baked.state_dict())
+    assert "Baked at preference weights conciseness=0.9, sentiment=0.1" in (tmp_path / "baked" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("weights_per", ["row", "batch"])
+def test_dpo_sets_lambda_for_the_policy_and_scores_the_reference_without_the_adapter(tiny_policy_path, tmp_path,
+                                                                                       one_thread, weights_per):
+    """One batch of per-objective DPO: each pair's lambda (its own, or the batch's) is set for the policy's chosen
+    and rejected rows; the reference is the base model alone, so it does not move with lambda."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    pairs = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
+              "chosen": [{"role": "assistant", "content": "Sure."}],
+              "rejected": [{"role": "assistant", "content": f"Well, let me think about question {i} for a while."}],
+              "objective_labels": [1, -1]} for i in range(4)]
+    args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="per_objective", objectives=NAMES,
+                                   conditioning="adapter", weights_mode="dirichlet", weights_per=weights_per,
+                                   max_length=48, per_device_train_batch_size=4, use_cpu=True, report_to="none",
+                                   gradient_checkpointing=False, bf16=False, seed=0)
+    trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                       train_dataset=to_dataset(pairs),
+                                       processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+    with torch.no_grad():  # a trained adapter (U = 0 would hide lambda)
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    batch = next(iter(trainer.get_train_dataloader()))
+    weights = trainer._pair_weights(batch, "train")
+    assert weights.shape == (4, 2) and torch.allclose(weights.sum(dim=1), torch.ones(4))
+    assert (weights == weights[:1]).all() == (weights_per == "batch")
+    assert torch.equal(trainer._pair_weights(batch, "train"), weights)  # keyed, not drawn afresh
+
+    trainer.model.eval()
+    with torch.no_grad(), preference_weights(trainer.model, weights.repeat(2, 1)):
+        logps, ref_logps = trainer._sequence_logps(trainer.model, batch)
+        with preference_weights(trainer.model, (1 - weights).repeat(2, 1)):
+            other_logps, other_ref = trainer._sequence_logps(trainer.model, batch)
+    with torch.no_grad():  # the base alone: the adapter's update back at 0
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:
+                parameter.zero_()
+        with preference_weights(trainer.model, weights.repeat(2, 1)):
+            base_logps, _ = trainer._sequence_logps(trainer.model, batch)
+    torch.testing.assert_close(ref_logps, base_logps, atol=1e-5, rtol=0)
+    torch.testing.assert_close(other_ref, ref_logps)
+    assert (logps - other_logps).abs().max() > 1e-3  # lambda reaches the policy
+    assert torch.isfinite(trainer.compute_loss(trainer.model, batch))
+    assert (logps - ref_logps).abs().max() > 1e-3  # and the trained policy is not its reference
+
+
+def test_dpo_with_the_adapter_resumes_base_and_adapter_from_its_checkpoint(tiny_policy_path, tmp_path, one_thread):
+    """A steerable DPO checkpoint folder (base + preference_adapter/) is what resume_from_checkpoint reads back."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    pairs = [{"prompt": f"Question {i}?", "chosen": "Sure.", "rejected": f"Let me think about question {i} a while.",
+              "objective_labels": [1, -1]} for i in range(8)]
+
+    def trainer():
+        args = MultiObjectiveDPOConfig(output_dir=str(tmp_path / "run"), loss="per_objective", objectives=NAMES,
+                                       conditioning="adapter", weights_mode="dirichlet", max_length=32, max_steps=2,
+                                       per_device_train_batch_size=4, learning_rate=1e-2, save_strategy="steps",
+                                       save_steps=2, use_cpu=True, bf16=False, report_to="none", disable_tqdm=True,
+                                       gradient_checkpointing=False, seed=0)
+        return MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
+                                        train_dataset=to_dataset(pairs),
+                                        processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+
+    first = trainer()
+    first.train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert (checkpoint / "preference_adapter" / "preference_adapter.json").exists()
+    assert not (checkpoint / "adapter_config.json").exists()  # never mistaken for a plain LoRA folder
+    trained = {n: p.detach().clone() for n, p in first.model.named_parameters() if "lora_" in n}
+    assert any(p.abs().max() > 0 for n, p in trained.items() if "lora_B" in n)
+    second = trainer()
+    second.train(resume_from_checkpoint=str(checkpoint))  # already at max_steps: loads and stops
+    for name, parameter in second.model.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(parameter, trained[name], atol=0, rtol=0)

@@ -9,7 +9,7 @@ from alignment import (
     cardinal_dpo_loss, dpo_loss, labels_from_ranks, labels_from_reward_vector, lipo_lambda_loss, mah_dpo_loss, mdpo_loss,
     mipo_loss, modpo_loss,
 )
-from alignment.trainers.preference_losses import modpo_objective_margin
+from alignment.trainers.preference_losses import modpo_objective_margin, per_objective_dpo_losses, scalarized_dpo_loss
 from tests.helpers import neg_log_sigmoid
 
 
@@ -153,3 +153,47 @@ def test_list_labels_from_weighted_reward_vectors_and_ranks():
     # scalarized: 0.8, 0.2, 0.5 -> min-max scaled
     assert torch.allclose(helpful_first, torch.tensor([1.0, 0.0, 0.5]), atol=1e-6)
     assert torch.allclose(labels_from_ranks(torch.tensor([2, 1, 3])), torch.tensor([0.5, 1.0, 0.0]))
+
+
+# Per-objective DPO: two pairs, beta = 1, logratio gaps Delta = (1 - 0, 0 - 1) = (+1, -1).
+# Pair 0: chosen better on objective 0 (label +1), rejected better on objective 1 (-1):
+#   L_00 = -log sig(+1 * 1) = log(1 + e^-1) = 0.3132617, L_01 = -log sig(-1 * 1) = log(1 + e^1) = 1.3132617.
+# Pair 1: Delta = -1, label +1 on objective 0, no label (0) on objective 1: L_10 = log(1 + e^1), L_11 missing.
+PER_OBJECTIVE_LABELS = torch.tensor([[1, -1], [1, 0]])
+LOG_1P_EXP_M1, LOG_1P_EXP_1 = 0.3132617, 1.3132617
+
+
+def per_objective_example():
+    return per_objective_dpo_losses(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), PER_OBJECTIVE_LABELS, beta=1.0)
+
+
+def test_per_objective_dpo_gives_one_loss_per_labelled_objective_with_the_labels_sign():
+    losses = per_objective_example()
+    assert torch.allclose(losses[0], torch.tensor([LOG_1P_EXP_M1, LOG_1P_EXP_1]), atol=1e-6)
+    assert abs(losses[1, 0].item() - LOG_1P_EXP_1) < 1e-6 and math.isnan(losses[1, 1].item())
+
+
+def test_per_objective_linear_is_the_weighted_sum_over_labelled_objectives():
+    weights = torch.tensor([[0.25, 0.75], [0.5, 0.5]])  # one lambda per pair
+    got = scalarized_dpo_loss(per_objective_example(), weights, "linear")
+    # pair 0: 0.25 * 0.3132617 + 0.75 * 1.3132617 = 1.0632617; pair 1: 0.5 * 1.3132617 (objective 1 has no label)
+    assert torch.allclose(got, torch.tensor([1.0632617, 0.6566309]), atol=1e-6)
+
+
+def test_per_objective_tchebycheff_is_the_largest_weighted_loss_and_only_it_gets_a_gradient():
+    chosen = torch.tensor([1.0, 0.0], requires_grad=True)
+    losses = per_objective_dpo_losses(chosen, torch.tensor([0.0, 1.0]), PER_OBJECTIVE_LABELS, beta=1.0)
+    got = scalarized_dpo_loss(losses, torch.tensor([0.25, 0.75]), "tchebycheff")  # one lambda for both pairs
+    # pair 0: max(0.25 * 0.3132617, 0.75 * 1.3132617) = 0.9849463; pair 1: 0.25 * 1.3132617 = 0.3283154
+    assert torch.allclose(got, torch.tensor([0.9849463, 0.3283154]), atol=1e-6)
+    got[0].backward()
+    # d/dchosen_0 of 0.75 * -log sig(-(c - r)) = 0.75 * sig(c - r) = 0.75 * sig(1): objective 1 alone carries it
+    assert abs(chosen.grad[0].item() - 0.75 / (1 + math.exp(-1))) < 1e-6
+    # with the weight moved to objective 0 the other objective becomes the bottleneck
+    flipped = scalarized_dpo_loss(per_objective_example(), torch.tensor([0.95, 0.05]), "tchebycheff")
+    assert abs(flipped[0].item() - 0.95 * LOG_1P_EXP_M1) < 1e-6
+
+
+def test_per_objective_refuses_scalarizations_that_do_not_apply_to_losses():
+    with pytest.raises(ValueError, match="scalarization 'worst_case' does not apply to losses"):
+        scalarized_dpo_loss(per_objective_example(), torch.tensor([0.5, 0.5]), "worst_case")

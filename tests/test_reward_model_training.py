@@ -63,3 +63,15 @@ def test_bad_row_stops_the_recipe_before_any_model_or_output_is_made(tmp_path):
     with pytest.raises(RewardDataError, match=r"pairs\.jsonl, row 2: missing field 'rejected'"):
         main(data, training_args(output_dir), ModelConfig(model_name_or_path=TINY_POLICY))
     assert not output_dir.exists()
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parent.parent / "recipes" / "configs")
+                                          .glob("reward_model_*.yaml")), ids=lambda path: path.stem)
+def test_every_reward_model_config_parses_into_the_recipe_arguments(config):
+    # A field the installed transformers no longer has (warmup_ratio in v5) must fail here, not on the GPU machine.
+    from reward_model import parse_args
+
+    # GPU configs ask for bf16, which TrainingArguments refuses on a machine without a GPU: parse them as CPU runs.
+    data, training, model = parse_args(["--config", str(config), "--bf16", "false", "--use_cpu", "true"])
+    assert data.heads and data.pairwise_train_files and model.model_name_or_path
+    assert training.max_length and training.learning_rate > 0

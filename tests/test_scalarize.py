@@ -163,3 +163,14 @@ def test_unknown_aggregation_or_scalarization_is_rejected():
         compute_advantages(REWARDS, WEIGHTS, 2, scale_rewards=True)
     with pytest.raises(ValueError, match="unknown partial_rewards"):
         compute_advantages(REWARDS, WEIGHTS, 2, partial_rewards="zero")
+
+
+def test_tchebycheff_with_a_given_ideal_point_compares_raw_values_row_by_row():
+    rewards = torch.tensor([[-1.0, -3.0], [-2.0, -0.5]])
+    weights = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+    got = scalarize(rewards, weights, "tchebycheff", ideal=torch.tensor([0.0, 0.0]))
+    # -max_k w_k (0 - r_k): row 0 max(0.5, 1.5) = 1.5; row 1 max(1.8, 0.05) = 1.8 (no z-scoring, rows independent)
+    assert torch.allclose(got, torch.tensor([-1.5, -1.8]))
+    assert torch.allclose(scalarize(rewards[:1], weights[:1], "tchebycheff", ideal=torch.zeros(2)), got[:1])
+    with pytest.raises(ValueError, match="ideal point is used by 'tchebycheff' only"):
+        scalarize(rewards, weights, "linear", ideal=torch.zeros(2))

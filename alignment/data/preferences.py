@@ -2,7 +2,8 @@
 
 Three row formats, all conversational (TRL's prompt / completion message lists) or all plain text:
 - pairs:  {"prompt", "chosen", "rejected", "objective"} (+ "score_gap" for cardinal margins,
-          + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`)
+          + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`; or, for per-objective DPO,
+          "objective_labels": [num_objectives] in {-1, 0, 1}, given or added by `label_pairs_per_objective`)
 - lists:  {"prompt", "completions": [K], and one of "labels": [K] (higher is better), "ranks": [K] (1 = best) or
           "reward_vector": [K][num_objectives] (turned into labels under preference weights)}
 - groups: {"prompt", "chosen": [k], "rejected": [k]}
@@ -133,6 +134,13 @@ def validate_rows(rows: Sequence[dict], format: str, source: str, objective_name
                                           "no preference (remove the row)")
             if "objective" in required and "objective" not in row:
                 raise _missing(source, number, "objective", row)
+            if "objective_labels" in row:
+                labels = row["objective_labels"]
+                if (not isinstance(labels, list) or objective_names is not None and len(labels) != len(objective_names)
+                        or any(isinstance(v, bool) or v not in (-1, 0, 1) for v in labels) or not any(labels)):
+                    raise PreferenceDataError(f"{_where(source, number, 'objective_labels')}: expected one of -1 "
+                                              f"(rejected better), 0 (no label), 1 (chosen better) per objective "
+                                              f"{list(objective_names or [])}, not all 0; got {labels!r:.80}")
             objective = row.get("objective")
             if "objective" in row and (not isinstance(objective, str)
                                        or objective_names is not None and objective not in objective_names):
@@ -205,7 +213,8 @@ def _validate_list(row: dict, source: str, number: int, conversational: bool, ob
 
 # Columns the trainers read (see alignment.trainers.mo_dpo); any other field of a file stays out of the Dataset,
 # where an id that is a number in one row and a string in another would stop Arrow with no file or row.
-PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins")
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins",
+                "objective_labels")
 LIST_COLUMNS = ("prompt", "completions", "labels")
 
 
@@ -397,6 +406,34 @@ def add_margin_rewards(rows: Sequence[dict], margin_builder: RewardVectorBuilder
         rejected, _ = margin_builder(prompts, [row["rejected"] for row in batch])
         for row, c, r in zip(batch, chosen.tolist(), rejected.tolist()):
             out.append({**row, "chosen_margins": c, "rejected_margins": r})
+    return out
+
+
+def label_pairs_per_objective(rows: Sequence[dict], objective_names: Sequence[str],
+                              reward_builder: RewardVectorBuilder | None = None) -> list[dict]:
+    """`objective_labels` for per-objective DPO: per objective, +1 if chosen is the better reply, -1 if rejected is,
+    0 if the pair says nothing about it.
+
+    The objectives `reward_builder` scores (reward functions, reward-model heads) label every pair by the sign of
+    their score gap, scored once here (a tie gives 0). Any other objective is a dataset label: +1 on the pairs whose
+    `objective` it is. Pairs that end up with no label at all are left out.
+    """
+    scored = list(reward_builder.objective_names) if reward_builder is not None else []
+    for name in objective_names:
+        if name not in scored and not any(row.get("objective") == name for row in rows):
+            raise PreferenceDataError(f"objective '{name}' is neither a reward objective nor the 'objective' of any "
+                                      "pair; per-objective DPO cannot label pairs for it")
+    if scored:
+        rows = add_margin_rewards(rows, reward_builder)
+    out = []
+    for row in rows:
+        row = dict(row)
+        gaps = dict(zip(scored, (c - r for c, r in zip(row.pop("chosen_margins", []), row.pop("rejected_margins", [])))))
+        labels = [(gaps[n] > 0) - (gaps[n] < 0) if n in gaps else int(row.get("objective") == n) for n in objective_names]
+        if any(labels):
+            out.append({**row, "objective_labels": labels})
+    if len(out) < len(rows):
+        logger.info(f"per-objective labels: left out {len(rows) - len(out)} of {len(rows)} pairs that tie on every objective")
     return out
 
 

@@ -24,6 +24,26 @@ def _cell(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
+def _baked_lines(record: dict) -> list[str]:
+    """A preference adapter baked at one weight vector: which one, and the prompt header it expects when it was
+    trained with the weights in the prompt too (conditioning `both`)."""
+    baked = ", ".join(f"{k}={v:.3g}" for k, v in record["baked_weights"].items())
+    lines = [f"Baked at preference weights {baked}: the preference adapter of a steerable checkpoint merged at these "
+             "weights. A plain checkpoint: load it with `AutoModelForCausalLM` alone. For other weights, steer the "
+             "unbaked checkpoint or bake it again.", ""]
+    header = record.get("baked_prompt_header")
+    if header:
+        version = record.get("prompt_format_version") or 1
+        weights = ",".join(f"{k}={v:g}" for k, v in record["baked_weights"].items())
+        lines += [f"It was trained with the weights written in the prompt as well (prompt format version {version}: "
+                  f"{record.get('prompt_format')}). Start every prompt with the header of the baked weights, as the "
+                  f"first system message (or the first line of a plain-text prompt):", "", f"    {header}", "",
+                  f"(`alignment.objectives.conditioning.condition_prompt(prompt, \"{weights}\", {list(record['baked_weights'])}, "
+                  f"format_version={version})` writes it). Without it, or with other weights in it, the prompt "
+                  "contradicts the weights merged into the model.", ""]
+    return lines
+
+
 def _optimized_lines(record: dict) -> list[str]:
     """The update the run actually made, and whether the preference weights entered it (MGDA and the Lagrangian
     mode ignore them; a card must not claim fixed weights they never used)."""
@@ -36,11 +56,12 @@ def _optimized_lines(record: dict) -> list[str]:
         lines.append(f"Update: maximize `{lagrangian['main_objective']}` subject to mean "
                      f"`{lagrangian['constraint_objective']}` >= {lagrangian['constraint_threshold']:g} (Lagrangian, "
                      f"final lambda = {lagrangian['final_lambda']:.4g}). The preference weights were not used.")
-    elif record.get("weights"):
+    elif record.get("weights") and not record.get("baked_weights"):  # baked weights were chosen after training
         lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
     if record.get("weight_distribution"):
         used = "" if record.get("weights_used", True) else " (they condition the prompt only)"
-        lines.append(f"Weights sampled per prompt: `{record['weight_distribution']}`{used}.")
+        unit = record.get("weights_per") or ("pair" if str(record.get("trainer", "")).startswith("dpo") else "prompt")
+        lines.append(f"Weights sampled per {unit}: `{record['weight_distribution']}`{used}.")
     if record.get("aggregation"):
         settings = [f"aggregation `{record['aggregation']}`", f"scalarization `{record.get('scalarization')}`"]
         settings += [f"{key} `{record[key]}`" for key in ("scale_rewards", "partial_rewards") if record.get(key)]
@@ -72,13 +93,13 @@ def render_model_card(record: dict) -> str:
     lines += ["## What the run optimized", "", *_optimized_lines(record), ""]
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""
-    lines += ["## Steering at inference", "", _STEERING_HELP.get(steering, steering).format(example=example), ""]
-    if record.get("prompt_format"):
-        lines += [f"Prompt format (version {record.get('prompt_format_version') or 1}): {record['prompt_format']}.", ""]
+    lines += ["## Steering at inference", ""]
     if record.get("baked_weights"):
-        baked = ", ".join(f"{k}={v:.3g}" for k, v in record["baked_weights"].items())
-        lines += [f"Baked at preference weights {baked}: the preference adapter of a steerable checkpoint merged at "
-                  "these weights. A plain checkpoint: load it with `AutoModelForCausalLM` alone.", ""]
+        lines += _baked_lines(record)
+    else:
+        lines += [_STEERING_HELP.get(steering, steering).format(example=example), ""]
+        if record.get("prompt_format"):
+            lines += [f"Prompt format (version {record.get('prompt_format_version') or 1}): {record['prompt_format']}.", ""]
     if record.get("merged_lora"):
         lines += ["The LoRA adapter is merged into the base weights: load it with `AutoModelForCausalLM` alone.", ""]
     evaluation = record.get("evaluation")

@@ -180,6 +180,10 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
         if bake_weights is not None:
             baked = _bake_preference(plan, staging, bake_weights)
             record.update(steering="none", weights=baked, baked_weights=baked, baked_from_steering="adapter")
+            if record.get("prompt_format"):  # trained with the header too (`both`): it still expects the header
+                from alignment.objectives.conditioning import preference_header, record_format_version
+
+                record["baked_prompt_header"] = preference_header(baked, list(baked), record_format_version(record))
             copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
         elif merge_lora:
             _merge_adapter(plan, staging, base_model)

@@ -11,8 +11,11 @@ Every targeted linear layer becomes
 
 Built on peft's LoRA: a custom LoRA layer (`LoraConfig._register_custom_module`) whose variant (`LoraVariant`)
 inserts the diagonal in forward and in merge, so peft's save/load, `merge_and_unload` and trainable-parameter
-handling apply unchanged. The diagonal needs K, so a saved adapter carries `preference_adapter.json` (objective
-names, K, lambda_scale) beside peft's `adapter_config.json`; `load_preference_adapter` reads both.
+handling apply unchanged. Cost: without autograd (generation, old log-probs) each layer keeps its diagonal while
+lambda and its parameters stay the same, so a decoding step costs a plain LoRA step plus one multiply; with
+autograd it is rebuilt per call (3 small ops). The diagonal needs K, so a saved adapter carries
+`preference_adapter.json` (objective names, K, lambda_scale) beside peft's `adapter_config.json`;
+`load_preference_adapter` reads both.
 
     model = add_preference_adapter(base, ["conciseness", "sentiment"], rank=4)
     with preference_weights(model, torch.tensor([[0.8, 0.2], [0.1, 0.9]])):   # one row per batch row
@@ -47,7 +50,18 @@ class PreferenceState:
         self.objective_names = list(objective_names)
         self.num_objectives = len(self.objective_names)
         self.lambda_scale = float(lambda_scale)
-        self.weights: torch.Tensor | None = None
+        self.weights = None
+
+    @property
+    def weights(self) -> torch.Tensor | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, value: torch.Tensor | None) -> None:
+        self._weights = value
+        # lambda_scale * lambda as [rows, K], per (device, dtype): made once per setting, not once per layer call
+        self._scaled: dict = {}
+        self.setting = object()  # identifies this setting in the layers' no-grad diagonal caches
 
     def set(self, weights) -> None:
         if weights is None:
@@ -63,18 +77,23 @@ class PreferenceState:
         else:  # one vector for every row, validated and normalized like every other weights argument
             self.weights = parse_preference_weights(weights, self.objective_names)
 
+    def _scaled_weights(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.device, like.dtype)
+        scaled = self._scaled.get(key)
+        if scaled is None:
+            if self._weights is None:
+                raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
+                                   "`with preference_weights(model, weights):` (one [K] vector or one row per batch row)")
+            scaled = self._scaled[key] = (self.lambda_scale * self._weights.reshape(-1, self.num_objectives)).to(
+                device=like.device, dtype=like.dtype)
+        return scaled
+
     def diagonal(self, sigma: torch.Tensor, scale: torch.Tensor, rows: int) -> torch.Tensor:
         """[rows or 1, r + K]: (sigma, lambda_scale * s * lambda) per row."""
-        if self.weights is None:
-            raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
-                               "`with preference_weights(model, weights):` (one [K] vector or one row per batch row)")
-        weights = self.weights.to(device=sigma.device, dtype=sigma.dtype)
-        if weights.dim() == 1:
-            weights = weights.unsqueeze(0)
-        elif weights.shape[0] != rows:
-            raise RuntimeError(f"preference weights have {weights.shape[0]} rows but the batch has {rows}")
-        preference = self.lambda_scale * scale * weights
-        return torch.cat([sigma.expand(weights.shape[0], -1), preference], dim=1)
+        scaled = self._scaled_weights(sigma)
+        if scaled.shape[0] != rows and self._weights.dim() == 2:
+            raise RuntimeError(f"preference weights have {scaled.shape[0]} rows but the batch has {rows}")
+        return torch.cat((sigma.expand(scaled.shape[0], -1), scale * scaled), dim=1)
 
 
 class PreferenceVariant(LoraVariant):
@@ -118,11 +137,25 @@ class PreferenceVariant(LoraVariant):
         return orig_weight - PreferenceVariant.delta_weight(module, active_adapter).to(orig_weight.dtype)
 
     @staticmethod
+    def _diagonal(module, adapter: str, rows: int, dims: int) -> torch.Tensor:
+        """The layer's diagonal as [rows or 1, 1, ..., r + K] (`dims` dimensions, one row per batch row, shared by its
+        tokens). Without autograd (generation, old log-probs) it is made once per lambda setting and parameter
+        version, not at every call: a decoding step then costs what a plain LoRA step does, plus one multiply."""
+        sigma, scale = module.lora_sigma[adapter], module.lora_preference_scale[adapter]
+        if torch.is_grad_enabled():
+            diagonal = module.preference.diagonal(sigma, scale, rows)
+            return diagonal.view(diagonal.shape[0], *([1] * (dims - 2)), diagonal.shape[-1])
+        key = (adapter, module.preference.setting, sigma._version, scale._version, sigma.data_ptr(), rows, dims)
+        cached = module._diagonal_cache
+        if cached is None or cached[0] != key:
+            diagonal = module.preference.diagonal(sigma, scale, rows)
+            cached = module._diagonal_cache = (key, diagonal.view(diagonal.shape[0], *([1] * (dims - 2)), -1))
+        return cached[1]
+
+    @staticmethod
     def forward(module, active_adapter, x, result, **kwargs):
         hidden = module.lora_A[active_adapter](module.lora_dropout[active_adapter](x))  # [B, ..., r + K]
-        diagonal = module.preference.diagonal(module.lora_sigma[active_adapter],
-                                              module.lora_preference_scale[active_adapter], rows=x.shape[0])
-        diagonal = diagonal.view(diagonal.shape[0], *([1] * (hidden.dim() - 2)), diagonal.shape[-1])
+        diagonal = PreferenceVariant._diagonal(module, active_adapter, x.shape[0], hidden.dim())
         return result + module.lora_B[active_adapter](hidden * diagonal) * module.scaling[active_adapter]
 
 
@@ -133,6 +166,7 @@ class PreferenceLoraLinear(LoraLinear):
 
     def __init__(self, base_layer, adapter_name, config, preference: PreferenceState, **kwargs):
         object.__setattr__(self, "preference", preference)  # shared plain object, not a submodule
+        object.__setattr__(self, "_diagonal_cache", None)
         super().__init__(base_layer, adapter_name, config=config, **kwargs)
 
     def resolve_lora_variant(self, *, config, **kwargs):
@@ -157,14 +191,13 @@ def _register(config: LoraConfig, preference: PreferenceState) -> LoraConfig:
     return config
 
 
-def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
-                           target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
-                           dropout: float = 0.0, train_base: bool = False) -> PeftModel:
-    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per objective).
+def preference_adapter_config(objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
+                              target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
+                              dropout: float = 0.0) -> tuple[LoraConfig, dict]:
+    """(peft LoraConfig that builds preference layers, the spec `save_preference_adapter` writes): for whoever calls
+    `get_peft_model` (TRL's trainers do, given `peft_config`); set `peft_model.preference_spec = spec` afterwards.
 
-    `lora_alpha` defaults to r + K (scaling 1). `train_base` leaves the base model's own weights trainable as well
-    (give them their own learning rate: `parameter_groups`).
-    """
+    `lora_alpha` defaults to r + K (scaling 1)."""
     objective_names = list(objective_names)
     if len(objective_names) < 2:
         raise ValueError(f"a preference adapter needs at least 2 objectives, got {objective_names}")
@@ -173,9 +206,23 @@ def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int =
     preference = PreferenceState(objective_names, lambda_scale)
     rank_total = rank + len(objective_names)
     config = _lora_config(rank_total, lora_alpha or rank_total, target_modules, dropout, preference)
+    spec = {"objective_names": objective_names, "rank": rank, "lambda_scale": lambda_scale,
+            "target_modules": list(target_modules)}
+    return config, spec
+
+
+def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
+                           target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
+                           dropout: float = 0.0, train_base: bool = False) -> PeftModel:
+    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per objective).
+
+    `lora_alpha` defaults to r + K (scaling 1). `train_base` leaves the base model's own weights trainable as well
+    (give them their own learning rate: `parameter_groups`).
+    """
+    config, spec = preference_adapter_config(objective_names, rank=rank, lora_alpha=lora_alpha,
+                                             target_modules=target_modules, lambda_scale=lambda_scale, dropout=dropout)
     peft_model = get_peft_model(model, config)  # peft names target modules that match nothing
-    peft_model.preference_spec = {"objective_names": objective_names, "rank": rank, "lambda_scale": lambda_scale,
-                                  "target_modules": list(target_modules)}
+    peft_model.preference_spec = spec
     if train_base:
         for name, parameter in peft_model.named_parameters():
             if parameter.is_floating_point():

@@ -90,25 +90,31 @@ def batch_whiten(values: torch.Tensor, eps: float = EPS) -> torch.Tensor:
 
 
 def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear",
-              group_size: int | None = None) -> torch.Tensor:
+              group_size: int | None = None, ideal: torch.Tensor | None = None) -> torch.Tensor:
     """[N, K] rewards (or per-objective advantages) and weights -> [N] scalar rewards.
 
     NaN entries are left out (a row with every entry NaN gives NaN). `tchebycheff` and `worst_case` z-score each
     objective within groups of `group_size` rows (default: all rows are one group) before comparing objectives.
+    `ideal` [K] (tchebycheff only): a known ideal point in the rewards' own units, e.g. 0 for negated losses that
+    share one unit (the DPO family); then the rewards are compared as they are, -max_k w_k (ideal_k - r_k), with no
+    z-scoring, so every row stands alone and gradients flow to the rewards unchanged.
     """
     weights = _broadcast_weights(weights, reward_vector)
     missing = torch.isnan(reward_vector)
     empty = missing.all(dim=1)
+    if ideal is not None and method != "tchebycheff":
+        raise ValueError(f"scalarize: an ideal point is used by 'tchebycheff' only, not '{method}'")
     if method == "linear":
         scalar = (reward_vector * weights).nansum(dim=1)
+    elif method == "tchebycheff" and ideal is not None:
+        scalar = _tchebycheff(reward_vector, weights, ideal.to(reward_vector).expand_as(reward_vector), missing)
     elif method in ("tchebycheff", "worst_case"):
         group_size = group_size or reward_vector.shape[0]
         z = group_normalize(reward_vector, group_size)
         grouped = _grouped(z, group_size)
         if method == "tchebycheff":
-            ideal = torch.nan_to_num(grouped, nan=-math.inf).max(dim=1, keepdim=True).values
-            gap = (weights * (ideal - grouped).reshape_as(z)).masked_fill(missing, -math.inf)
-            scalar = -gap.max(dim=1).values
+            best = torch.nan_to_num(grouped, nan=-math.inf).max(dim=1, keepdim=True).values
+            scalar = _tchebycheff(z, weights, best.expand_as(grouped).reshape_as(z), missing)
         else:
             nadir = torch.nan_to_num(grouped, nan=math.inf).min(dim=1, keepdim=True).values
             above = (grouped - nadir).reshape_as(z) / weights
@@ -117,6 +123,12 @@ def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = 
     else:
         raise ValueError(f"scalarize: unknown scalarization '{method}'; expected one of {SCALARIZATIONS[:3]}")
     return scalar.masked_fill(empty | torch.isinf(scalar), math.nan)
+
+
+def _tchebycheff(values: torch.Tensor, weights: torch.Tensor, ideal: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+    """-max_k w_k (ideal_k - v_k) over the present objectives of each row (all [N, K])."""
+    gap = (weights * (ideal - values)).masked_fill(missing, -math.inf)
+    return -gap.max(dim=1).values
 
 
 def compute_advantages(

@@ -8,17 +8,24 @@ PEFT, DeepSpeed, logging and checkpointing stay TRL's):
   that picks a head) and the collator passes them through;
 - lists and groups (K responses per prompt) are tokenized like TRL tokenizes a pair (same chat template, same
   prompt / completion split) and collated as K sequences per prompt; a group is a list whose first k are chosen;
-- multi-head DPO scores each pair with its objective's head (`alignment.models.multi_head`) and saves every head.
+- multi-head DPO scores each pair with its objective's head (`alignment.models.multi_head`) and saves every head;
+- per-objective DPO (`loss: per_objective`, pairs labelled per objective) scalarizes one DPO loss per objective under
+  preference weights lambda; with `conditioning: adapter` lambda is drawn per row (or per batch) from a Dirichlet and
+  fed as numbers to a preference adapter (Panacea, `alignment.models.preference_adapter`) for the policy's forward pass, so
+  one checkpoint can be steered at inference; the reference is the base with the adapter disabled.
 
 Logged (train and eval_): TRL's `rewards/chosen|rejected|margins|accuracies` of the implicit reward
 s = beta * log pi/pi_ref (for groups: group means; for lists: over the label-ordered pairs), plus
 `rewards/margins_<objective>`: per head for multi-head DPO, and for MODPO the trained objective's implied reward gap
 (1/w_0)(s_w - s_l - w_{1:}.(m_w - m_l)) (the policy's own implicit reward estimates the weighted sum of objectives).
-Checkpoints carry `objectives.json` and a model card (`alignment.hub.record`), trainer "dpo:<loss>".
+Per-objective DPO logs `rewards/margins_<objective>` (beta * label * Delta over the pairs labelled for it) and
+`weights/<objective>` (the mean lambda). Checkpoints carry `objectives.json` and a model card
+(`alignment.hub.record`), trainer "dpo:<loss>"; with the adapter, steering "adapter".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -45,32 +52,55 @@ from alignment.trainers.preference_losses import (
     mdpo_loss,
     mipo_loss,
     modpo_objective_margin,
+    OBJECTIVE_SCALARIZATIONS,
+    per_objective_dpo_losses,
+    scalarized_dpo_loss,
 )
 from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
-from alignment.objectives.weights import parse_preference_weights
+from alignment.models.preference_adapter import (
+    ADAPTER_SUBFOLDER,
+    DEFAULT_TARGET_MODULES,
+    has_preference_adapter,
+    load_checkpoint_weights,
+    preference_adapter_config,
+    preference_weights,
+    save_steerable_checkpoint,
+)
+from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
 
-LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah")
-WEIGHTED_LOSSES = ("modpo", "lipo")  # the losses whose margins or list labels use the preference weights
-LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists"}
+LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah", "per_objective")
+# the losses whose margins, list labels or per-objective losses use the preference weights
+WEIGHTED_LOSSES = ("modpo", "lipo", "per_objective")
+LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "groups", "mipo": "groups", "lipo": "lists",
+               "per_objective": "pairs"}
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
-EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",)}
+EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",),
+                      "per_objective": ("objective_labels",)}
+CONDITIONING = ("none", "adapter")
+WEIGHTS_MODES = ("fixed", "dirichlet")
+WEIGHTS_PER = ("row", "batch")
 
 
 @dataclass
 class MultiObjectiveDPOConfig(DPOConfig):
     """DPOConfig plus the multi-objective settings.
 
-    Loss: `loss` (modpo, cardinal, mah on pairs; mdpo, mipo on groups; lipo on lists) and `beta` (inherited).
+    Loss: `loss` (modpo, cardinal, mah, per_objective on pairs; mdpo, mipo on groups; lipo on lists) and `beta`.
     Objectives and weights: `objectives`, `preference_weights`.
     Cardinal margins: `cardinal_mode`, `cardinal_scale`. Lists: `list_scalarization`.
     Multi-head: `plain_head`.
+    Per-objective DPO and steerable checkpoints: `scalarization`, `conditioning`, `weights_mode`, `dirichlet_alpha`,
+    `weights_per`, `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
+    `preference_adapter_lambda_scale`.
     """
 
     loss: str = field(
         default="modpo",
-        metadata={"help": "Which preference loss: modpo | cardinal | mah (pairs), mdpo | mipo (groups of k chosen vs "
-                          "k rejected), lipo (LiPO-lambda on ranked lists)."},
+        metadata={"help": "Which preference loss: modpo | cardinal | mah | per_objective (pairs), mdpo | mipo (groups "
+                          "of k chosen vs k rejected), lipo (LiPO-lambda on ranked lists). per_objective: pairs "
+                          "labelled per objective (`objective_labels`, or one `objective`), one DPO loss per objective "
+                          "combined under the weights (`scalarization`)."},
     )
     objectives: list[str] = field(
         default_factory=lambda: ["helpful", "conciseness"],
@@ -111,6 +141,47 @@ class MultiObjectiveDPOConfig(DPOConfig):
         metadata={"help": "mah: the head written as the plain `lm_head` of saved checkpoints, so plain transformers "
                           "loads that one. Default: the first objective."},
     )
+    scalarization: str = field(
+        default="linear",
+        metadata={"help": "per_objective: how the per-objective DPO losses combine under the weights lambda: 'linear' "
+                          "(sum_k lambda_k L_k) or 'tchebycheff' (max_k lambda_k L_k; ideal point 0, alignment.objectives.scalarize)."},
+    )
+    conditioning: str = field(
+        default="none",
+        metadata={"help": "per_objective: 'adapter' feeds each row's weights as numbers to a preference adapter "
+                          "(Panacea-style SVD-LoRA on the policy; the reference is the base with the adapter disabled), "
+                          "so the checkpoint can be steered by new weights at inference; 'none' trains one fixed "
+                          "preference. (Text headers are GRPO's: DPO tokenizes prompts once, before the weights are drawn.)"},
+    )
+    weights_mode: str = field(
+        default="fixed",
+        metadata={"help": "'fixed': preference_weights for every pair; 'dirichlet' (conditioning adapter): weights drawn "
+                          "from Dirichlet(dirichlet_alpha), per row or per batch (weights_per)."},
+    )
+    dirichlet_alpha: str = field(
+        default="1.0",
+        metadata={"help": "Dirichlet concentration: one number for all objectives, or 'name=a,...'."},
+    )
+    weights_per: str = field(
+        default="row",
+        metadata={"help": "dirichlet: 'row' draws lambda per pair (each pair's loss under its own weights); 'batch' "
+                          "draws one lambda per optimizer step, shared by every pair, micro-batch and process, so the "
+                          "per-objective losses are batch means scalarized once (Tchebycheff then compares objectives "
+                          "across pairs)."},
+    )
+    preference_adapter_rank: int = field(
+        default=4, metadata={"help": "Preference adapter: learnable singular values r per layer (rank r + K)."}
+    )
+    preference_adapter_target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        metadata={"help": "Preference adapter: names of the linear layers it wraps (default: attention and MLP projections)."},
+    )
+    preference_adapter_alpha: float | None = field(
+        default=None, metadata={"help": "Preference adapter: LoRA alpha (scaling alpha / (r + K)); default r + K."}
+    )
+    preference_adapter_lambda_scale: float = field(
+        default=16.0, metadata={"help": "Preference adapter: the weights enter as lambda_scale * s * lambda_k."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -122,6 +193,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
             raise ValueError(f"cardinal_mode: unknown mode '{self.cardinal_mode}'; expected one of {CARDINAL_MODES}")
         if isinstance(self.objectives, str):
             self.objectives = [s.strip() for s in self.objectives.split(",") if s.strip()]
+        if isinstance(self.preference_adapter_target_modules, str):
+            self.preference_adapter_target_modules = [s.strip() for s in self.preference_adapter_target_modules.split(",")]
+        self._check_preference_conditioning()
         # TRL's own loss variants are not used by this trainer: refuse settings that would silently do nothing.
         if self.ld_alpha is not None or self.f_divergence_type != "reverse_kl" or self.use_weighting:
             raise ValueError("ld_alpha, f_divergence_type and use_weighting are TRL loss options; "
@@ -137,6 +211,47 @@ class MultiObjectiveDPOConfig(DPOConfig):
         if self.loss == "modpo" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
+
+    def _check_preference_conditioning(self) -> None:
+        for name, value, allowed in (("conditioning", self.conditioning, CONDITIONING),
+                                     ("weights_mode", self.weights_mode, WEIGHTS_MODES),
+                                     ("weights_per", self.weights_per, WEIGHTS_PER)):
+            if value not in allowed:
+                raise ValueError(f"{name}: unknown value '{value}'; expected one of {allowed}")
+        if self.loss == "per_objective":
+            if self.scalarization not in OBJECTIVE_SCALARIZATIONS:
+                raise ValueError(f"scalarization: per-objective DPO combines losses by {OBJECTIVE_SCALARIZATIONS}, "
+                                 f"got '{self.scalarization}'")
+            if len(self.objective_names) < 2:
+                raise ValueError(f"loss 'per_objective' needs at least 2 objectives, got {self.objective_names}")
+        elif self.uses_preference_adapter or self.weights_mode != "fixed":
+            raise ValueError(f"conditioning '{self.conditioning}' / weights_mode '{self.weights_mode}': a preference "
+                             f"adapter learns lambda from a loss that is a function of lambda, one loss per objective "
+                             f"weighted by it; loss '{self.loss}' has no per-objective losses (modpo and lipo bake fixed "
+                             "weights into margins or list labels before training, cardinal / mdpo / mipo have one "
+                             "objective, mah one head per objective). Use loss 'per_objective' on pairs labelled per "
+                             "objective")
+        if self.weights_mode == "dirichlet":
+            if not self.uses_preference_adapter:
+                raise ValueError("weights_mode 'dirichlet' without conditioning 'adapter': the policy would never see "
+                                 "the weights it is trained under; set conditioning: adapter")
+            self.dirichlet_alpha_vector()
+        if self.uses_preference_adapter:
+            if self.preference_adapter_rank < 1:
+                raise ValueError(f"preference_adapter_rank must be >= 1, got {self.preference_adapter_rank}")
+
+    @property
+    def uses_preference_adapter(self) -> bool:
+        return self.conditioning == "adapter"
+
+    def dirichlet_alpha_vector(self) -> torch.Tensor:
+        """`dirichlet_alpha` as one concentration per objective."""
+        alpha = self.dirichlet_alpha
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError):
+            pass
+        return parse_dirichlet_alpha(alpha, self.objective_names)
 
     @property
     def objective_names(self) -> list[str]:
@@ -172,6 +287,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self.final_evaluation = None
         self.objective_names = args.objective_names
         self.preference_weights = args.weights_tensor()  # checked by the config
+        # per_objective: one weight vector [K] every evaluation pair is scored under (a steerable checkpoint's
+        # margins at chosen weights); None: the training distribution of weights
+        self.evaluation_weights: torch.Tensor | None = None
         if args.loss == "mah":
             if isinstance(model, str) or not hasattr(model, "extra_lm_heads"):
                 raise ValueError("loss 'mah' needs a model with one head per objective: "
@@ -182,6 +300,11 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 raise ValueError("loss 'mah' trains full vocabulary heads; LoRA (peft_config) is not supported with it")
             if args.plain_head:
                 model.config.multi_head["plain_head"] = args.plain_head
+        adapter_spec = None
+        if args.uses_preference_adapter:
+            peft_config, adapter_spec = self._preference_adapter_config(model, ref_model, peft_config, args)
+        if args.weights_mode == "dirichlet":
+            self.dirichlet_alpha = args.dirichlet_alpha_vector()
         train_dataset = self._check_and_shape(train_dataset, args, "train_dataset")
         if isinstance(eval_dataset, dict):
             eval_dataset = {k: self._check_and_shape(v, args, f"eval_dataset['{k}']") for k, v in eval_dataset.items()}
@@ -190,12 +313,31 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         self._reference_is_initial_policy = ref_model is None and peft_config is None
         super().__init__(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config, **kwargs)
+        if adapter_spec is not None:  # TRL wrapped the policy in peft with our preference layers
+            self.accelerator.unwrap_model(self.model).preference_spec = adapter_spec
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
         if self._format == "pairs":
             self.data_collator = _PairCollatorWithExtras(self.data_collator, EXTRA_PAIR_COLUMNS[args.loss])
         else:
             self.data_collator = _ListCollator(self._tokenizer.pad_token_id, args.max_length, args.truncation_mode,
                                                args.pad_to_multiple_of)
+
+    @staticmethod
+    def _preference_adapter_config(model, ref_model, peft_config, args):
+        """The preference adapter, as the peft_config TRL applies: TRL then computes the reference with the adapter
+        disabled (the frozen base), which needs no lambda."""
+        if peft_config is not None:
+            raise ValueError("conditioning 'adapter': the preference adapter is the policy's peft adapter; do not pass "
+                             "a LoRA peft_config (use_peft) as well")
+        if ref_model is not None:
+            raise ValueError("conditioning 'adapter': the reference is the base with the adapter disabled; "
+                             "do not pass ref_model")
+        if not isinstance(model, str) and has_preference_adapter(model):
+            raise ValueError("conditioning 'adapter': pass the base model; the trainer adds the preference adapter "
+                             "(resume a run with resume_from_checkpoint)")
+        return preference_adapter_config(
+            args.objective_names, rank=args.preference_adapter_rank, lora_alpha=args.preference_adapter_alpha,
+            target_modules=args.preference_adapter_target_modules, lambda_scale=args.preference_adapter_lambda_scale)
 
     # ------------------------------------------------------------------------------------------ data
 
@@ -208,8 +350,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         columns = set(dataset.column_names)
         needed = {"pairs": {"prompt", "chosen", "rejected"}, "groups": {"prompt", "chosen", "rejected"},
                   "lists": {"prompt", "completions", "labels"}}[self._format]
-        needed |= set(EXTRA_PAIR_COLUMNS.get(args.loss, ())) - {"head_id"}
-        if args.loss == "mah":
+        needed |= set(EXTRA_PAIR_COLUMNS.get(args.loss, ())) - {"head_id", "objective_labels"}
+        if args.loss == "mah" or args.loss == "per_objective" and "objective_labels" not in columns:
             needed.add("objective")
         missing = sorted(needed - columns)
         if missing:
@@ -225,6 +367,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                 raise ValueError(f"{name}: objective(s) {unknown} have no head; heads are {self.objective_names}")
             names = list(self.objective_names)
             dataset = dataset.map(lambda row: {"head_id": names.index(row["objective"])})
+        if args.loss == "per_objective":
+            dataset = self._objective_labels(dataset, name)
         if self._format == "groups":
             if not isinstance(dataset[0]["chosen"], list) or not isinstance(dataset[0]["chosen"][0], (list, str)):
                 raise ValueError(f"{name}: loss '{args.loss}' needs groups: 'chosen' and 'rejected' as lists of responses")
@@ -233,6 +377,23 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
                              "labels": [1.0] * len(row["chosen"]) + [0.0] * len(row["rejected"])},
                 remove_columns=["chosen", "rejected"],
             )
+        return dataset
+
+    def _objective_labels(self, dataset, name: str):
+        """Every pair's `objective_labels` [K] in objective order (+1 chosen better, -1 rejected better, 0 no label);
+        a pair labelled for one `objective` gets +1 there and 0 elsewhere."""
+        names = list(self.objective_names)
+        if "objective_labels" not in dataset.column_names:
+            unknown = sorted(set(dataset["objective"]) - set(names))
+            if unknown:
+                raise ValueError(f"{name}: objective(s) {unknown} are not among objectives {names}")
+            return dataset.map(lambda row: {"objective_labels": [float(row["objective"] == n) for n in names]})
+        for index, labels in enumerate(dataset["objective_labels"]):
+            if not isinstance(labels, list) or len(labels) != len(names) or any(v not in (-1, 0, 1) for v in labels):
+                raise ValueError(f"{name}, row {index + 1}: objective_labels must be {len(names)} values in "
+                                 f"{{-1, 0, 1}} (one per objective {names}), got {labels!r:.80}")
+            if not any(labels):
+                raise ValueError(f"{name}, row {index + 1}: objective_labels are all 0; the pair states no preference")
         return dataset
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
@@ -303,7 +464,13 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         if return_outputs:
             raise ValueError("MultiObjectiveDPOTrainer does not return logits; use prediction_loss_only=True")
         mode = "train" if self.model.training else "eval"
-        logps, ref_logps = self._sequence_logps(model, inputs)
+        if self.args.loss == "per_objective":
+            inputs = {**inputs, "preference_weights": self._pair_weights(inputs, mode)}
+        if self.args.uses_preference_adapter:  # lambda of each pair for its chosen and its rejected row
+            with preference_weights(model, inputs["preference_weights"].repeat(2, 1)):
+                logps, ref_logps = self._sequence_logps(model, inputs)
+        else:
+            logps, ref_logps = self._sequence_logps(model, inputs)
         logratios = logps - ref_logps
         if self._format == "pairs":
             loss = self._pair_loss(logratios, inputs, mode)
@@ -325,18 +492,51 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             losses = cardinal_dpo_loss(chosen, rejected, inputs["score_gap"], self.beta,
                                        self.args.cardinal_mode, self.args.cardinal_scale)
             loss = losses.mean()
+        elif loss_name == "per_objective":
+            labels, weights = inputs["objective_labels"], inputs["preference_weights"]
+            per_objective = per_objective_dpo_losses(chosen, rejected, labels, self.beta)  # [N, K], NaN: no label
+            if self.args.weights_mode == "fixed" or self.args.weights_per == "batch":
+                # one lambda for the batch: each objective's mean loss, then one scalarization across objectives
+                loss = scalarized_dpo_loss(per_objective.nanmean(dim=0, keepdim=True), weights[:1], self.args.scalarization)
+            else:  # each pair under its own lambda
+                loss = scalarized_dpo_loss(per_objective, weights, self.args.scalarization)
+            loss = loss.nanmean()  # an objective no pair of the batch is labelled for takes no part
+            margins = self.beta * (chosen - rejected).detach().unsqueeze(-1) * labels
+            self._log_objective_means("rewards/margins_", margins.masked_fill(labels == 0, float("nan")), mode)
+            self._log_objective_means("weights/", weights, mode)
         else:
             loss, _ = mah_dpo_loss(chosen, rejected, inputs["head_id"], self.beta)
             margins = self.beta * (chosen - rejected).detach()
-            for head, name in enumerate(self.objective_names):
-                rows = inputs["head_id"] == head
-                # NaN where this process saw no pair of the head; the gathered nanmean ignores it
-                value = margins[rows].mean() if rows.any() else margins.new_tensor(float("nan"))
-                gathered = self.accelerator.gather(value.reshape(1))
-                if not torch.isnan(gathered).all():
-                    self._metrics[mode][f"rewards/margins_{name}"].append(gathered.nanmean().item())
+            heads = inputs["head_id"].unsqueeze(-1) == torch.arange(len(self.objective_names), device=margins.device)
+            self._log_objective_means("rewards/margins_", margins.unsqueeze(-1).masked_fill(~heads, float("nan")), mode)
         self._log_pair_metrics(self.beta * chosen.detach(), self.beta * rejected.detach(), mode)
         return loss
+
+    def _log_objective_means(self, prefix: str, values: torch.Tensor, mode: str) -> None:
+        """`<prefix><objective>`: the mean of each column of values [N, K] over its non-NaN rows, on every process.
+        A process that saw no row of an objective contributes NaN, which the gathered nanmean ignores."""
+        local = values.float().nanmean(dim=0)
+        gathered = self.accelerator.gather(local.unsqueeze(0))
+        for column, name in enumerate(self.objective_names):
+            if not torch.isnan(gathered[:, column]).all():
+                self._metrics[mode][f"{prefix}{name}"].append(gathered[:, column].nanmean().item())
+
+    def _pair_weights(self, inputs: dict, mode: str) -> torch.Tensor:
+        """[N, K] lambda of each pair: the fixed weights, or Dirichlet draws keyed by (step, the pair's tokens)
+        (per row) or by the step (per batch), so every process and a resumed run draw the same lambda."""
+        rows = inputs["objective_labels"].shape[0]
+        device = inputs["objective_labels"].device
+        if mode == "eval" and self.evaluation_weights is not None:
+            return self.evaluation_weights.to(device).expand(rows, -1)
+        if self.args.weights_mode == "fixed":
+            return self.preference_weights.to(device).expand(rows, -1)
+        step = f"{mode}:{self.state.global_step if mode == 'train' else 'eval'}"
+        if self.args.weights_per == "batch":
+            return sample_dirichlet_weights(self.dirichlet_alpha, [step], self.args.seed).to(device).expand(rows, -1)
+        tokens = [ids[mask.bool()].cpu().numpy().tobytes()  # without padding: the key is the pair's, not the batch's
+                  for ids, mask in zip(inputs["input_ids"][:rows], inputs["attention_mask"][:rows])]
+        keys = [f"{step}:{hashlib.sha256(t).hexdigest()[:16]}" for t in tokens]
+        return sample_dirichlet_weights(self.dirichlet_alpha, keys, self.args.seed).to(device)
 
     def _list_loss(self, logratios: torch.Tensor, inputs: dict, mode: str) -> torch.Tensor:
         labels, mask = inputs["list_labels"], inputs["list_mask"]
@@ -430,20 +630,36 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             extra["heads"] = dict(self.accelerator.unwrap_model(self.model).config.multi_head)
         if self.args.loss == "lipo":
             extra.update(list_scalarization=self.args.list_scalarization, lipo_reduction=self.args.lipo_reduction)
-        weighted = self.args.loss in WEIGHTED_LOSSES
+        args = self.args
+        adapter = args.uses_preference_adapter
+        if adapter:
+            extra["preference_adapter"] = {
+                "path": ADAPTER_SUBFOLDER, "rank": args.preference_adapter_rank,
+                "target_modules": list(args.preference_adapter_target_modules),
+                "lambda_scale": args.preference_adapter_lambda_scale, "base_trained": False,
+            }
+        if args.loss == "per_objective" and args.weights_mode == "dirichlet":
+            extra["weights_per"] = args.weights_per
+        weighted = args.loss in WEIGHTED_LOSSES and args.weights_mode == "fixed"
         return build_record(
-            trainer=f"dpo:{self.args.loss}",
+            trainer=f"dpo:{args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.preference_weights.tolist())} if weighted else None,
-            steering="heads" if self.args.loss == "mah" else "none",
+            weight_distribution={"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(
+                self.objective_names, self.dirichlet_alpha.tolist())}} if args.weights_mode == "dirichlet" else None,
+            scalarization=args.scalarization if args.loss == "per_objective" else None,
+            steering="heads" if args.loss == "mah" else "adapter" if adapter else "none",
             datasets=self.dataset_names,
             extra=extra,
         )
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.loss != "mah":
+        if self.args.uses_preference_adapter:  # the base as a plain checkpoint + the adapter in its subfolder
+            if self.args.should_save:
+                save_steerable_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
+        elif self.args.loss != "mah":
             super()._save(output_dir, state_dict)
         elif self.args.should_save:
             # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.models.multi_head)
@@ -456,6 +672,10 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if self.args.uses_preference_adapter:
+            load_checkpoint_weights(self.accelerator.unwrap_model(model if model is not None else self.model),
+                                    resume_from_checkpoint)
+            return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         # DeepSpeed and FSDP restore the whole module from their own checkpoint files, extra heads included.
         if self.args.loss == "mah" and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):

@@ -11,6 +11,9 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
                         pairs, the other objectives entering as frozen margin rewards under weights w.
 - `mah_dpo_loss`        multi-head DPO: DPO per language-model head on its objective's pairs, mean over the heads
                         present in the batch.
+- `per_objective_dpo_losses`, `scalarized_dpo_loss`  per-objective DPO (Panacea, Zhong et al. 2024, eq. 5-6 with
+                        DPO's loss per objective): pairs labelled per objective give one DPO loss per objective, combined
+                        under preference weights lambda, linearly or by Tchebycheff (`alignment.objectives.scalarize`).
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
@@ -25,6 +28,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from alignment.objectives.scalarize import scalarize
 
 
 
@@ -108,6 +113,36 @@ def mah_dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tenso
     per_pair = dpo_loss(chosen_logratios, rejected_logratios, beta)
     per_head = {int(h): per_pair[head_ids == h].mean() for h in torch.unique(head_ids)}
     return torch.stack(list(per_head.values())).mean(), per_head
+
+
+def per_objective_dpo_losses(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor,
+                             objective_labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """[N, K] DPO losses of N pairs, one per objective; NaN where the pair has no label for that objective.
+
+    `objective_labels` [N, K]: +1 when `chosen` is the better response under objective k, -1 when `rejected` is
+    (pairs labelled per objective can disagree: the shorter reply wins on conciseness, the warmer one on
+    sentiment), 0 when the pair says nothing about objective k. Loss_nk = -log sigmoid(label_nk * beta * Delta_n).
+    """
+    labels = objective_labels.to(chosen_logratios)
+    logits = beta * (chosen_logratios - rejected_logratios).unsqueeze(-1) * labels
+    return (-F.logsigmoid(logits)).masked_fill(labels == 0, math.nan)
+
+
+OBJECTIVE_SCALARIZATIONS = ("linear", "tchebycheff")
+
+
+def scalarized_dpo_loss(per_objective_losses: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
+    """Per-objective losses [N, K] (NaN: no label) under weights [N, K] or [K] -> [N] losses, by `alignment.objectives.scalarize`.
+
+    A loss is a negated reward whose ideal is 0, so with L = -r: `linear` gives sum_k lambda_k L_k, `tchebycheff`
+    max_k lambda_k L_k (the objective furthest from its ideal, in units of its weight, carries the gradient).
+    Objectives a pair has no label for take no part.
+    """
+    if method not in OBJECTIVE_SCALARIZATIONS:
+        raise ValueError(f"per-objective DPO: scalarization '{method}' does not apply to losses; "
+                         f"expected one of {OBJECTIVE_SCALARIZATIONS}")
+    ideal = torch.zeros(per_objective_losses.shape[-1]) if method == "tchebycheff" else None
+    return -scalarize(-per_objective_losses, weights, method, ideal=ideal)
 
 
 def _group_means(logratios: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
