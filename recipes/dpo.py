@@ -160,8 +160,12 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     )
 
     # Held-out replies scored on eval_objectives: what the policy now writes, not only how it ranks given pairs
-    reply_builder = margin_reward_builder(script_args.eval_objectives, script_args.reward_model_name_or_path,
-                                          training_args.trust_remote_code) if script_args.eval_objectives and eval_rows else None
+    reply_builder = None
+    if script_args.eval_objectives and eval_rows:
+        reply_objectives, reply_sources = objective_reward_sources(
+            script_args.eval_objectives, script_args.reward_model_name_or_path,
+            trust_remote_code=training_args.trust_remote_code)
+        reply_builder = RewardVectorBuilder([o.name for o in reply_objectives], reply_sources)
     eval_prompts = list({str(row["prompt"]): row["prompt"] for row in eval_rows}.values())[:script_args.num_eval_prompts]
     same_objectives = reply_builder is not None and reply_builder.objective_names == training_args.objective_names
     reply_weights = weights if same_objectives else None
