@@ -36,7 +36,7 @@ from trl import ModelConfig, get_peft_config
 
 from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
-from alignment.evaluation import train_evaluate_and_save
+from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.models.multi_head import add_lm_heads
 from alignment.models.policy import load_policy
 from alignment.data.preferences import (
@@ -77,8 +77,19 @@ class ScriptArguments:
     )
     group_size: int = field(default=2, metadata={"help": "mdpo/mipo on lists: k best vs k worst responses per prompt."})
     reward_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Multi-head reward model scoring MODPO's 'name=rm:HEAD' margin objectives."}
+        default=None, metadata={"help": "Multi-head reward model scoring the 'name=rm:HEAD' objectives (MODPO's margin "
+                                        "objectives, eval_objectives)."}
     )
+    eval_objectives: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Objectives (specs: built-in name, 'name=python:mod:fn', 'name=rm:HEAD') scored on replies the "
+                          "policy samples for the held-out prompts, before and after training, with the reply length and "
+                          "the shares of empty and distinct replies. Named like `objectives`, the table adds their "
+                          "weighted sum. Empty: only the implicit reward on the held-out pairs."},
+    )
+    num_eval_prompts: int = field(default=64, metadata={"help": "At most this many distinct held-out prompts get a reply."})
+    eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the held-out replies."})
+    eval_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the held-out replies."})
 
 
 def is_reward_spec(spec: str) -> bool:
@@ -102,7 +113,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
     # Data first: a malformed file fails here, before any model is loaded
     data_format = LOSS_FORMAT[training_args.loss]
+    # MODPO trains on its first objective's pairs only; the others enter as margins (scored below), not as pairs
     data_objectives = training_args.objective_names
+    if training_args.loss == "modpo":
+        data_objectives = data_objectives[:1]
     if training_args.loss == "per_objective" and script_args.dataset == "hh":
         # the HH objectives named label their own pairs; reward objectives label HH's helpful pairs by default
         data_objectives = [name for name in data_objectives if name in HH_FILES] or ["helpful"]
@@ -151,9 +165,20 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         peft_config=get_peft_config(model_args), dataset_names=dataset_names,
     )
 
-    def evaluate():  # the held-out implicit reward margins (beta * log pi/pi_ref), per objective where logged
-        if not eval_rows:
-            return None
+    # Held-out replies scored on eval_objectives: what the policy now writes, not only how it ranks given pairs
+    reply_builder = None
+    if script_args.eval_objectives and eval_rows:
+        reply_objectives, reply_sources = objective_reward_sources(
+            script_args.eval_objectives, script_args.reward_model_name_or_path,
+            trust_remote_code=training_args.trust_remote_code)
+        reply_builder = RewardVectorBuilder([o.name for o in reply_objectives], reply_sources)
+    eval_prompts = list({str(row["prompt"]): row["prompt"] for row in eval_rows}.values())[:script_args.num_eval_prompts]
+    same_objectives = reply_builder is not None and reply_builder.objective_names == training_args.objective_names
+    reply_weights = weights if same_objectives else None
+    generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=script_args.eval_temperature,
+                      seed=training_args.seed)
+
+    def implicit_rewards():  # the held-out implicit reward margins (beta * log pi/pi_ref), per objective where logged
         if not training_args.uses_preference_adapter:
             return {k[5:]: v for k, v in trainer.evaluate().items() if k.startswith("eval_rewards/")}
         # a steerable checkpoint: every objective's margin with all weight on each objective in turn
@@ -165,8 +190,28 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         trainer.evaluation_weights = None
         return margins
 
-    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
-                            f"Implicit reward (beta * log pi/pi_ref) on {len(eval_rows)} held-out rows")
+    def evaluate():  # the implicit reward (beta * log pi/pi_ref) on held-out pairs, and the held-out replies' scores
+        if not eval_rows:
+            return None
+        implicit = implicit_rewards()
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        replies = score_held_out(policy, tokenizer, eval_prompts, reply_builder, **generation) if reply_builder else None
+        return implicit, replies
+
+    def summarize(before, after):
+        (implicit_before, replies_before), (implicit_after, replies_after) = before, after
+        if replies_before is None:
+            return implicit_before, implicit_after, None
+        errors = paired_standard_errors(replies_before.per_prompt(reply_weights), replies_after.per_prompt(reply_weights))
+        return ({**replies_before.means(reply_weights), **implicit_before},
+                {**replies_after.means(reply_weights), **implicit_after}, errors)
+
+    heading = f"Implicit reward (rewards/*: beta * log pi/pi_ref) on {len(eval_rows)} held-out pairs"
+    if reply_builder:
+        heading = (f"Mean of each objective over one sampled reply to each of {len(eval_prompts)} held-out prompts"
+                   + (" (weighted_objective: the preference weights times the objectives)" if same_objectives else "")
+                   + f"; {heading}")
+    train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir, heading, summarize)
     return trainer
 
 

@@ -20,6 +20,7 @@ def test_default_recipe_runs_modpo_and_records_a_rising_held_out_margin(tmp_path
     script_args, training_args, model_args = recipe.parse_args([
         "--output_dir", str(output_dir), "--num_eval_rows", "32", "--save_strategy", "no", "--disable_tqdm", "true",
         "--preference_weights", "helpful=0.9,conciseness=0.1",
+        "--eval_objectives", "conciseness", "sentiment", "--num_eval_prompts", "12", "--eval_max_new_tokens", "12",
     ])
     assert training_args.loss == "modpo" and model_args.model_name_or_path == "tiny"  # from the embedded YAML
     recipe.main(script_args, training_args, model_args)
@@ -30,7 +31,12 @@ def test_default_recipe_runs_modpo_and_records_a_rising_held_out_margin(tmp_path
     # MODPO's implied margin of the trained objective (the implicit reward minus the weighted conciseness margins)
     margins = record["evaluation"]
     before, after = margins["rewards/margins_helpful/before"], margins["rewards/margins_helpful/after"]
-    assert "Implicit reward" in capsys.readouterr().out
+    # The held-out replies, scored before and after: the eval objectives and the reply-health figures
+    for name in ("conciseness", "sentiment", "completion_tokens", "empty_replies", "distinct_replies"):
+        assert isinstance(margins[f"{name}/before"], float) and isinstance(margins[f"{name}/after"], float)
+    assert margins["completion_tokens/before"] > 0 and "weighted_objective/before" not in margins  # not the objectives
+    printed = capsys.readouterr().out
+    assert "Implicit reward" in printed and "12 held-out prompts" in printed and "s.e.(change)" in printed
     with capsys.disabled():
         print(f"\nrecipe modpo held-out helpful margin {before:+.4f} -> {after:+.4f}")
     assert after > before

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer, read_prompt_weights
@@ -207,3 +208,15 @@ def test_lora_training_through_trl_options_saves_an_adapter_with_its_record(tiny
     trainer.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "adapter_model.safetensors").exists()
     assert json.loads((tmp_path / "final" / "objectives.json").read_text())["objective_names"] == ["conciseness", "sentiment"]
+    # The adapter names its base portably (no cache path of this machine), and our loader rebuilds the trained model
+    adapter_base = json.loads((tmp_path / "final" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert adapter_base == "moalign/tiny-policy"
+    from peft import PeftModel
+
+    from alignment.models.packaged import resolve_model_path
+
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(adapter_base)),
+                                         str(tmp_path / "final")).eval()
+    inputs = trainer.processing_class(["Is it possible to download a car?"], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, trainer.model.eval()(**inputs).logits, atol=1e-5, rtol=0)

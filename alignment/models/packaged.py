@@ -12,6 +12,8 @@ a local path (`model_display_name`): a packaged model is named as above, a local
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 TINY_POLICY = "tiny"
@@ -86,3 +88,23 @@ def model_display_name(name_or_path: str | None) -> str:
     except ImportError:
         pass
     return path.resolve().name
+
+
+def name_adapter_base_portably(adapter_dir: str | Path) -> None:
+    """Rewrite `base_model_name_or_path` in a saved LoRA adapter's `adapter_config.json` to the model's portable name.
+
+    peft records the folder the base was loaded from, which for a packaged model is this machine's cache path. The
+    portable name (`model_display_name`) is one our loaders (`resolve_model_path`: steering, publishing, generate)
+    turn back into the model on any machine. No adapter_config.json: nothing to do.
+    """
+    path = Path(adapter_dir) / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    base = config.get("base_model_name_or_path")
+    if not base or model_display_name(base) == base:
+        return
+    config["base_model_name_or_path"] = model_display_name(base)
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(staging, path)  # a reader never sees half a config

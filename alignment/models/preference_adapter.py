@@ -36,6 +36,7 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.layer import LoraVariant
 from torch import nn
 
+from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.weights import parse_preference_weights
 
 ADAPTER_FILE = "preference_adapter.json"
@@ -282,6 +283,7 @@ def save_preference_adapter(peft_model, output_dir: str | Path) -> Path:
     """peft's save_pretrained (adapter_config.json, adapter_model.safetensors) plus preference_adapter.json."""
     output_dir = Path(output_dir)
     peft_model.save_pretrained(output_dir, safe_serialization=True)
+    name_adapter_base_portably(output_dir)  # no cache path of this machine in adapter_config.json
     spec = getattr(peft_model, "preference_spec", None)
     if spec is None:
         state = preference_state(peft_model)

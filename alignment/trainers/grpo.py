@@ -39,6 +39,7 @@ from alignment.models.preference_adapter import (
     preference_weights,
     save_steerable_checkpoint,
 )
+from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import objectives_to_dict, parse_objective_specs
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.objectives.scalarize import (
@@ -525,6 +526,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         else:
             super()._save(output_dir, state_dict)
         if self.args.should_save:
+            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
             save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier is training state too ----

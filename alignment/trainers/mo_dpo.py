@@ -60,6 +60,7 @@ from alignment.trainers.preference_losses import (
     per_objective_dpo_losses,
     scalarized_dpo_loss,
 )
+from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
 from alignment.models.preference_adapter import (
     ADAPTER_SUBFOLDER,
@@ -734,6 +735,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
         if self.args.should_save:
+            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
             save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
