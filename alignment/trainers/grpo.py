@@ -31,7 +31,7 @@ from alignment.hub.record import build_record, save_record
 from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
 from alignment.models.preference_adapter import (
     ADAPTER_SUBFOLDER,
-    DEFAULT_TARGET_MODULES,
+    PreferenceAdapterArguments,
     add_preference_adapter,
     has_preference_adapter,
     load_checkpoint_weights,
@@ -58,7 +58,7 @@ WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 
 
 @dataclass
-class MultiObjectiveGRPOConfig(GRPOConfig):
+class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
     """GRPOConfig plus the multi-objective settings.
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
@@ -115,19 +115,6 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "Older switch, kept for existing configs: true is conditioning 'prompt', false 'none'. "
                           "After parsing it says whether the weights are written into the prompt."},
-    )
-    preference_adapter_rank: int = field(
-        default=4, metadata={"help": "Preference adapter: learnable singular values r per layer (rank r + K)."}
-    )
-    preference_adapter_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
-        metadata={"help": "Preference adapter: names of the linear layers it wraps (default: attention and MLP projections)."},
-    )
-    preference_adapter_alpha: float | None = field(
-        default=None, metadata={"help": "Preference adapter: LoRA alpha (scaling alpha / (r + K)); default r + K."}
-    )
-    preference_adapter_lambda_scale: float = field(
-        default=16.0, metadata={"help": "Preference adapter: the weights enter as lambda_scale * s * lambda_k."}
     )
     base_learning_rate: float | None = field(
         default=None,

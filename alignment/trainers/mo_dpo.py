@@ -64,7 +64,7 @@ from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
 from alignment.models.preference_adapter import (
     ADAPTER_SUBFOLDER,
-    DEFAULT_TARGET_MODULES,
+    PreferenceAdapterArguments,
     has_preference_adapter,
     load_checkpoint_weights,
     preference_adapter_config,
@@ -89,7 +89,7 @@ WEIGHTS_PER = ("row", "batch")
 
 
 @dataclass
-class MultiObjectiveDPOConfig(DPOConfig):
+class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
     """DPOConfig plus the multi-objective settings.
 
     Loss: `loss` (modpo, cardinal, mah, per_objective on pairs; mdpo, mipo on groups; lipo on lists) and `beta`.
@@ -181,19 +181,6 @@ class MultiObjectiveDPOConfig(DPOConfig):
                           "draws one lambda per optimizer step, shared by every pair, micro-batch and process, so the "
                           "per-objective losses are batch means scalarized once (Tchebycheff then compares objectives "
                           "across pairs)."},
-    )
-    preference_adapter_rank: int = field(
-        default=4, metadata={"help": "Preference adapter: learnable singular values r per layer (rank r + K)."}
-    )
-    preference_adapter_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
-        metadata={"help": "Preference adapter: names of the linear layers it wraps (default: attention and MLP projections)."},
-    )
-    preference_adapter_alpha: float | None = field(
-        default=None, metadata={"help": "Preference adapter: LoRA alpha (scaling alpha / (r + K)); default r + K."}
-    )
-    preference_adapter_lambda_scale: float = field(
-        default=16.0, metadata={"help": "Preference adapter: the weights enter as lambda_scale * s * lambda_k."}
     )
 
     def __post_init__(self):
