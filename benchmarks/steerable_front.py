@@ -9,11 +9,12 @@ held-out prompts (the last `--num_prompts` of the prompt file, never trained on)
 reference point (default (-2, -0.2), as in issue 13). Outputs in `--output_dir`: front.json, front.png (both
 fronts on one plot), controllability.png.
 
-    python benchmarks/steerable_front.py        # tiny policy, CPU: 147 s of CPU time per seed (20 min wall on a busy machine)
-    python benchmarks/steerable_front.py --seeds 0 1 2           # one line per seed, then the mean
-    # the real model: same recipe, other model and settings (any recipe option after --train_args)
+    python benchmarks/steerable_front.py        # tiny policy, CPU: ~150 s of CPU time per seed
+    python benchmarks/steerable_front.py --seeds 0 1 2 3 4       # one line per seed, then the mean
+    # the real model: same recipe, other model and settings (any recipe option after --train_args); ~32 CPU-minutes
     python benchmarks/steerable_front.py --model smollm2-135m-instruct --conditioned_steps 12 --fixed_steps 8 \
-        --num_prompts 16 --max_new_tokens 32 --train_args --max_completion_length 32 --learning_rate 5e-4
+        --num_prompts 32 --max_new_tokens 32 --train_args --max_completion_length 32 --learning_rate 1e-3 \
+        --beta 0.05 --dirichlet_alpha 1.0
 
 Last line: hypervolume ratio conditioned / fixed, with the conditioned run's Spearman rho per objective.
 """
@@ -34,7 +35,7 @@ from alignment.models.policy import load_policy  # noqa: E402
 from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
-from scripts.pareto_sweep import main as pareto_sweep  # noqa: E402
+from scripts.pareto_sweep import main as pareto_sweep, weight_grid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "grpo_steerable_tiny_cpu.yaml"
@@ -64,14 +65,15 @@ def run_seed(seed: int, options) -> dict:
                    ["--weights_mode", "fixed", "--preference_weights", f"conciseness={w[0]},sentiment={w[1]}"], options)
              for w in GRID]
     train_seconds, train_cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+    steered_grid = weight_grid(options.steered_weights, len(NAMES))
     pareto_sweep(["--checkpoint", str(conditioned), "--checkpoints", *map(str, fixed),
-                  "--weights", *[f"conciseness={w[0]},sentiment={w[1]}" for w in GRID],
+                  "--weights", *[f"conciseness={w[0]},sentiment={w[1]}" for w in steered_grid],
                   "--num_prompts", str(options.num_prompts), "--max_new_tokens", str(options.max_new_tokens), "--seed", "0",
                   "--reference_point", options.reference_point, "--output_dir", str(root / "front")])
     front = json.loads((root / "front" / "front.json").read_text())
     result = {"seed": seed, "hv_conditioned": front["hypervolume"], "hv_fixed": front["baseline"]["hypervolume"],
               "ratio": front["hypervolume_ratio"], "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
-              "model": options.model,
+              "model": options.model, "steered_weights": options.steered_weights,
               "spearman": {n: front["controllability"][n]["spearman"] for n in NAMES},
               "spearman_fixed": {n: front["baseline"]["controllability"][n]["spearman"] for n in NAMES}}
     print(f"seed {seed}: HV conditioned {result['hv_conditioned']:.4f}, fixed {result['hv_fixed']:.4f}, ratio "
@@ -86,6 +88,10 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--conditioned_steps", type=int, default=66)
     parser.add_argument("--fixed_steps", type=int, default=40)
+    parser.add_argument("--steered_weights", type=int, default=5,
+                        help="weights the steerable checkpoint is swept at (evenly spaced, corners included); the fixed "
+                             "runs are their 5 points. Steering it at more weights costs no training, which is the "
+                             "point of a steerable checkpoint; 5 compares the same grid")
     parser.add_argument("--num_prompts", type=int, default=64, help="held-out evaluation prompts (end of the file)")
     parser.add_argument("--reference_point", default="conciseness=-2,sentiment=-0.2")
     parser.add_argument("--output_dir", default="outputs/steerable_front")
@@ -105,7 +111,8 @@ def main():
     spread = f" +- {statistics.stdev(r['ratio'] for r in results):.3f} (std over {len(results)} seeds)" if len(results) > 1 else ""
     spearman = {n: statistics.mean(r["spearman"][n] if r["spearman"][n] is not None else float("nan") for r in results)
                 for n in NAMES}
-    print(f"steps: conditioned {options.conditioned_steps}, fixed {len(GRID)} x {options.fixed_steps}; "
+    print(f"steps: conditioned {options.conditioned_steps} (swept at {options.steered_weights} weights), fixed "
+          f"{len(GRID)} x {options.fixed_steps}; "
           f"HV ratio conditioned/fixed {ratio:.3f}{spread}; Spearman conditioned "
           + ", ".join(f"{n} {v:.2f}" for n, v in spearman.items()))
 

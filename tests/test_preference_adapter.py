@@ -146,15 +146,16 @@ def test_adapter_and_base_get_their_own_learning_rates(tiny_policy_path):
 # ------------------------------------------------------------------------------------------------ GRPO end to end
 
 def train_steerable(policy_path, output_dir, seed, train_prompts):
-    """The recipe of recipes/configs/grpo_steerable_tiny_cpu.yaml: Dirichlet(1, 1) weights per prompt fed to the
-    adapter, 2 prompts x 8 completions, 67 steps."""
+    """The recipe of recipes/configs/grpo_steerable_tiny_cpu.yaml: Dirichlet(2, 2) weights per prompt fed to the
+    adapter, KL beta 0.2, 2 prompts x 8 completions, 67 steps."""
     from transformers import AutoTokenizer
 
     from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
     args = MultiObjectiveGRPOConfig(
-        output_dir=str(output_dir), objectives=NAMES, weights_mode="dirichlet", conditioning="adapter",
-        preference_adapter_rank=4, multi_objective_aggregation="normalize_then_sum", loss_type="grpo", beta=0.05,
+        output_dir=str(output_dir), objectives=NAMES, weights_mode="dirichlet", dirichlet_alpha="2.0",
+        conditioning="adapter", preference_adapter_rank=4, multi_objective_aggregation="normalize_then_sum",
+        loss_type="grpo", beta=0.2,
         num_generations=8, per_device_train_batch_size=16, max_completion_length=48, max_steps=67,
         learning_rate=2e-3, lr_scheduler_type="constant", use_cpu=True, bf16=False, activation_checkpointing=False,
         save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, logging_steps=10,
