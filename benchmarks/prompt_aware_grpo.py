@@ -11,6 +11,11 @@ pair's chosen reply). Metric: the mean over held-out prompts of sum_k target_k(p
 
 Run once per seed (the processes can run side by side); `--summarize a.json b.json ...` pools them: the paired
 (per prompt) difference prompt_aware - fixed, its standard error within each seed, and the mean over seeds.
+
+`--conditioning adapter`: every mode trains the same preference adapter (Panacea-style, base frozen) and is evaluated
+with lambda set as in training: fixed modes at their constant weights, prompt_aware at each held-out prompt's
+ORCHESTRATOR weights (PRO's deployment, `--weights auto`): a channel through which the policy can behave differently
+per prompt. The metric is unchanged: it reads each prompt's TARGET weights, never the orchestrator's.
 """
 
 import argparse
@@ -24,6 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.data import resolve_data  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
+from alignment.models.preference_adapter import preference_weights  # noqa: E402
+from alignment.objectives.weights import parse_preference_weights  # noqa: E402
 from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
 from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
@@ -48,6 +55,24 @@ def held_out_prompts(scorer, orchestrator_settings, files):
     return prompts, target_weights(scores, orchestrator_settings["target"], orchestrator_settings.get("temperature", 1.0))
 
 
+def steering_weights(mode, predicted, mean_weights=None):
+    """Lambda per held-out prompt [P, K] (NAMES order) for an adapter-conditioned run, as it was set in training:
+    prompt_aware, the orchestrator's weights of each prompt; fixed, equal weights; fixed_mean, `mean_weights`."""
+    if mode == "prompt_aware":
+        return predicted
+    vector = parse_preference_weights(mean_weights if mode == "fixed_mean" else [1.0] * len(NAMES), NAMES)
+    return vector.unsqueeze(0).expand(len(predicted), -1)
+
+
+def sample_replies(policy, tokenizer, prompts, weights, max_new_tokens, seed):
+    """One sampled reply per prompt; with `weights` ([P, K]) the preference adapter reads row i for prompt i."""
+    if weights is None:
+        return generate_completions(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    with preference_weights(policy, weights):  # one batch: the rows of lambda follow the rows of prompts
+        return generate_completions(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
+                                    batch_size=len(prompts))
+
+
 def run(args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,7 +93,11 @@ def run(args):
           f"orchestrator on held-out: mean {predicted.mean(0).tolist()} std {predicted[:, 0].std():.3f}", flush=True)
 
     policy_path = resolve_model_path(args.policy)
-    results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples, "runs": {}}
+    adapter = args.conditioning == "adapter"
+    results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
+               "conditioning": args.conditioning, "beta": args.beta, "learning_rate": args.learning_rate,
+               "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
+               "orchestrator_std_helpful": predicted[:, 0].std().item(), "runs": {}}
     for mode in args.modes:
         start = time.time()
         config = MultiObjectiveGRPOConfig(
@@ -80,7 +109,9 @@ def run(args):
             num_generations=args.num_generations,
             per_device_train_batch_size=args.num_generations * args.prompts_per_step,
             max_completion_length=args.max_completion_length,
-            max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=0.0,
+            max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=args.beta,
+            # adapter: the tiny steerable recipe's adapter (rank 4, lambda_scale 16, base frozen), the same in every mode
+            conditioning="adapter" if adapter else "none",
             temperature=1.0, multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False,
             activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
             disable_tqdm=True,
@@ -91,10 +122,11 @@ def run(args):
                                             train_dataset=train.shuffle(seed=args.seed))
         trainer.train()
         policy = trainer.accelerator.unwrap_model(trainer.model)
+        steer = steering_weights(mode, predicted, args.mean_weights) if adapter else None
         per_prompt = []
         for sample in range(args.samples):
-            replies = generate_completions(policy, tokenizer, eval_prompts, max_new_tokens=args.max_completion_length,
-                                           seed=1000 * args.seed + sample)
+            replies = sample_replies(policy, tokenizer, eval_prompts, steer, args.max_completion_length,
+                                     seed=1000 * args.seed + sample)
             per_prompt.append(scorer.score(eval_prompts, replies)[:, [scorer.head_names.index(n) for n in NAMES]])
         z = torch.stack(per_prompt).mean(0)  # [P, K], mean over samples
         weighted = (z * eval_targets).sum(1)
@@ -164,6 +196,10 @@ def main(argv=None):
     parser.add_argument("--prompts_per_step", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--max_completion_length", type=int, default=32)
+    parser.add_argument("--conditioning", default="none", choices=["none", "adapter"],
+                        help="adapter: every mode trains a preference adapter fed its weights (prompt_aware: each "
+                             "prompt's orchestrator weights) and is steered with them at evaluation")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL to the initial policy (adapter: 0.05 keeps replies long)")
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
                         help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt)")
     parser.add_argument("--mean_weights", help="fixed_mean mode: e.g. helpful=0.45,harmless=0.55, the orchestrator's "
