@@ -97,7 +97,7 @@ def run(args):
     policy_path = resolve_model_path(args.policy)
     adapter = args.conditioning == "adapter"
     results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
-               "conditioning": args.conditioning, "beta": args.beta, "learning_rate": args.learning_rate,
+               "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta, "learning_rate": args.learning_rate,
                "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
                "orchestrator_std_helpful": predicted[:, 0].std().item(), "runs": {}}
     for mode in args.modes:
@@ -115,7 +115,7 @@ def run(args):
             max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=args.beta,
             # adapter: the tiny steerable recipe's adapter (rank 4, lambda_scale 16, base frozen), the same in every mode
             conditioning="adapter" if adapter else "none",
-            temperature=1.0, multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False,
+            temperature=1.0, multi_objective_aggregation=args.aggregation, use_cpu=True, bf16=False,
             activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
             disable_tqdm=True,
         )
@@ -219,6 +219,8 @@ def main(argv=None):
                         help="adapter: also evaluate each trained policy steered at these settings (fixed, fixed_mean, "
                              "prompt_aware = the orchestrator's weights per prompt, or a weights string), as mode@setting")
     parser.add_argument("--dirichlet_alpha", default="1.0", help="dirichlet mode (adapter): the training weights' alpha")
+    parser.add_argument("--aggregation", default="normalize_then_sum", choices=["normalize_then_sum", "sum_then_normalize"],
+                        help="sum_then_normalize: the advantage is the group-normalized w . z, the metric's units")
     parser.add_argument("--beta", type=float, default=0.0, help="KL to the initial policy (adapter: 0.05 keeps replies long)")
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
                         help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt), "
