@@ -58,9 +58,12 @@ def held_out_prompts(scorer, orchestrator_settings, files):
 def steering_weights(mode, predicted, mean_weights=None):
     """Lambda per held-out prompt [P, K] (NAMES order) for an adapter-conditioned run, as it was set in training:
     prompt_aware (and dirichlet, steered as PRO deploys any steerable checkpoint), the orchestrator's weights of each
-    prompt; fixed, equal weights; fixed_mean, `mean_weights`; any other setting is read as a weights string."""
+    prompt; fixed, equal weights; fixed_mean, `mean_weights`; 'prompt_aware:T', the orchestrator's weights sharpened
+    (softmax(log w / T), T < 1 spreads them away from the mean); any other setting is read as a weights string."""
     if mode in ("prompt_aware", "dirichlet"):
         return predicted
+    if mode.startswith("prompt_aware:"):
+        return torch.softmax(predicted.log() / float(mode.split(":", 1)[1]), dim=-1)
     vector = parse_preference_weights(mean_weights if mode == "fixed_mean" else [1.0] * len(NAMES) if mode == "fixed"
                                       else mode, NAMES)
     return vector.unsqueeze(0).expand(len(predicted), -1)

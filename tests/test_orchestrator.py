@@ -403,6 +403,8 @@ def test_benchmark_steers_the_adapter_with_each_held_out_prompts_own_weights(tin
     assert torch.equal(benchmark.steering_weights("fixed", predicted), torch.full((3, 2), 0.5))
     assert torch.allclose(benchmark.steering_weights("fixed_mean", predicted, "harmless=0.7,helpful=0.3"),
                           torch.tensor([[0.3, 0.7]] * 3))
+    # sharpened at T = 0.5: w^2 normalized, 0.6 / 0.4 -> 0.36 / 0.16 over 0.52
+    assert torch.allclose(benchmark.steering_weights("prompt_aware:0.5", predicted[2:]), torch.tensor([[0.36, 0.16]]) / 0.52)
 
     model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), benchmark.NAMES, rank=2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
