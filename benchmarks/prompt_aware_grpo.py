@@ -161,6 +161,7 @@ def summarize(paths, plot=None, baselines=("fixed",), candidate="prompt_aware"):
     for path in paths:  # one file per (seed, mode) or per seed
         result = json.loads(Path(path).read_text())
         by_seed.setdefault(result["seed"], {"seed": result["seed"], "runs": {}})["runs"].update(result["runs"])
+        conditioning = result.get("conditioning", "none")
     for baseline in baselines:
         print(f"{'seed':<6}{'metric':<16}{baseline:>20}{candidate:>20}{'diff (paired)':>22}")
         for result in by_seed.values():
@@ -188,7 +189,7 @@ def summarize(paths, plot=None, baselines=("fixed",), candidate="prompt_aware"):
                           yerr=[(v.std() / len(v) ** 0.5).item() for v in values], fmt="o", capsize=3, label=mode)
         axis.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
         axis.set_ylabel("held-out sum_k target_k z_k")
-        axis.set_title(f"GRPO: {candidate} vs {', '.join(baselines)}", fontsize=9)
+        axis.set_title(f"GRPO ({conditioning} conditioning): {candidate} vs {', '.join(baselines)}", fontsize=9)
         axis.legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(plot, dpi=120)
