@@ -102,7 +102,9 @@ def run(args):
     results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
                "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta, "learning_rate": args.learning_rate,
                "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
-               "orchestrator_std_helpful": predicted[:, 0].std().item(), "runs": {}}
+               "orchestrator_std_helpful": predicted[:, 0].std().item(),
+               # per held-out prompt: its target weight (the metric's) and the orchestrator's (what steering used)
+               "target_helpful": eval_targets[:, 0].tolist(), "orchestrator_helpful": predicted[:, 0].tolist(), "runs": {}}
     for mode in args.modes:
         start = time.time()
         config = MultiObjectiveGRPOConfig(
