@@ -100,7 +100,8 @@ def run(args):
     policy_path = resolve_model_path(args.policy)
     adapter = args.conditioning == "adapter"
     results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
-               "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta, "learning_rate": args.learning_rate,
+               "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta,
+               "learning_rate": args.learning_rate,
                "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
                "orchestrator_std_helpful": predicted[:, 0].std().item(),
                # per held-out prompt: its target weight (the metric's) and the orchestrator's (what steering used)
@@ -244,6 +245,8 @@ def main(argv=None):
         return summarize(args.summarize, args.plot, args.baseline, args.candidate)
     if not (args.reward_model and args.orchestrator):
         raise SystemExit("give --reward_model and --orchestrator (or --summarize FILES)")
+    if "dirichlet" in args.modes and args.conditioning != "adapter":
+        raise SystemExit("--modes dirichlet trains a steerable checkpoint: it needs --conditioning adapter")
     run(args)
 
 
