@@ -11,6 +11,11 @@ pair's chosen reply). Metric: the mean over held-out prompts of sum_k target_k(p
 
 Run once per seed (the processes can run side by side); `--summarize a.json b.json ...` pools them: the paired
 (per prompt) difference prompt_aware - fixed, its standard error within each seed, and the mean over seeds.
+
+`--conditioning adapter`: every mode trains the same preference adapter (Panacea-style, base frozen) and is evaluated
+with lambda set as in training: fixed modes at their constant weights, prompt_aware at each held-out prompt's
+ORCHESTRATOR weights (PRO's deployment, `--weights auto`): a channel through which the policy can behave differently
+per prompt. The metric is unchanged: it reads each prompt's TARGET weights, never the orchestrator's.
 """
 
 import argparse
@@ -24,6 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.data import resolve_data  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
+from alignment.models.preference_adapter import preference_weights  # noqa: E402
+from alignment.objectives.weights import parse_preference_weights  # noqa: E402
 from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
 from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
@@ -48,6 +55,29 @@ def held_out_prompts(scorer, orchestrator_settings, files):
     return prompts, target_weights(scores, orchestrator_settings["target"], orchestrator_settings.get("temperature", 1.0))
 
 
+def steering_weights(mode, predicted, mean_weights=None):
+    """Lambda per held-out prompt [P, K] (NAMES order) for an adapter-conditioned run, as it was set in training:
+    prompt_aware (and dirichlet, steered as PRO deploys any steerable checkpoint), the orchestrator's weights of each
+    prompt; fixed, equal weights; fixed_mean, `mean_weights`; 'prompt_aware:T', the orchestrator's weights sharpened
+    (softmax(log w / T), T < 1 spreads them away from the mean); any other setting is read as a weights string."""
+    if mode in ("prompt_aware", "dirichlet"):
+        return predicted
+    if mode.startswith("prompt_aware:"):
+        return torch.softmax(predicted.log() / float(mode.split(":", 1)[1]), dim=-1)
+    vector = parse_preference_weights(mean_weights if mode == "fixed_mean" else [1.0] * len(NAMES) if mode == "fixed"
+                                      else mode, NAMES)
+    return vector.unsqueeze(0).expand(len(predicted), -1)
+
+
+def sample_replies(policy, tokenizer, prompts, weights, max_new_tokens, seed):
+    """One sampled reply per prompt; with `weights` ([P, K]) the preference adapter reads row i for prompt i."""
+    if weights is None:
+        return generate_completions(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed)
+    with preference_weights(policy, weights):  # one batch: the rows of lambda follow the rows of prompts
+        return generate_completions(policy, tokenizer, prompts, max_new_tokens=max_new_tokens, seed=seed,
+                                    batch_size=len(prompts))
+
+
 def run(args):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,20 +98,30 @@ def run(args):
           f"orchestrator on held-out: mean {predicted.mean(0).tolist()} std {predicted[:, 0].std():.3f}", flush=True)
 
     policy_path = resolve_model_path(args.policy)
-    results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples, "runs": {}}
+    adapter = args.conditioning == "adapter"
+    results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
+               "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta,
+               "learning_rate": args.learning_rate,
+               "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
+               "orchestrator_std_helpful": predicted[:, 0].std().item(),
+               # per held-out prompt: its target weight (the metric's) and the orchestrator's (what steering used)
+               "target_helpful": eval_targets[:, 0].tolist(), "orchestrator_helpful": predicted[:, 0].tolist(), "runs": {}}
     for mode in args.modes:
         start = time.time()
         config = MultiObjectiveGRPOConfig(
             output_dir=f"{args.output_dir}/{mode}-seed{args.seed}", objectives=OBJECTIVES,
             reward_model_name_or_path=args.reward_model, weights_mode="fixed" if mode == "fixed_mean" else mode,
+            dirichlet_alpha=args.dirichlet_alpha,
             orchestrator_name_or_path=args.orchestrator if mode == "prompt_aware" else None,
             # fixed_mean: one fixed vector, the orchestrator's constant predictor (its mean training target)
             preference_weights=args.mean_weights if mode == "fixed_mean" else None,
             num_generations=args.num_generations,
             per_device_train_batch_size=args.num_generations * args.prompts_per_step,
             max_completion_length=args.max_completion_length,
-            max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=0.0,
-            temperature=1.0, multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False,
+            max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=args.beta,
+            # adapter: the tiny steerable recipe's adapter (rank 4, lambda_scale 16, base frozen), the same in every mode
+            conditioning="adapter" if adapter else "none",
+            temperature=1.0, multi_objective_aggregation=args.aggregation, use_cpu=True, bf16=False,
             activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
             disable_tqdm=True,
         )
@@ -91,62 +131,77 @@ def run(args):
                                             train_dataset=train.shuffle(seed=args.seed))
         trainer.train()
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        per_prompt = []
-        for sample in range(args.samples):
-            replies = generate_completions(policy, tokenizer, eval_prompts, max_new_tokens=args.max_completion_length,
-                                           seed=1000 * args.seed + sample)
-            per_prompt.append(scorer.score(eval_prompts, replies)[:, [scorer.head_names.index(n) for n in NAMES]])
-        z = torch.stack(per_prompt).mean(0)  # [P, K], mean over samples
-        weighted = (z * eval_targets).sum(1)
-        results["runs"][mode] = {
-            "target_weighted": weighted.tolist(), "helpful": z[:, 0].tolist(), "harmless": z[:, 1].tolist(),
-            "equal_weighted": z.mean(1).tolist(), "seconds": time.time() - start,
-            "train_weights_helpful": [e["weights/helpful"] for e in trainer.state.log_history if "weights/helpful" in e],
-        }
-        print(f"[{mode} seed {args.seed}] {time.time() - start:.0f}s  target-weighted {weighted.mean():+.4f} "
-              f"+- {weighted.std() / len(weighted) ** 0.5:.4f}  helpful {z[:, 0].mean():+.4f} harmless {z[:, 1].mean():+.4f}",
-              flush=True)
+        # adapter: the run's own lambda first (as trained), then each --steer_eval setting on the same policy,
+        # recorded as "mode@setting" (the same replies' seeds: paired comparisons of steering alone)
+        settings = [None] + (args.steer_eval if adapter else [])
+        own = steering_weights(mode, predicted, args.mean_weights) if adapter else None
+        for setting in settings:
+            steer = steering_weights(setting or mode, predicted, args.mean_weights) if adapter else None
+            if setting is not None and torch.equal(steer, own):
+                continue  # the run's own lambda, evaluated already
+            per_prompt = []
+            for sample in range(args.samples):
+                replies = sample_replies(policy, tokenizer, eval_prompts, steer, args.max_completion_length,
+                                         seed=1000 * args.seed + sample)
+                per_prompt.append(scorer.score(eval_prompts, replies)[:, [scorer.head_names.index(n) for n in NAMES]])
+            z = torch.stack(per_prompt).mean(0)  # [P, K], mean over samples
+            weighted = (z * eval_targets).sum(1)  # each prompt's TARGET weights, whatever lambda steered it
+            name = mode if setting is None else f"{mode}@{setting}"
+            results["runs"][name] = {
+                "target_weighted": weighted.tolist(), "helpful": z[:, 0].tolist(), "harmless": z[:, 1].tolist(),
+                "equal_weighted": z.mean(1).tolist(), "seconds": time.time() - start,
+                "train_weights_helpful": [e["weights/helpful"] for e in trainer.state.log_history if "weights/helpful" in e],
+            }
+            print(f"[{name} seed {args.seed}] {time.time() - start:.0f}s  target-weighted {weighted.mean():+.4f} "
+                  f"+- {weighted.std() / len(weighted) ** 0.5:.4f}  helpful {z[:, 0].mean():+.4f} "
+                  f"harmless {z[:, 1].mean():+.4f}", flush=True)
     Path(args.json).write_text(json.dumps(results))
 
 
-def summarize(paths, plot=None, baseline="fixed"):
-    print(f"{'seed':<6}{'metric':<16}{baseline:>10}{'prompt_aware':>14}{'diff (paired)':>22}")
+def summarize(paths, plot=None, baselines=("fixed",), candidate="prompt_aware"):
+    """Per seed and baseline: candidate - baseline, paired per prompt (SE within the seed); then the mean over seeds."""
     diffs, by_seed = {}, {}
     for path in paths:  # one file per (seed, mode) or per seed
         result = json.loads(Path(path).read_text())
         by_seed.setdefault(result["seed"], {"seed": result["seed"], "runs": {}})["runs"].update(result["runs"])
-    for result in by_seed.values():
-        if baseline not in result["runs"] or "prompt_aware" not in result["runs"]:
-            continue  # a seed without both runs
-        fixed, aware = result["runs"][baseline], result["runs"]["prompt_aware"]
-        for metric in ("target_weighted", "equal_weighted", "helpful", "harmless"):
-            a, b = torch.tensor(fixed[metric]), torch.tensor(aware[metric])
-            d = b - a
-            diffs.setdefault(metric, []).append(d.mean().item())
-            print(f"{result['seed']:<6}{metric:<16}{a.mean():>+10.4f}{b.mean():>+14.4f}"
-                  f"{d.mean():>+12.4f} +- {d.std() / len(d) ** 0.5:.4f}")
+        conditioning = result.get("conditioning", "none")
+    for baseline in baselines:
+        print(f"{'seed':<6}{'metric':<16}{baseline:>20}{candidate:>20}{'diff (paired)':>22}")
+        for result in by_seed.values():
+            if baseline not in result["runs"] or candidate not in result["runs"]:
+                continue  # a seed without both runs
+            fixed, aware = result["runs"][baseline], result["runs"][candidate]
+            for metric in ("target_weighted", "equal_weighted", "helpful", "harmless"):
+                a, b = torch.tensor(fixed[metric]), torch.tensor(aware[metric])
+                d = b - a
+                diffs.setdefault((baseline, metric), []).append(d.mean().item())
+                print(f"{result['seed']:<6}{metric:<16}{a.mean():>+20.4f}{b.mean():>+20.4f}"
+                      f"{d.mean():>+12.4f} +- {d.std() / len(d) ** 0.5:.4f}")
     if plot:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        seeds = sorted(s for s, r in by_seed.items() if baseline in r["runs"] and "prompt_aware" in r["runs"])
-        figure, axis = plt.subplots(figsize=(5, 3.2))
-        for offset, mode in ((-0.15, baseline), (0.15, "prompt_aware")):
+        modes = [*baselines, candidate]
+        seeds = sorted(s for s, r in by_seed.items() if all(m in r["runs"] for m in modes))
+        figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(seeds), 3.4))
+        width = 0.6 / max(len(modes) - 1, 1)
+        for number, mode in enumerate(modes):
             values = [torch.tensor(by_seed[s]["runs"][mode]["target_weighted"]) for s in seeds]
-            axis.errorbar([i + offset for i in range(len(seeds))], [v.mean().item() for v in values],
+            axis.errorbar([i - 0.3 + number * width for i in range(len(seeds))], [v.mean().item() for v in values],
                           yerr=[(v.std() / len(v) ** 0.5).item() for v in values], fmt="o", capsize=3, label=mode)
         axis.set_xticks(range(len(seeds)), [f"seed {s}" for s in seeds])
         axis.set_ylabel("held-out sum_k target_k z_k")
-        axis.set_title(f"GRPO: prompt-aware vs {baseline} weights")
-        axis.legend()
+        axis.set_title(f"GRPO ({conditioning} conditioning): {candidate} vs {', '.join(baselines)}", fontsize=9)
+        axis.legend(fontsize=7)
         figure.tight_layout()
         figure.savefig(plot, dpi=120)
         print(f"plot written to {plot}")
-    for metric, values in diffs.items():
+    for (baseline, metric), values in diffs.items():
         values = torch.tensor(values)
         se = values.std() / len(values) ** 0.5 if len(values) > 1 else float("nan")
-        print(f"mean over {len(values)} seeds, {metric}: prompt_aware - {baseline} = {values.mean():+.4f} +- {se:.4f} (SE over seeds)")
+        print(f"mean over {len(values)} seeds, {metric}: {candidate} - {baseline} = {values.mean():+.4f} +- {se:.4f} "
+              "(SE over seeds)")
 
 
 def main(argv=None):
@@ -164,19 +219,34 @@ def main(argv=None):
     parser.add_argument("--prompts_per_step", type=int, default=8)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--max_completion_length", type=int, default=32)
+    parser.add_argument("--conditioning", default="none", choices=["none", "adapter"],
+                        help="adapter: every mode trains a preference adapter fed its weights (prompt_aware: each "
+                             "prompt's orchestrator weights) and is steered with them at evaluation")
+    parser.add_argument("--steer_eval", nargs="*", default=[],
+                        help="adapter: also evaluate each trained policy steered at these settings (fixed, fixed_mean, "
+                             "prompt_aware = the orchestrator's weights per prompt, or a weights string), as mode@setting")
+    parser.add_argument("--dirichlet_alpha", default="1.0", help="dirichlet mode (adapter): the training weights' alpha")
+    parser.add_argument("--aggregation", default="normalize_then_sum", choices=["normalize_then_sum", "sum_then_normalize"],
+                        help="sum_then_normalize: the advantage is the group-normalized w . z, the metric's units")
+    parser.add_argument("--beta", type=float, default=0.0, help="KL to the initial policy (adapter: 0.05 keeps replies long)")
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
-                        help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt)")
+                        help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt), "
+                             "dirichlet (adapter only: a steerable checkpoint, evaluated with the orchestrator's weights)")
     parser.add_argument("--mean_weights", help="fixed_mean mode: e.g. helpful=0.45,harmless=0.55, the orchestrator's "
                                                "mean training target (the constant predictor)")
-    parser.add_argument("--baseline", default="fixed", help="with --summarize: the mode prompt_aware is compared with")
+    parser.add_argument("--baseline", nargs="+", default=["fixed"],
+                        help="with --summarize: the runs (mode or mode@setting) the candidate is compared with")
+    parser.add_argument("--candidate", default="prompt_aware", help="with --summarize: the run compared with them")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default="/tmp/moalign/prompt_aware_grpo")
     parser.add_argument("--json", default="prompt_aware_grpo.json")
     args = parser.parse_args(argv)
     if args.summarize:
-        return summarize(args.summarize, args.plot, args.baseline)
+        return summarize(args.summarize, args.plot, args.baseline, args.candidate)
     if not (args.reward_model and args.orchestrator):
         raise SystemExit("give --reward_model and --orchestrator (or --summarize FILES)")
+    if "dirichlet" in args.modes and args.conditioning != "adapter":
+        raise SystemExit("--modes dirichlet trains a steerable checkpoint: it needs --conditioning adapter")
     run(args)
 
 

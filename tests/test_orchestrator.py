@@ -385,3 +385,34 @@ def test_dpo_recipe_runs_modpo_with_prompt_aware_weights(tiny_policy_path, tmp_p
     assert len(logged) == 2 and all(0 < value < 1 for value in logged)
     record = json.loads((tmp_path / "modpo" / "objectives.json").read_text())
     assert record["weights"] is None and record["weight_distribution"]["type"] == "prompt_aware"
+
+
+def test_benchmark_steers_the_adapter_with_each_held_out_prompts_own_weights(tiny_policy_path):
+    """benchmarks/prompt_aware_grpo.py --conditioning adapter: at evaluation, prompt_aware sets lambda row i to held-out
+    prompt i's orchestrator weights (PRO's deployment); fixed modes set their constant for every row."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment.models.preference_adapter import PreferenceLoraLinear, add_preference_adapter, preference_state
+
+    spec = importlib.util.spec_from_file_location("prompt_aware_grpo", ROOT / "benchmarks" / "prompt_aware_grpo.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.NAMES == ["helpful", "harmless"]
+    predicted = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])  # columns in NAMES order
+    assert torch.equal(benchmark.steering_weights("prompt_aware", predicted), predicted)
+    assert torch.equal(benchmark.steering_weights("fixed", predicted), torch.full((3, 2), 0.5))
+    assert torch.allclose(benchmark.steering_weights("fixed_mean", predicted, "harmless=0.7,helpful=0.3"),
+                          torch.tensor([[0.3, 0.7]] * 3))
+    # sharpened at T = 0.5: w^2 normalized, 0.6 / 0.4 -> 0.36 / 0.16 over 0.52
+    assert torch.allclose(benchmark.steering_weights("prompt_aware:0.5", predicted[2:]), torch.tensor([[0.36, 0.16]]) / 0.52)
+
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), benchmark.NAMES, rank=2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
+    layer = next(m for m in model.modules() if isinstance(m, PreferenceLoraLinear))
+    seen = []
+    layer.register_forward_pre_hook(lambda module, args: seen.append(module.preference.weights.clone()))
+    prompts = [[{"role": "user", "content": text}] for text in ("Hi", "How do I pick a lock?", "Write a long poem.")]
+    replies = benchmark.sample_replies(model, tokenizer, prompts, predicted, max_new_tokens=3, seed=0)
+    assert len(replies) == 3 and len(seen) >= 1
+    assert all(torch.equal(weights, predicted) for weights in seen)  # every decoding step, row i = prompt i
+    assert preference_state(model).weights is None  # restored after generation
