@@ -168,6 +168,15 @@ def train_steerable(policy_path, output_dir, seed, train_prompts):
     return output_dir
 
 
+def mean_reply_lengths(steerable, prompts, sentiment_weights):
+    """Mean reply length (chars) when steered at each sentiment weight (conciseness = 1 - weight), same seed."""
+    lengths = []
+    for weight in sentiment_weights:
+        replies = steerable.generate(prompts, [1 - weight, weight], max_new_tokens=48, seed=0)
+        lengths.append(sum(map(len, replies)) / len(replies))
+    return lengths
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path, one_thread, seed):
@@ -186,10 +195,7 @@ def test_adapter_conditioned_grpo_follows_its_weights(tiny_policy_path, tmp_path
     steerable = load_steerable(str(path))  # method read from the record
     assert isinstance(steerable, PreferenceAdapterSteerable)
     sentiment_weights = [0.0, 0.25, 0.5, 0.75, 1.0]
-    lengths = []
-    for weight in sentiment_weights:
-        replies = steerable.generate(held_out, [1 - weight, weight], max_new_tokens=48, seed=0)
-        lengths.append(sum(map(len, replies)) / len(replies))
+    lengths = mean_reply_lengths(steerable, held_out, sentiment_weights)
     print(f"seed {seed}: mean reply length (chars) at sentiment weight {sentiment_weights}: "
           + ", ".join(f"{x:.1f}" for x in lengths))
     assert lengths[-1] > 3 * lengths[0] + 10  # conciseness=1 vs sentiment=1: a clear gap
@@ -353,10 +359,7 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     prompts = load_prompt_dataset(resolve_data("hh-prompts"))
     held_out = [row["prompt"] for row in prompts.select(range(len(prompts) - 32, len(prompts)))]
     sentiment_weights = [0.0, 0.25, 0.5, 0.75, 1.0]
-    lengths = []
-    for weight in sentiment_weights:
-        replies = steerable.generate(held_out, [1 - weight, weight], max_new_tokens=48, seed=0)
-        lengths.append(sum(map(len, replies)) / len(replies))
+    lengths = mean_reply_lengths(steerable, held_out, sentiment_weights)
     print(f"DPO seed {seed}: mean reply length (chars) at sentiment weight {sentiment_weights}: "
           + ", ".join(f"{x:.1f}" for x in lengths))
     # conciseness=1 vs sentiment=1: a clear gap (with lambda ignored the same seed would give identical replies)
