@@ -40,7 +40,7 @@ from scripts.pareto_sweep import main as pareto_sweep, weight_grid  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "grpo_steerable_tiny_cpu.yaml"
 NAMES = ["conciseness", "sentiment"]
-GRID = [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]]
+GRID = weight_grid(5, len(NAMES))  # (1, 0), (0.75, 0.25), ..., (0, 1): one fixed-weight run each
 
 
 def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[str], options) -> Path:
