@@ -101,7 +101,7 @@ def run(args):
     adapter = args.conditioning == "adapter"
     results = {"seed": args.seed, "steps": args.steps, "num_eval": len(eval_prompts), "samples": args.samples,
                "conditioning": args.conditioning, "aggregation": args.aggregation, "beta": args.beta,
-               "learning_rate": args.learning_rate,
+               "learning_rate": args.learning_rate, "policy": args.policy, "lora_r": args.lora_r,
                "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
                "orchestrator_std_helpful": predicted[:, 0].std().item(),
                # per held-out prompt: its target weight (the metric's) and the orchestrator's (what steering used)
@@ -127,8 +127,14 @@ def run(args):
         )
         model = AutoModelForCausalLM.from_pretrained(policy_path)
         tokenizer = AutoTokenizer.from_pretrained(policy_path)
+        peft_config = None
+        if args.lora_r and not adapter:  # the adapter modes train the preference adapter, never a second LoRA
+            from peft import LoraConfig
+
+            peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear",
+                                     task_type="CAUSAL_LM")
         trainer = MultiObjectiveGRPOTrainer(model=model, args=config, processing_class=tokenizer,
-                                            train_dataset=train.shuffle(seed=args.seed))
+                                            train_dataset=train.shuffle(seed=args.seed), peft_config=peft_config)
         trainer.train()
         policy = trainer.accelerator.unwrap_model(trainer.model)
         # adapter: the run's own lambda first (as trained), then each --steer_eval setting on the same policy,
@@ -228,6 +234,9 @@ def main(argv=None):
     parser.add_argument("--dirichlet_alpha", default="1.0", help="dirichlet mode (adapter): the training weights' alpha")
     parser.add_argument("--aggregation", default="normalize_then_sum", choices=["normalize_then_sum", "sum_then_normalize"],
                         help="sum_then_normalize: the advantage is the group-normalized w . z, the metric's units")
+    parser.add_argument("--lora_r", type=int, default=0,
+                        help="conditioning none: train a LoRA of this rank (alpha 2r, all linear layers) instead of the "
+                             "whole policy, as the SmolLM2 recipes do (e.g. --policy smollm2-135m-instruct --lora_r 16)")
     parser.add_argument("--beta", type=float, default=0.0, help="KL to the initial policy (adapter: 0.05 keeps replies long)")
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
                         help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt), "
