@@ -128,7 +128,7 @@ def run(args):
         model = AutoModelForCausalLM.from_pretrained(policy_path)
         tokenizer = AutoTokenizer.from_pretrained(policy_path)
         peft_config = None
-        if args.lora_r and not adapter:  # the adapter modes train the preference adapter, never a second LoRA
+        if args.lora_r:  # not with the adapter (refused in main): it is the trained LoRA there
             from peft import LoraConfig
 
             peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear",
@@ -250,6 +250,8 @@ def main(argv=None):
     parser.add_argument("--output_dir", default="/tmp/moalign/prompt_aware_grpo")
     parser.add_argument("--json", default="prompt_aware_grpo.json")
     args = parser.parse_args(argv)
+    if args.lora_r and args.conditioning == "adapter":
+        parser.error("--lora_r with --conditioning adapter: the preference adapter is the trained LoRA; drop --lora_r")
     if args.summarize:
         return summarize(args.summarize, args.plot, args.baseline, args.candidate)
     if not (args.reward_model and args.orchestrator):
