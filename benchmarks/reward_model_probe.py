@@ -23,29 +23,30 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from alignment.data import resolve_data  # noqa: E402
 from alignment.models.packaged import resolve_model_path  # noqa: E402
-from reward_models.chat_format import render_conversation, to_messages  # noqa: E402
-from reward_models.data import read_jsonl  # noqa: E402
+from reward_models.chat_format import render_conversation  # noqa: E402
+from reward_models.data import load_pairwise_source  # noqa: E402
+from reward_models.losses import masked_bradley_terry_loss  # noqa: E402
+from reward_models.metrics import per_head_metrics  # noqa: E402
 from reward_models.modeling import build_reward_model  # noqa: E402
 
 BACKBONE = "packaged:all-MiniLM-L6-v2"
 
 
-def load_pairs(name, tokenizer, pair_input):
-    """(chosen, rejected) texts of a packaged pair file: rendered strings, or (context, last reply) tuples."""
-    def text(value):
-        messages = to_messages(value)
+def load_pairs(name, objective, tokenizer, pair_input):
+    """(chosen, rejected) texts of a packaged pair file, read as the recipe reads it (pairs with identical sides left
+    out): rendered strings, or (context, last reply) tuples."""
+    def text(messages):
         if pair_input:
             return render_conversation(tokenizer, messages[:-1]), messages[-1]["content"]
         return render_conversation(tokenizer, messages)
 
-    return [(text(row["chosen"]), text(row["rejected"])) for _, row in read_jsonl(resolve_data(name))
-            if row["chosen"] != row["rejected"]]
+    return [(text(e.first), text(e.second))
+            for e in load_pairwise_source(f"{objective}={name}", [objective], drop_degenerate=True)]
 
 
 def length_grouped_batches(pairs, batch_size, rng):
@@ -82,10 +83,10 @@ def main(argv=None):
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BACKBONE))
     tokenizer.truncation_side = "left"  # the last exchanges and the reply survive truncation
-    train = load_pairs(f"hh-{args.objective}", tokenizer, args.pair_input)
-    dev = load_pairs(f"hh-{args.objective}-dev", tokenizer, args.pair_input)
+    train = load_pairs(f"hh-{args.objective}", args.objective, tokenizer, args.pair_input)
+    dev = load_pairs(f"hh-{args.objective}-dev", args.objective, tokenizer, args.pair_input)
     if args.extra_pairs:
-        train += load_pairs(args.extra_pairs, tokenizer, args.pair_input)
+        train += load_pairs(args.extra_pairs, args.objective, tokenizer, args.pair_input)
     if args.max_train_pairs:
         train = train[:args.max_train_pairs]
     model = build_reward_model(BACKBONE, [args.objective], tokenizer, encoder_pooling="mean")
@@ -102,16 +103,21 @@ def main(argv=None):
     @torch.no_grad()
     def evaluate():
         model.eval()
-        gaps = []
+        chosen, rejected = [], []
         for i in range(0, len(dev), 32):
             chunk = dev[i:i + 32]
             s = scores([c for c, _ in chunk] + [r for _, r in chunk])
-            gaps.append(s[:len(chunk)] - s[len(chunk):])  # chosen - rejected
-        gaps = torch.cat(gaps)
+            chosen.append(s[:len(chunk)])
+            rejected.append(s[len(chunk):])
         model.train()
-        accuracy = ((gaps > 0).float() + 0.5 * (gaps == 0).float()).mean().item()
-        return {"accuracy": accuracy, "se": math.sqrt(accuracy * (1 - accuracy) / len(gaps)),
-                "bt_loss": F.softplus(-gaps).mean().item(), "gap_std": gaps.std().item()}
+        # the evaluation script's metrics: predictions [N, 2, K=1], labels [N, 3, 1] = (pair mask, rating, rating mask)
+        predictions = torch.stack([torch.cat(chosen), torch.cat(rejected)], dim=1).unsqueeze(-1).numpy()
+        labels = np.zeros((len(dev), 3, 1))
+        labels[:, 0] = 1.0
+        metrics = per_head_metrics(predictions, labels, [args.objective])
+        return {"accuracy": metrics[f"accuracy_{args.objective}"], "se": metrics[f"accuracy_se_{args.objective}"],
+                "bt_loss": metrics[f"bt_loss_{args.objective}"],
+                "gap_std": float((predictions[:, 0] - predictions[:, 1]).std(ddof=1))}
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
     total = args.epochs * math.ceil(len(train) / args.batch_pairs)
@@ -122,7 +128,7 @@ def main(argv=None):
         for batch in length_grouped_batches(train, args.batch_pairs, rng):
             pairs = [train[i] for i in batch]
             s = scores([c for c, _ in pairs] + [r for _, r in pairs])
-            loss = F.softplus(-(s[:len(pairs)] - s[len(pairs):])).mean()
+            loss = masked_bradley_terry_loss(s[:len(pairs), None], s[len(pairs):, None], torch.ones(len(pairs), 1))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
