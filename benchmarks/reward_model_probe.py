@@ -9,6 +9,9 @@ error, dev Bradley-Terry loss and the spread of the score gaps. Each flag change
     python benchmarks/reward_model_probe.py --objective helpful --epochs 2            # a second epoch
     python benchmarks/reward_model_probe.py --objective helpful --pair_input          # (context, reply) text pairs
     python benchmarks/reward_model_probe.py --objective helpful --extra_pairs ultrafeedback   # more (other) pairs
+    python benchmarks/reward_model_probe.py --objective helpful --disable_dropout     # TRL RewardConfig's default
+    python benchmarks/reward_model_probe.py --objective helpful --head_learning_rate 1e-3     # a faster new head
+    python benchmarks/reward_model_probe.py --objective helpful --learning_rate 5e-5 --seed 1  # another lr, seed
 
 The model is the recipe's (`build_reward_model`, the mean-pooling layer read through [CLS]); `--pair_input` feeds the
 conversation so far and the last reply as BERT's two segments (token_type_ids 0 / 1, the context truncated from the
@@ -73,6 +76,9 @@ def main(argv=None):
     parser.add_argument("--pair_input", action="store_true", help="(context, reply) as BERT's two segments")
     parser.add_argument("--extra_pairs", default=None, help="another packaged pair file trained on as well")
     parser.add_argument("--max_train_pairs", type=int, default=0, help="train on the first N pairs only (0: all)")
+    parser.add_argument("--disable_dropout", action="store_true", help="every dropout p = 0 (TRL's RewardConfig default)")
+    parser.add_argument("--head_learning_rate", type=float, default=None,
+                        help="learning rate of the new score head (the classifier), default --learning_rate")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -90,6 +96,9 @@ def main(argv=None):
     if args.max_train_pairs:
         train = train[:args.max_train_pairs]
     model = build_reward_model(BACKBONE, [args.objective], tokenizer, encoder_pooling="mean")
+    if args.disable_dropout:
+        from trl.trainer.utils import disable_dropout_in_model
+        disable_dropout_in_model(model)
     print(f"{len(train)} training pairs, {len(dev)} dev pairs; {vars(args)}", flush=True)
 
     def scores(texts):
@@ -119,7 +128,10 @@ def main(argv=None):
                 "bt_loss": metrics[f"bt_loss_{args.objective}"],
                 "gap_std": float((predictions[:, 0] - predictions[:, 1]).std(ddof=1))}
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=0.0)
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("classifier.")]
+    optimizer = torch.optim.AdamW([{"params": body}, {"params": head, "lr": args.head_learning_rate or args.learning_rate}],
+                                  lr=args.learning_rate, weight_decay=0.0)
     total = args.epochs * math.ceil(len(train) / args.batch_pairs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total)  # linear, no warmup
     model.train()
