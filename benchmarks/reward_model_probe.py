@@ -53,8 +53,10 @@ def load_pairs(name, objective, tokenizer, pair_input):
 
 
 def length_grouped_batches(pairs, batch_size, rng):
-    """Batches of similar length, as the recipe's group_by_length sampling (less padding): the pairs shuffled, cut
-    into chunks of 50 batches, sorted by length within a chunk, and the chunk's batches shuffled."""
+    """Batches of similar length (less padding): the pairs shuffled, cut into chunks of 50 batches, sorted by length
+    within a chunk, and the chunk's batches shuffled. Like the recipe's group_by_length (transformers'
+    `LengthGroupedSampler`, which keeps a chunk's batches longest first) but not the same order; the README's probe
+    figures were made with this one, so it stays."""
     order = list(range(len(pairs)))
     rng.shuffle(order)
     batches = []
@@ -76,7 +78,8 @@ def main(argv=None):
     parser.add_argument("--pair_input", action="store_true", help="(context, reply) as BERT's two segments")
     parser.add_argument("--extra_pairs", default=None, help="another packaged pair file trained on as well")
     parser.add_argument("--max_train_pairs", type=int, default=0, help="train on the first N pairs only (0: all)")
-    parser.add_argument("--disable_dropout", action="store_true", help="every dropout p = 0 (TRL's RewardConfig default)")
+    parser.add_argument("--disable_dropout", action="store_true",
+                        help="every dropout p = 0 (TRL's RewardConfig default)")
     parser.add_argument("--head_learning_rate", type=float, default=None,
                         help="learning rate of the new score head (the classifier), default --learning_rate")
     parser.add_argument("--seed", type=int, default=0)
@@ -130,8 +133,9 @@ def main(argv=None):
 
     head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
     body = [p for n, p in model.named_parameters() if not n.startswith("classifier.")]
-    optimizer = torch.optim.AdamW([{"params": body}, {"params": head, "lr": args.head_learning_rate or args.learning_rate}],
-                                  lr=args.learning_rate, weight_decay=0.0)
+    head_lr = args.head_learning_rate or args.learning_rate
+    optimizer = torch.optim.AdamW([{"params": body}, {"params": head, "lr": head_lr}], lr=args.learning_rate,
+                                  weight_decay=0.0)
     total = args.epochs * math.ceil(len(train) / args.batch_pairs)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / total)  # linear, no warmup
     model.train()
