@@ -275,7 +275,8 @@ def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
         output_dir=str(tmp_path / "dpo"), loss="modpo", objectives=["a", "b=python:tests.test_orchestrator:reward_b"],
         weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"), beta=0.1,
         per_device_train_batch_size=2, max_steps=1, use_cpu=True, report_to="none", save_strategy="no",
-        gradient_checkpointing=False, max_length=64)
+        gradient_checkpointing=False, max_length=64,
+        bf16=False)  # the test calls compute_loss outside TRL's autocast: the reference pass must run in fp32 too
     trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
                                        train_dataset=to_dataset(rows), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
     weights = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights([lock, poem])  # columns a, b
@@ -284,6 +285,11 @@ def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
     assert torch.allclose(batch["preference_weights"], weights, atol=1e-5)  # each row carries its prompt's weights
 
     trainer.model.train()
+    # What the expected loss assumes: before any step the policy's log-probs equal the reference's. (Under bf16
+    # autocast the reference pass drifted from the fp32 policy pass by up to 0.04 nats on a freshly built tiny policy.)
+    with torch.no_grad():
+        policy_logps, reference_logps = trainer._sequence_logps(trainer.model, batch)
+    assert torch.allclose(policy_logps, reference_logps, atol=1e-5)
     loss = trainer.compute_loss(trainer.model, batch)
     gaps = torch.tensor([2.0 - -1.0, 0.5 - 1.5])
     logits = -(weights[:, 1] * gaps) / weights[:, 0]
