@@ -123,7 +123,7 @@ def format_before_after_table(before: dict[str, float], after: dict[str, float],
 def train_evaluate_and_save(trainer, evaluate, resume_from_checkpoint, output_dir: str, heading: str,
                             summarize=None) -> None:
     """The tail every policy recipe shares: evaluate the starting policy, train (resuming from a checkpoint when
-    there is one), evaluate again, record both in the checkpoint (`trainer.final_evaluation`), save, print.
+    there is one), evaluate again, record both in the checkpoint (`trainer.record_results`), save, print.
 
     `evaluate()` returns {metric: value}, or None when there is nothing held out. It runs before `train` loads the
     checkpoint, so "before" is the starting policy on a resumed run too. With `summarize`, `evaluate()` may return
@@ -138,7 +138,8 @@ def train_evaluate_and_save(trainer, evaluate, resume_from_checkpoint, output_di
     if before is not None:
         after = evaluate()
         before, after, errors = summarize(before, after) if summarize else (before, after, None)
-        trainer.final_evaluation = {f"{k}/{when}": v for when, d in (("before", before), ("after", after)) for k, v in d.items()}
+        trainer.record_results(evaluation={f"{k}/{when}": v for when, d in (("before", before), ("after", after))
+                                           for k, v in d.items()})
         if trainer.accelerator.is_main_process:
             print(f"\n{heading}, before and after training:")
             print(format_before_after_table(before, after, errors))

@@ -125,7 +125,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
         required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
     )
-    weights = training_args.weights_tensor()  # checked when the config was parsed
+    weights = training_args.fixed_weight_vector()  # checked when the config was parsed
     if training_args.weights_mode == "prompt_aware":  # each row's weights, once per prompt, before labels use them
         from alignment.orchestrator import PreferenceOrchestrator, attach_prompt_weights
 

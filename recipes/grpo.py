@@ -163,17 +163,18 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
 
 def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: list):
     """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
-    replies for the card (`trainer.held_out_samples`) and writes them to samples.jsonl beside the checkpoint."""
+    replies for the card (`trainer.record_results`) and writes them to samples.jsonl beside the checkpoint."""
     weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
     if trainer.orchestrator is not None:  # prompt-aware: each prompt's own weights (of the unconditioned prompt)
         weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
     errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
-    trainer.held_out_samples = [
+    samples = [
         {"prompt": prompt[-1]["content"], "base": base, "trained": trained}
         for prompt, base, trained in zip(before.prompts, before.completions, after.completions)
     ][:num_samples]
+    trainer.record_results(samples=samples)
     if trainer.accelerator.is_main_process:
-        write_jsonl(Path(trainer.args.output_dir) / SAMPLES_FILE, trainer.held_out_samples)
+        write_jsonl(Path(trainer.args.output_dir) / SAMPLES_FILE, samples)
     return before.means(weights), after.means(weights), errors
 
 

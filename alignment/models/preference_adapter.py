@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -364,22 +363,3 @@ def load_checkpoint_weights(peft_model, path: str | Path) -> None:
     result = set_peft_model_state_dict(peft_model, adapter)
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{path}: adapter weights that this model does not have: {result.unexpected_keys[:3]}")
-
-
-@dataclass
-class PreferenceAdapterArguments:
-    """The preference adapter's settings, shared by the trainer configs that can train one (GRPO, the DPO family)."""
-
-    preference_adapter_rank: int = field(
-        default=4, metadata={"help": "Preference adapter: learnable singular values r per layer (rank r + K)."}
-    )
-    preference_adapter_target_modules: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
-        metadata={"help": "Preference adapter: names of the linear layers it wraps (default: attention and MLP projections)."},
-    )
-    preference_adapter_alpha: float | None = field(
-        default=None, metadata={"help": "Preference adapter: LoRA alpha (scaling alpha / (r + K)); default r + K."}
-    )
-    preference_adapter_lambda_scale: float = field(
-        default=16.0, metadata={"help": "Preference adapter: the weights enter as lambda_scale * s * lambda_k."}
-    )

@@ -100,6 +100,27 @@ def _import_function(path: str, name: str) -> Callable:
     return function
 
 
+def split_objective_spec(spec: str) -> tuple[str, str]:
+    """'name=source' -> (name, source); a bare name is its own source ('conciseness' -> ('conciseness', 'conciseness'))."""
+    name, _, target = (part.strip() for part in spec.partition("="))
+    return name, target or name
+
+
+def objective_names_of(specs: Sequence[str]) -> list[str]:
+    """The objective names of specs, in order, without resolving their sources (a DPO objective may have none)."""
+    return [split_objective_spec(spec)[0] for spec in specs]
+
+
+def reward_model_heads_or_names(specs: Sequence[str]) -> list[str]:
+    """What each objective is called outside the trainer: the head a 'name=rm:HEAD' spec reads, else its name
+    (a Preference Orchestrator trained on reward-model heads names its outputs by head)."""
+    labels = []
+    for spec in specs:
+        name, target = split_objective_spec(spec)
+        labels.append((target[3:] or name) if target.startswith("rm:") else name)
+    return labels
+
+
 def parse_objective_specs(specs: Sequence[str]) -> tuple[list[Objective], list[FunctionSource], dict[str, str]]:
     """Resolve specs into objectives, the function sources, and {objective: reward-model head label}.
 
@@ -114,8 +135,7 @@ def parse_objective_specs(specs: Sequence[str]) -> tuple[list[Objective], list[F
     for spec in specs:
         if not isinstance(spec, str) or not spec.strip():
             raise ObjectiveSpecError(f"objective spec {spec!r} is not a non-empty string")
-        name, _, target = (part.strip() for part in spec.partition("="))
-        target = target or name
+        name, target = split_objective_spec(spec)
         if not name.isidentifier():
             raise ObjectiveSpecError(f"objective name '{name}' (from spec '{spec}') must be an identifier")
         if name in (o.name for o in objectives):

@@ -27,19 +27,15 @@ from accelerate.utils import gather
 from trl import GRPOConfig, GRPOTrainer
 
 from alignment.hub.checkpointing import ResumableCheckpointsMixin
-from alignment.hub.record import build_record, save_record
+from alignment.hub.record import build_record
+from alignment.hub.steerable import SteerableCheckpointMixin
 from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
 from alignment.models.preference_adapter import (
-    ADAPTER_SUBFOLDER,
-    PreferenceAdapterArguments,
     add_preference_adapter,
     has_preference_adapter,
-    load_checkpoint_weights,
     parameter_groups,
     preference_weights,
-    save_steerable_checkpoint,
 )
-from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import objectives_to_dict, parse_objective_specs
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.objectives.scalarize import (
@@ -49,16 +45,15 @@ from alignment.objectives.scalarize import (
     pama_step_weights,
     update_log_lagrange_multiplier,
 )
-from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+from alignment.objectives.weights import sample_dirichlet_weights
+from alignment.trainers.arguments import PreferenceAdapterArguments, PreferenceWeightsArguments
 from reward_models.scoring import objective_reward_sources
 
 STATE_FILE = "multi_objective_state.json"
-CONDITIONING = ("none", "prompt", "adapter", "both")
-WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 
 
 @dataclass
-class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
+class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArguments, GRPOConfig):
     """GRPOConfig plus the multi-objective settings.
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
@@ -83,27 +78,6 @@ class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
     reward_model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "Multi-head reward model (hub id or path) that scores the 'rm:' objectives in one forward pass."},
-    )
-    preference_weights: str | None = field(
-        default=None,
-        metadata={"help": "Fixed weights, e.g. 'conciseness=0.7,sentiment=0.3' (normalized). Default: equal weights. "
-                          "Unused by scalarization 'lagrangian' and by pareto_method 'mgda' (a warning says so)."},
-    )
-    weights_mode: str = field(
-        default="fixed",
-        metadata={"help": "'fixed': preference_weights for every prompt; 'dirichlet': weights sampled per prompt "
-                          "from Dirichlet(dirichlet_alpha), for a preference-conditioned, steerable checkpoint; "
-                          "'prompt_aware': each prompt's weights inferred by the orchestrator (PRO)."},
-    )
-    orchestrator_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "prompt_aware mode: a Preference Orchestrator checkpoint (recipes/orchestrator.py) whose "
-                          "objectives are these objectives (or, for 'name=rm:HEAD' objectives, their heads)."},
-    )
-    dirichlet_alpha: str = field(
-        default="1.0",
-        metadata={"help": "Dirichlet concentration: one number for all objectives, or 'name=a,name=b'. "
-                          "1.0 is uniform on the simplex; smaller values favour corners."},
     )
     conditioning: str | None = field(
         default=None,
@@ -162,19 +136,13 @@ class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.weights_mode not in WEIGHTS_MODES:
-            raise ValueError(f"weights_mode must be one of {WEIGHTS_MODES}, got '{self.weights_mode}'")
-        if self.weights_mode == "prompt_aware" and not self.orchestrator_name_or_path:
-            raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
-                             "recipes/orchestrator.py)")
         if self.scalarization not in SCALARIZATIONS:
             raise ValueError(f"scalarization must be one of {SCALARIZATIONS}, got '{self.scalarization}'")
         if self.conditioning is None:
             legacy = self.condition_on_weights
             self.conditioning = ("prompt" if (self.weights_mode == "dirichlet" if legacy is None else legacy) else "none")
-        if self.conditioning not in CONDITIONING:
-            raise ValueError(f"conditioning must be one of {CONDITIONING}, got '{self.conditioning}'")
         self.condition_on_weights = self.conditioning in ("prompt", "both")
+        self.check_preference_adapter()
         if self.uses_preference_adapter:
             if self.use_vllm:
                 raise ValueError("conditioning with a preference adapter needs per-row weights in generation; "
@@ -182,8 +150,6 @@ class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
             if self.base_learning_rate is not None and self.beta != 0.0:
                 raise ValueError("base_learning_rate with beta > 0: the reference model would be the trained base "
                                  "(the adapter disabled), not the initial policy; use beta 0 or a frozen base")
-            if self.preference_adapter_rank < 1:
-                raise ValueError(f"preference_adapter_rank must be >= 1, got {self.preference_adapter_rank}")
         if self.partial_rewards not in PARTIAL_REWARDS:
             raise ValueError(f"partial_rewards must be one of {PARTIAL_REWARDS}, got '{self.partial_rewards}'")
         if self.partial_rewards == "sum_present" and self.scalarization in ("lagrangian", "pama"):
@@ -199,45 +165,15 @@ class MultiObjectiveGRPOConfig(PreferenceAdapterArguments, GRPOConfig):
             if self.lagrange_init <= 0 or self.lagrange_max <= 0:
                 raise ValueError("lagrange_init and lagrange_max must be > 0")
         # Objectives and weights are checked when the config is parsed, before a recipe loads any model.
-        names = self.objective_names
-        if self.weights_mode == "fixed":
-            self.fixed_weight_vector()
-        elif self.weights_mode == "dirichlet":
-            self.dirichlet_alpha_vector()
-        else:  # config.json only: an orchestrator for other objectives fails before any model loads
-            from alignment.orchestrator import check_orchestrator_objectives
-
-            check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
+        names = [objective.name for objective in parse_objective_specs(self.objectives)[0]]
+        self.check_preference_weights()
         if self.scalarization == "lagrangian":
             for field_name in ("main_objective", "constraint_objective"):
                 if getattr(self, field_name) not in names:
                     raise ValueError(f"{field_name} '{getattr(self, field_name)}' is not one of the objectives {names}")
 
-    @property
-    def uses_preference_adapter(self) -> bool:
-        return self.conditioning in ("adapter", "both")
 
-    @property
-    def objective_names(self) -> list[str]:
-        return [objective.name for objective in parse_objective_specs(self.objectives)[0]]
-
-    @property
-    def orchestrator_objective_names(self) -> list[str]:
-        """What the orchestrator calls each objective: the head an 'rm:HEAD' objective reads, else its name."""
-        heads = parse_objective_specs(self.objectives)[2]
-        return [heads.get(name, name) for name in self.objective_names]
-
-    def fixed_weight_vector(self) -> torch.Tensor:
-        """`preference_weights` on the simplex, in objective order (equal weights when unset)."""
-        names = self.objective_names
-        return parse_preference_weights(self.preference_weights or [1.0] * len(names), names)
-
-    def dirichlet_alpha_vector(self) -> torch.Tensor:
-        """`dirichlet_alpha` as one concentration per objective."""
-        return parse_dirichlet_alpha(_number_or_text(self.dirichlet_alpha), self.objective_names)
-
-
-class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
+class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMixin, GRPOTrainer):
     """GRPO on a reward vector. Construct like TRL's GRPOTrainer, without `reward_funcs`:
     the objectives come from `args.objectives`, or from `reward_sources` (any `alignment.objectives.sources.RewardSource`).
     """
@@ -455,7 +391,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
         """Whether the preference weights enter the update (they do not for MGDA and the Lagrangian mode)."""
         return self.pareto_method == "none" and self.args.scalarization != "lagrangian"
 
-    def objectives_record(self, evaluation: dict | None = None) -> dict:
+    def objectives_record(self) -> dict:
+        """What this checkpoint was trained for (alignment.hub.record)."""
         args = self.args
         conditioned = bool(args.condition_on_weights)
         fixed = self.fixed_weights is not None and self.weights_used
@@ -465,7 +402,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(self.objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())} if fixed else None,
-            weight_distribution=self._weight_distribution_record(),
+            weight_distribution=args.weight_distribution_record(),
             aggregation=args.multi_objective_aggregation,
             scalarization=args.scalarization,
             steering="adapter" if adapter else "prompt" if conditioned else "none",
@@ -473,12 +410,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             extra={
                 "prompt_format": PROMPT_FORMAT if conditioned else None,
                 "prompt_format_version": FORMAT_VERSION if conditioned else None,
-                "preference_adapter": {
-                    "path": ADAPTER_SUBFOLDER, "rank": args.preference_adapter_rank,
-                    "target_modules": list(args.preference_adapter_target_modules),
-                    "lambda_scale": args.preference_adapter_lambda_scale,
-                    "base_trained": args.base_learning_rate is not None,
-                } if adapter else None,
+                "preference_adapter": args.preference_adapter_record(args.base_learning_rate is not None)
+                if adapter else None,
                 "reward_model": args.reward_model_name_or_path,
                 "pareto_method": self.pareto_method,
                 "weights_used": self.weights_used,
@@ -487,34 +420,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
                 "lagrangian": {"main_objective": args.main_objective, "constraint_objective": args.constraint_objective,
                                "constraint_threshold": args.constraint_threshold,
                                "final_lambda": self.lagrange_multiplier} if args.scalarization == "lagrangian" else None,
-                **({"evaluation": evaluation} if evaluation else {}),
-                # held-out prompts with the base and the trained reply (set by the recipe after training)
-                **({"samples": self.held_out_samples} if getattr(self, "held_out_samples", None) else {}),
             },
         )
-
-    def _weight_distribution_record(self) -> dict | None:
-        if self.fixed_weights is not None:
-            return None
-        if self.orchestrator is not None:
-            from alignment.models.packaged import model_display_name
-
-            return {"type": "prompt_aware", "orchestrator": model_display_name(self.args.orchestrator_name_or_path)}
-        return {"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(self.objective_names, self.dirichlet_alpha.tolist())}}
-
-    def create_model_card(self, *args, **kwargs):
-        """Our card is rendered from the objectives record in `_save`; TRL's generic draft would hide it."""
-
-    def _save(self, output_dir=None, state_dict=None):
-        output_dir = output_dir or self.args.output_dir
-        if self.args.uses_preference_adapter:  # the (trained) base as a plain checkpoint + the adapter beside it
-            if self.args.should_save:
-                save_steerable_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
-        else:
-            super()._save(output_dir, state_dict)
-        if self.args.should_save:
-            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
-            save_record(output_dir, self.objectives_record(getattr(self, "final_evaluation", None)))
 
     # ---- resume: the multiplier is training state too ----
     def _save_optimizer_and_scheduler(self, output_dir):
@@ -524,11 +431,6 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             with open(os.path.join(output_dir, STATE_FILE), "w") as f:
                 json.dump(state, f)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        if not self.args.uses_preference_adapter:
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        load_checkpoint_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
-
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         path = os.path.join(checkpoint, STATE_FILE) if checkpoint else None
@@ -536,10 +438,3 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, GRPOTrainer):
             with open(path) as f:
                 state = json.load(f)
             self.log_lagrange_multiplier = state["log_lagrange_multiplier"]
-
-
-def _number_or_text(value: str):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value

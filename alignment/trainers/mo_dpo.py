@@ -45,7 +45,8 @@ from trl.data_utils import _tokenize, common_prefix_length, is_conversational
 from trl.trainer.utils import pad
 
 from alignment.hub.checkpointing import ResumableCheckpointsMixin
-from alignment.hub.record import build_record, save_record
+from alignment.hub.record import build_record
+from alignment.hub.steerable import SteerableCheckpointMixin
 from alignment.models.multi_head import head_names, load_lm_heads, save_multi_head_model
 from alignment.trainers.preference_losses import (
     CARDINAL_MODES,
@@ -60,18 +61,14 @@ from alignment.trainers.preference_losses import (
     per_objective_dpo_losses,
     scalarized_dpo_loss,
 )
-from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.sources import Objective, objectives_to_dict, parse_objective_specs
+from alignment.trainers.arguments import WEIGHTS_MODES, PreferenceAdapterArguments, PreferenceWeightsArguments
 from alignment.models.preference_adapter import (
-    ADAPTER_SUBFOLDER,
-    PreferenceAdapterArguments,
     has_preference_adapter,
-    load_checkpoint_weights,
     preference_adapter_config,
     preference_weights,
-    save_steerable_checkpoint,
 )
-from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights, sample_dirichlet_weights
+from alignment.objectives.weights import sample_dirichlet_weights
 
 LOSSES = ("modpo", "cardinal", "mdpo", "mipo", "lipo", "mah", "per_objective")
 # the losses whose margins, list labels or per-objective losses use the preference weights
@@ -83,13 +80,13 @@ LOSS_FORMAT = {"modpo": "pairs", "cardinal": "pairs", "mah": "pairs", "mdpo": "g
 # Columns each loss reads from a batch, beyond TRL's tokenized pair; they must survive `remove_unused_columns`.
 EXTRA_PAIR_COLUMNS = {"modpo": ("chosen_margins", "rejected_margins"), "cardinal": ("score_gap",), "mah": ("head_id",),
                       "per_objective": ("objective_labels",)}
-CONDITIONING = ("none", "adapter")
-WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
 WEIGHTS_PER = ("row", "batch")
+# Text headers are GRPO's: DPO tokenizes prompts once, before any weights are drawn.
+DPO_CONDITIONING = ("none", "adapter")
 
 
 @dataclass
-class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
+class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArguments, DPOConfig):
     """DPOConfig plus the multi-objective settings.
 
     Loss: `loss` (modpo, cardinal, mah, per_objective on pairs; mdpo, mipo on groups; lipo on lists) and `beta`.
@@ -113,17 +110,6 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
         metadata={"help": "Objectives in weight order. modpo: the trained objective (its pairs) first, then the margin "
                           "objectives as specs (built-in name, 'name=python:mod:fn', 'name=rm:HEAD'). mah: one head per "
                           "objective. lipo: the columns of the lists' reward vectors."},
-    )
-    preference_weights: str | None = field(
-        default=None,
-        metadata={"help": "Weights over `objectives`, e.g. 'helpful=0.8,conciseness=0.2' (normalized). modpo needs the "
-                          "trained objective's weight > 0. Used by modpo and lipo only (a warning says so for the "
-                          "others). Default: equal weights."},
-    )
-    orchestrator_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "prompt_aware mode: a Preference Orchestrator checkpoint whose objectives are these "
-                          "objectives (for a 'name=rm:HEAD' spec: the head it reads)."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -164,17 +150,6 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
                           "so the checkpoint can be steered by new weights at inference; 'none' trains one fixed "
                           "preference. (Text headers are GRPO's: DPO tokenizes prompts once, before the weights are drawn.)"},
     )
-    weights_mode: str = field(
-        default="fixed",
-        metadata={"help": "'fixed': preference_weights for every pair; 'dirichlet' (per_objective with conditioning "
-                          "adapter): weights drawn from Dirichlet(dirichlet_alpha), per row or per batch (weights_per); "
-                          "'prompt_aware' (modpo, lipo): each prompt's weights inferred by a Preference Orchestrator "
-                          "(PRO, recipes/orchestrator.py, orchestrator_name_or_path), once per prompt."},
-    )
-    dirichlet_alpha: str = field(
-        default="1.0",
-        metadata={"help": "Dirichlet concentration: one number for all objectives, or 'name=a,...'."},
-    )
     weights_per: str = field(
         default="row",
         metadata={"help": "dirichlet: 'row' draws lambda per pair (each pair's loss under its own weights); 'batch' "
@@ -193,8 +168,6 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
             raise ValueError(f"cardinal_mode: unknown mode '{self.cardinal_mode}'; expected one of {CARDINAL_MODES}")
         if isinstance(self.objectives, str):
             self.objectives = [s.strip() for s in self.objectives.split(",") if s.strip()]
-        if isinstance(self.preference_adapter_target_modules, str):
-            self.preference_adapter_target_modules = [s.strip() for s in self.preference_adapter_target_modules.split(",")]
         self._check_preference_conditioning()
         # TRL's own loss variants are not used by this trainer: refuse settings that would silently do nothing.
         if self.ld_alpha is not None or self.f_divergence_type != "reverse_kl" or self.use_weighting:
@@ -204,22 +177,11 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
             raise ValueError(f"loss '{self.loss}': precompute_ref_log_probs stores one chosen/rejected value per row "
                              "and does not fit lists or groups; leave it false")
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
-        if self.weights_mode not in WEIGHTS_MODES:
-            raise ValueError(f"weights_mode must be one of {WEIGHTS_MODES}, got '{self.weights_mode}'")
-        if self.weights_mode == "prompt_aware":
-            if self.loss not in PROMPT_AWARE_LOSSES:
-                raise ValueError(f"weights_mode 'prompt_aware': loss '{self.loss}' takes no weights per row; only "
-                                 f"{PROMPT_AWARE_LOSSES} do")
-            if not self.orchestrator_name_or_path:
-                raise ValueError("weights_mode 'prompt_aware' needs orchestrator_name_or_path (a checkpoint of "
-                                 "recipes/orchestrator.py)")
-            if self.preference_weights:  # a YAML recipe's fixed weights, overridden by the mode on the CLI
-                warnings.warn("preference_weights are ignored with weights_mode 'prompt_aware': each prompt's weights "
-                              "come from the orchestrator", UserWarning, stacklevel=2)
-            from alignment.orchestrator import check_orchestrator_objectives  # config.json only: no model loads
-
-            check_orchestrator_objectives(self.orchestrator_name_or_path, self.orchestrator_objective_names)
-        weights = self.weights_tensor()
+        if self.weights_mode == "prompt_aware" and self.loss not in PROMPT_AWARE_LOSSES:
+            raise ValueError(f"weights_mode 'prompt_aware': loss '{self.loss}' takes no weights per row; only "
+                             f"{PROMPT_AWARE_LOSSES} do")
+        self.check_preference_weights()
+        weights = self.fixed_weight_vector()
         if self.preference_weights and self.loss not in WEIGHTED_LOSSES:
             warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {WEIGHTED_LOSSES} use them",
                           UserWarning, stacklevel=2)
@@ -228,7 +190,7 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
                              f"(MODPO divides by it); got preference_weights={self.preference_weights!r}")
 
     def _check_preference_conditioning(self) -> None:
-        for name, value, allowed in (("conditioning", self.conditioning, CONDITIONING),
+        for name, value, allowed in (("conditioning", self.conditioning, DPO_CONDITIONING),
                                      ("weights_mode", self.weights_mode, WEIGHTS_MODES),
                                      ("weights_per", self.weights_per, WEIGHTS_PER)):
             if value not in allowed:
@@ -250,41 +212,10 @@ class MultiObjectiveDPOConfig(PreferenceAdapterArguments, DPOConfig):
             if not self.uses_preference_adapter:
                 raise ValueError("weights_mode 'dirichlet' without conditioning 'adapter': the policy would never see "
                                  "the weights it is trained under; set conditioning: adapter")
-            self.dirichlet_alpha_vector()
-        if self.uses_preference_adapter:
-            if self.preference_adapter_rank < 1:
-                raise ValueError(f"preference_adapter_rank must be >= 1, got {self.preference_adapter_rank}")
-
-    @property
-    def uses_preference_adapter(self) -> bool:
-        return self.conditioning == "adapter"
-
-    def dirichlet_alpha_vector(self) -> torch.Tensor:
-        """`dirichlet_alpha` as one concentration per objective."""
-        alpha = self.dirichlet_alpha
-        try:
-            alpha = float(alpha)
-        except (TypeError, ValueError):
-            pass
-        return parse_dirichlet_alpha(alpha, self.objective_names)
-
-    @property
-    def objective_names(self) -> list[str]:
-        return [spec.partition("=")[0].strip() for spec in self.objectives]
-
-    @property
-    def orchestrator_objective_names(self) -> list[str]:
-        """What the orchestrator calls each objective: the head a 'name=rm:HEAD' spec reads, else its name."""
-        specs = [spec.partition("=") for spec in self.objectives]
-        return [source.strip()[3:] if source.strip().startswith("rm:") else name.strip() for name, _, source in specs]
-
-    def weights_tensor(self) -> torch.Tensor:
-        """`preference_weights` parsed against `objectives` (alignment.objectives.weights; equal weights when unset)."""
-        weights = self.preference_weights or [1.0] * len(self.objective_names)
-        return parse_preference_weights(weights, self.objective_names)
+        self.check_preference_adapter()
 
 
-class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
+class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMixin, DPOTrainer):
     """TRL's DPOTrainer with a multi-objective preference loss (see the module docstring).
 
     Datasets, by `args.loss` (see `alignment.data.preferences` for loaders and validators):
@@ -305,9 +236,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
             raise TypeError("MultiObjectiveDPOTrainer needs a MultiObjectiveDPOConfig as `args`")
         self._format = LOSS_FORMAT[args.loss]
         self.dataset_names = list(dataset_names or [])
-        self.final_evaluation = None
         self.objective_names = args.objective_names
-        self.preference_weights = args.weights_tensor()  # checked by the config
+        self.preference_weights = args.fixed_weight_vector()  # checked by the config
         # per_objective: one weight vector [K] every evaluation pair is scored under (a steerable checkpoint's
         # margins at chosen weights); None: the training distribution of weights
         self.evaluation_weights: torch.Tensor | None = None
@@ -680,57 +610,34 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, DPOTrainer):
         args = self.args
         adapter = args.uses_preference_adapter
         if adapter:
-            extra["preference_adapter"] = {
-                "path": ADAPTER_SUBFOLDER, "rank": args.preference_adapter_rank,
-                "target_modules": list(args.preference_adapter_target_modules),
-                "lambda_scale": args.preference_adapter_lambda_scale, "base_trained": False,
-            }
+            extra["preference_adapter"] = args.preference_adapter_record(base_trained=False)
         if args.loss == "per_objective" and args.weights_mode == "dirichlet":
             extra["weights_per"] = args.weights_per
         weighted = args.loss in WEIGHTED_LOSSES and args.weights_mode == "fixed"
-        distribution = None
-        if args.weights_mode == "dirichlet":
-            distribution = {"type": "dirichlet", "alpha": {n: round(a, 6) for n, a in zip(
-                self.objective_names, self.dirichlet_alpha.tolist())}}
-        elif args.weights_mode == "prompt_aware":
-            from alignment.models.packaged import model_display_name
-
-            distribution = {"type": "prompt_aware", "orchestrator": model_display_name(args.orchestrator_name_or_path)}
         return build_record(
             trainer=f"dpo:{args.loss}",
             base_model=getattr(self.accelerator.unwrap_model(self.model).config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(objectives),
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.preference_weights.tolist())} if weighted else None,
-            weight_distribution=distribution,
+            weight_distribution=args.weight_distribution_record(),
             scalarization=args.scalarization if args.loss == "per_objective" else None,
             steering="heads" if args.loss == "mah" else "adapter" if adapter else "none",
             datasets=self.dataset_names,
             extra=extra,
         )
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.uses_preference_adapter:  # the base as a plain checkpoint + the adapter in its subfolder
-            if self.args.should_save:
-                save_steerable_checkpoint(self.accelerator.unwrap_model(self.model), output_dir, self.processing_class)
-        elif self.args.loss != "mah":
-            super()._save(output_dir, state_dict)
+    def _save_policy(self, output_dir: str, state_dict: dict | None) -> None:
+        if self.args.loss != "mah":
+            super()._save_policy(output_dir, state_dict)
         elif self.args.should_save:
             # Every head beside a plain checkpoint whose lm_head is the chosen head (alignment.models.multi_head)
             os.makedirs(output_dir, exist_ok=True)
             save_multi_head_model(self.accelerator.unwrap_model(self.model), output_dir, state_dict=state_dict)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
-        if self.args.should_save:
-            name_adapter_base_portably(output_dir)  # a LoRA adapter names its base without this machine's path
-            save_record(output_dir, self.objectives_record(), evaluation=self.final_evaluation)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        if self.args.uses_preference_adapter:
-            load_checkpoint_weights(self.accelerator.unwrap_model(model if model is not None else self.model),
-                                    resume_from_checkpoint)
-            return
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
+    def _load_policy(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_policy(resume_from_checkpoint, model)
         # DeepSpeed and FSDP restore the whole module from their own checkpoint files, extra heads included.
         if self.args.loss == "mah" and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
             load_lm_heads(self.accelerator.unwrap_model(model if model is not None else self.model), resume_from_checkpoint)
