@@ -6,15 +6,18 @@ Convention: every objective is a reward, larger is better (the suite's reward ve
 - `hypervolume`: the volume dominated by a front and bounded by a reference point that every point must strictly
   beat (moocore: exact in any dimension; fast for the small K of alignment).
 - `min_norm_weights`: MGDA's alpha* = argmin over the simplex of ||sum_k alpha_k g_k||^2, from the Gram matrix
-  G_ij = g_i . g_j of the per-objective gradients (Desideri 2012; Sener & Koltun 2018, Alg. 2: Frank-Wolfe, here with away steps; the
-  2-objective closed form alpha = clip(((g2 - g1) . g2) / ||g1 - g2||^2, 0, 1)). Written here because it needs
-  only the K x K Gram matrix, which no installed library takes as input.
+  G_ij = g_i . g_j of the per-objective gradients (Desideri 2012; Sener & Koltun 2018, Alg. 2: Frank-Wolfe, here
+  with away steps; the 2-objective closed form alpha = clip(((g2 - g1) . g2) / ||g1 - g2||^2, 0, 1)). Written
+  here because it needs only the K x K Gram matrix, which no installed library takes as input.
 - `controllability`: Spearman's rank correlation between the weight requested on an objective and the value
   achieved on it across a sweep (scipy.stats.spearmanr): 1 means more weight always bought more of it.
+- `weight_grid`: the preference weights of a sweep, evenly spaced on the simplex, corners included.
+- `parse_reference_point`: a hypervolume reference point from 'name=value,...' or values in objective order.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import moocore
@@ -136,7 +139,8 @@ def controllability(requested_weights, achieved_values, objective_names: Sequenc
         raise ValueError(f"controllability: weights {weights.shape}, values {values.shape} and "
                          f"{len(objective_names)} objective names do not match")
     if weights.shape[0] < 3:
-        raise ValueError(f"controllability: need at least 3 sweep points for a rank correlation, got {weights.shape[0]}")
+        raise ValueError(f"controllability: need at least 3 sweep points for a rank correlation, "
+                         f"got {weights.shape[0]}")
     result = {}
     for column, name in enumerate(objective_names):
         if np.ptp(weights[:, column]) == 0 or np.ptp(values[:, column]) == 0:
@@ -145,6 +149,36 @@ def controllability(requested_weights, achieved_values, objective_names: Sequenc
         rho, p_value = spearmanr(weights[:, column], values[:, column])
         result[name] = {"spearman": float(rho), "p_value": float(p_value)}
     return result
+
+
+def weight_grid(num_points: int, num_objectives: int) -> list[list[float]]:
+    """Evenly spaced points of the simplex: for K = 2, (i/(n-1), 1 - i/(n-1)); for K > 2, every vector of
+    multiples of 1/(n-1) summing to 1 (the simplex lattice), so the corners are always included."""
+    if num_points < 2 or num_objectives < 1:
+        raise ValueError(f"weight grid: need num_points >= 2 and at least one objective, got {num_points}, "
+                         f"{num_objectives}")
+    steps = num_points - 1
+    grid = [list(c) for c in itertools.product(range(steps, -1, -1), repeat=num_objectives) if sum(c) == steps]
+    return [[c / steps for c in point] for point in grid]
+
+
+def parse_reference_point(text, names: list[str]) -> np.ndarray:
+    """'name=value,...' or 'v1,v2,...' in objective order; every objective needs a value (any real number)."""
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if all("=" in p for p in parts):
+            mapping = dict(p.split("=", 1) for p in parts)
+            unknown = sorted(set(mapping) - set(names))
+            missing = [n for n in names if n not in mapping]
+            if unknown or missing:
+                raise ValueError(f"reference point '{text}': unknown {unknown}, missing {missing}; objectives are "
+                                 f"{names}")
+            parts = [mapping[n] for n in names]
+        text = parts
+    values = np.asarray([float(v) for v in text], dtype=float)
+    if values.shape != (len(names),):
+        raise ValueError(f"reference point: {values.size} values for {len(names)} objectives {names}")
+    return values
 
 
 def mgda_combination(flat_gradients: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,11 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/ and scripts/ are not installed packages
 
 from alignment.data import resolve_data  # noqa: E402
-from alignment.models.policy import load_policy  # noqa: E402
 from alignment.data.prompts import load_prompt_dataset  # noqa: E402
+from alignment.models.policy import load_policy  # noqa: E402
+from alignment.pareto import weight_grid  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
-from scripts.pareto_sweep import main as pareto_sweep, weight_grid  # noqa: E402
+from scripts.pareto_sweep import main as pareto_sweep  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "recipes" / "configs" / "grpo_steerable_tiny_cpu.yaml"
@@ -44,6 +45,7 @@ GRID = weight_grid(5, len(NAMES))  # (1, 0), (0.75, 0.25), ..., (0, 1): one fixe
 
 
 def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[str], options) -> Path:
+    """One run of the recipe (options `extra` last), the last `held_out` prompts left out; returns its folder."""
     script_args, training_args, model_args = parse_args(
         ["--config", str(CONFIG), "--output_dir", str(output_dir), "--max_steps", str(steps), "--seed", str(seed),
          "--save_strategy", "no", "--logging_steps", "10", "--disable_tqdm", "true",
@@ -58,6 +60,7 @@ def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[st
 
 
 def run_seed(seed: int, options) -> dict:
+    """Train the conditioned run and the fixed-weight runs at one seed, sweep both fronts, return their numbers."""
     root = Path(options.output_dir) / f"seed{seed}"
     start, start_cpu = time.perf_counter(), time.process_time()
     conditioned = train(root / "conditioned", options.conditioned_steps, seed, options.num_prompts, [], options)
@@ -68,11 +71,13 @@ def run_seed(seed: int, options) -> dict:
     steered_grid = weight_grid(options.steered_weights, len(NAMES))
     pareto_sweep(["--checkpoint", str(conditioned), "--checkpoints", *map(str, fixed),
                   "--weights", *[f"conciseness={w[0]},sentiment={w[1]}" for w in steered_grid],
-                  "--num_prompts", str(options.num_prompts), "--max_new_tokens", str(options.max_new_tokens), "--seed", "0",
+                  "--num_prompts", str(options.num_prompts), "--max_new_tokens", str(options.max_new_tokens),
+                  "--seed", "0",
                   "--reference_point", options.reference_point, "--output_dir", str(root / "front")])
     front = json.loads((root / "front" / "front.json").read_text())
     result = {"seed": seed, "hv_conditioned": front["hypervolume"], "hv_fixed": front["baseline"]["hypervolume"],
-              "ratio": front["hypervolume_ratio"], "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
+              "ratio": front["hypervolume_ratio"], "train_seconds": train_seconds,
+              "train_cpu_seconds": train_cpu_seconds,
               "model": options.model, "steered_weights": options.steered_weights,
               "spearman": {n: front["controllability"][n]["spearman"] for n in NAMES},
               "spearman_fixed": {n: front["baseline"]["controllability"][n]["spearman"] for n in NAMES}}
@@ -84,14 +89,15 @@ def run_seed(seed: int, options) -> dict:
 
 
 def main():
+    """Every seed of the comparison, then the mean hypervolume ratio and Spearman rho (also in results.json)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--conditioned_steps", type=int, default=66)
     parser.add_argument("--fixed_steps", type=int, default=40)
     parser.add_argument("--steered_weights", type=int, default=5,
-                        help="weights the steerable checkpoint is swept at (evenly spaced, corners included); the fixed "
-                             "runs are their 5 points. Steering it at more weights costs no training, which is the "
-                             "point of a steerable checkpoint; 5 compares the same grid")
+                        help="weights the steerable checkpoint is swept at (evenly spaced, corners included); the "
+                             "fixed runs are their 5 points. Steering it at more weights costs no training, which is "
+                             "the point of a steerable checkpoint; 5 compares the same grid")
     parser.add_argument("--num_prompts", type=int, default=64, help="held-out evaluation prompts (end of the file)")
     parser.add_argument("--reference_point", default="conciseness=-2,sentiment=-0.2")
     parser.add_argument("--output_dir", default="outputs/steerable_front")
@@ -102,13 +108,14 @@ def main():
                         help="recipe options for every run, after everything else (e.g. --learning_rate 5e-4)")
     options = parser.parse_args()
     if 3 * options.conditioned_steps > len(GRID) * options.fixed_steps:
-        raise SystemExit(f"the conditioned run must get at most 1/3 of the fixed runs' {len(GRID) * options.fixed_steps} "
-                         f"steps; got {options.conditioned_steps}")
+        raise SystemExit(f"the conditioned run must get at most 1/3 of the fixed runs' "
+                         f"{len(GRID) * options.fixed_steps} steps; got {options.conditioned_steps}")
     torch.set_num_threads(options.threads)
     results = [run_seed(seed, options) for seed in options.seeds]
     (Path(options.output_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     ratio = statistics.mean(r["ratio"] for r in results)
-    spread = f" +- {statistics.stdev(r['ratio'] for r in results):.3f} (std over {len(results)} seeds)" if len(results) > 1 else ""
+    spread = (f" +- {statistics.stdev(r['ratio'] for r in results):.3f} (std over {len(results)} seeds)"
+              if len(results) > 1 else "")
     spearman = {n: statistics.mean(r["spearman"][n] if r["spearman"][n] is not None else float("nan") for r in results)
                 for n in NAMES}
     print(f"steps: conditioned {options.conditioned_steps} (swept at {options.steered_weights} weights), fixed "

@@ -27,12 +27,15 @@ import json
 import sys
 from pathlib import Path
 
-from alignment.orchestrator import OrchestratorError
-from alignment.steering import METHODS, SteeringError, load_steerable
+from alignment.objectives.sources import ObjectiveSpecError
 from alignment.objectives.weights import PreferenceWeightsError, format_preference_weights
+from alignment.orchestrator import OrchestratorError, PreferenceOrchestrator, weights_in_order
+from alignment.steering import AUTO, METHODS, SteeringError, load_steerable
+from reward_models.scoring import objective_reward_sources
 
 
 def read_prompts(args) -> list:
+    """The prompts of --prompt and --prompts_file (a JSONL 'prompt' field per line), in that order."""
     prompts = list(args.prompt or [])
     if args.prompts_file:
         with open(args.prompts_file) as f:
@@ -52,20 +55,21 @@ def reward_sources(args) -> list:
     """The RMOD value function: objective specs (alignment.objectives.sources), reward-model heads loaded once."""
     if not args.objectives:
         return None
-    from alignment.objectives.sources import ObjectiveSpecError
-    from reward_models.scoring import objective_reward_sources
-
+    specs = [s for s in args.objectives.split(",") if s]
     try:
-        return objective_reward_sources([s for s in args.objectives.split(",") if s], args.reward_model, device=args.device)[1]
+        return objective_reward_sources(specs, args.reward_model, device=args.device)[1]
     except ObjectiveSpecError as error:
         raise SystemExit(f"--objectives: {error}; give --reward_model PATH for rm:HEAD objectives") from None
 
 
 def main(argv=None):
+    """Parse the command line, steer the checkpoint(s) and print one JSON line per prompt; returns 0."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True,
-                        help="checkpoint path; repeat for mod / soup, as NAME=PATH to name the objective each stands for")
-    parser.add_argument("--method", default="auto", choices=METHODS, help="how to steer (auto: read from objectives.json)")
+                        help="checkpoint path; repeat for mod / soup, as NAME=PATH to name the objective each "
+                             "stands for")
+    parser.add_argument("--method", default=AUTO, choices=[AUTO, *METHODS],
+                        help="how to steer (auto: read from objectives.json)")
     parser.add_argument("--weights", required=True,
                         help="preference weights, e.g. helpful=0.8,harmless=0.2, or 'auto': each prompt's weights from "
                              "--orchestrator")
@@ -73,7 +77,8 @@ def main(argv=None):
                                                "(recipes/orchestrator.py) over the checkpoint's objectives")
     parser.add_argument("--prompt", action="append", help="a user prompt; repeat for several")
     parser.add_argument("--prompts_file", help="JSONL with a 'prompt' field per line (text or chat messages)")
-    parser.add_argument("--objectives", help="rmod / best_of_k: objective specs, e.g. conciseness,sentiment or helpful=rm:helpful")
+    parser.add_argument("--objectives",
+                        help="rmod / best_of_k: objective specs, e.g. conciseness,sentiment or helpful=rm:helpful")
     parser.add_argument("--reward_model", help="rmod / best_of_k: the multi-head reward model for rm:HEAD objectives")
     parser.add_argument("--base_model", help="base model of LoRA adapters, when their adapter_config does not name one")
     parser.add_argument("--max_new_tokens", type=int, default=64)
@@ -85,8 +90,9 @@ def main(argv=None):
     parser.add_argument("--block_size", type=int, default=8, help="rmod / best_of_k: tokens per block (B)")
     parser.add_argument("--lam", type=float, default=1.0, help="rmod: lambda of the log-mean-exp worst-case objective")
     parser.add_argument("--tau", type=float, default=0.0,
-                        help="rmod: pull of the worst-case weights toward --weights. 0 is the paper's robust objective, "
-                             "which uses only WHICH objectives have weight > 0, not the values (a warning says so)")
+                        help="rmod: pull of the worst-case weights toward --weights. 0 is the paper's robust "
+                             "objective, which uses only WHICH objectives have weight > 0, not the values (a warning "
+                             "says so)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", help="also write the JSON lines to this file")
@@ -99,15 +105,11 @@ def main(argv=None):
     if args.orchestrator and not auto:
         raise SystemExit(f"error: --orchestrator is used only with --weights auto (got --weights {args.weights})")
     prompts = read_prompts(args)
-    method_kwargs = {}
-    if args.method in ("rmod", "best_of_k"):
-        method_kwargs = dict(num_candidates=args.num_candidates, block_size=args.block_size)
-        if args.method == "rmod":
-            method_kwargs.update(lam=args.lam, tau=args.tau)
+    # the chosen method's own options (e.g. rmod: --num_candidates, --block_size, --lam, --tau); auto takes none
+    options = METHODS[args.method].method_arguments if args.method in METHODS else ()
+    method_kwargs = {name: getattr(args, name) for name in options}
     try:
         if auto:  # before the policy: a bad orchestrator path fails fast
-            from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
-
             orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator, device=args.device)
         steerable = load_steerable(args.model if len(args.model) > 1 else args.model[0], args.method,
                                    reward_sources=reward_sources(args), base_model=args.base_model,
@@ -127,10 +129,12 @@ def main(argv=None):
             replies = steerable.generate([prompts[i] for i in indices], per_prompt[indices[0]], **decoding)
             for i, reply in zip(indices, replies):
                 completions[i] = reply
-    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError) as error:  # OSError: missing or pickle-only weights
+    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError) as error:
+        # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
     lines = [json.dumps({"prompt": p, "weights": format_preference_weights(w, steerable.objective_names),
-                         "method": steerable.method, "completion": c}) for p, w, c in zip(prompts, per_prompt, completions)]
+                         "method": steerable.method, "completion": c})
+             for p, w, c in zip(prompts, per_prompt, completions)]
     print("\n".join(lines))
     if args.output:
         Path(args.output).write_text("\n".join(lines) + "\n")

@@ -8,13 +8,15 @@ Two kinds of front, alone or together on one plot:
     python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable --num_weights 5 --output_dir outputs/front
     python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable \\
         --weights conciseness=0.9,sentiment=0.1 conciseness=0.5,sentiment=0.5 --output_dir outputs/front
-    python scripts/pareto_sweep.py --models conciseness=outputs/c sentiment=outputs/s --method soup --output_dir outputs/front
+    python scripts/pareto_sweep.py --models conciseness=outputs/c sentiment=outputs/s --method soup \\
+        --output_dir outputs/front
 
 - K checkpoints, one per fixed weight vector (each one's weights are read from its objectives.json):
 
     python scripts/pareto_sweep.py --checkpoints outputs/w0.2 outputs/w0.5 outputs/w0.8 --output_dir outputs/front
     # both: the steerable front and the fixed-weight front on one plot, each with its hypervolume
-    python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable --checkpoints outputs/w* --output_dir outputs/front
+    python scripts/pareto_sweep.py --checkpoint outputs/grpo-steerable --checkpoints outputs/w* \\
+        --output_dir outputs/front
 
 Each point: generate one reply per evaluation prompt (by default the last 64 prompts of the recipe's prompt
 file, the recipe's held-out slice), score every objective of the checkpoint (read from its objectives.json),
@@ -25,61 +27,39 @@ average. Written to `--output_dir`:
   at the same reference point;
 - `front.png`: 2 objectives, a scatter with the non-dominated points joined; 3 or more, one panel per pair;
 - `controllability.png`: per objective, requested weight against achieved value, titled with rho.
+
+The sweep and its command line are here; the weight grid and the reference point (`alignment.pareto`), the
+record's sources as objective specs (`alignment.hub.record`) and the plots (`alignment.plots`) are library code.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # files only; no display on training machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from alignment.hub.record import load_record  # noqa: E402
-from alignment.evaluation import generate_completions  # noqa: E402
-from alignment.pareto import controllability, default_reference_point, hypervolume, non_dominated  # noqa: E402
-from alignment.data import resolve_data  # noqa: E402
-from alignment.models.policy import load_policy  # noqa: E402
-from alignment.data.prompts import load_prompt_dataset  # noqa: E402
-from alignment.objectives.reward_vector import RewardVectorBuilder  # noqa: E402
-from alignment.steering import load_steerable  # noqa: E402
-from alignment.objectives.weights import format_preference_weights, parse_preference_weights  # noqa: E402
-from reward_models.scoring import objective_reward_sources  # noqa: E402
-
-
-
-def weight_grid(num_points: int, num_objectives: int) -> list[list[float]]:
-    """Evenly spaced points of the simplex: for K = 2, (i/(n-1), 1 - i/(n-1)); for K > 2, every vector of
-    multiples of 1/(n-1) summing to 1 (the simplex lattice), so the corners are always included."""
-    if num_points < 2 or num_objectives < 1:
-        raise ValueError(f"weight grid: need num_points >= 2 and at least one objective, got {num_points}, {num_objectives}")
-    steps = num_points - 1
-    grid = [list(c) for c in itertools.product(range(steps, -1, -1), repeat=num_objectives) if sum(c) == steps]
-    return [[c / steps for c in point] for point in grid]
-
-
-def objective_specs_from_record(record: dict) -> list[str]:
-    """Turn the sources recorded in objectives.json back into objective specs (`alignment.objectives.sources`)."""
-    specs = []
-    for objective in record["objectives"]:
-        name, source = objective["name"], objective["source"]
-        kind, _, target = source.partition(":")
-        if kind == "builtin":
-            specs.append(f"{name}={target}")
-        elif kind == "python":
-            specs.append(f"{name}={source}")
-        elif kind == "reward_model_head":
-            specs.append(f"{name}=rm:{target}")
-        else:
-            raise ValueError(f"objectives.json: objective '{name}' has source '{source}', which this sweep cannot rebuild")
-    return specs
+from alignment.data import resolve_data
+from alignment.data.prompts import load_prompt_dataset
+from alignment.evaluation import generate_completions
+from alignment.hub.record import load_record, objective_specs_from_record
+from alignment.models.policy import load_policy
+from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.weights import format_preference_weights, parse_preference_weights
+from alignment.pareto import (
+    controllability,
+    default_reference_point,
+    hypervolume,
+    non_dominated,
+    parse_reference_point,
+    weight_grid,
+)
+from alignment.plots import plot_controllability, plot_front
+from alignment.steering import AUTO, load_steerable, recorded_method
+from reward_models.scoring import objective_reward_sources
 
 
 def build_reward_vector(record: dict, reward_model: str | None = None) -> RewardVectorBuilder:
@@ -113,7 +93,7 @@ def sweep_steerable(args, prompts) -> tuple[list[dict], list[str]]:
     """One steerable model (a checkpoint, or K checkpoints mixed) at every weight of the grid."""
     if args.checkpoint:
         record = load_record(args.checkpoint)
-        if args.method == "auto" and record.get("steering", "none") == "none":
+        if args.method == AUTO and record.get("steering", "none") == "none":
             raise ValueError(f"{args.checkpoint}: steering is 'none'; a single checkpoint can be swept only if it was "
                              "trained steerable (--weights_mode dirichlet with conditioning prompt / adapter, or a "
                              "multi-head model); otherwise pass one checkpoint per weight with --checkpoints")
@@ -156,7 +136,8 @@ def sweep_fixed(args, prompts, names: list[str] | None = None) -> tuple[list[dic
         record = {**record, "objective_names": names,
                   "objectives": sorted(record["objectives"], key=lambda o: names.index(o["name"]))}
         builder = build_reward_vector(record, args.reward_model)
-        if record.get("steering") in ("prompt", "adapter"):  # conditioned during training: given its own weights
+        recorded = recorded_method(record)
+        if recorded is not None and recorded.policy_reads_weights:  # conditioned during training: given its weights
             steerable = load_steerable(path)
             tokenizer = steerable.tokenizer
 
@@ -199,7 +180,8 @@ def sweep(args) -> dict:
     if baseline is not None:
         front["baseline"] = summarize(baseline, names, list(front["reference_point"].values()), **settings)
         front["baseline"]["reference_point_source"] = front["reference_point_source"] = (
-            "given" if args.reference_point is not None else "default: nadir of both fronts - 0.1 x range per objective")
+            "given" if args.reference_point is not None
+            else "default: nadir of both fronts - 0.1 x range per objective")
         front["hypervolume_ratio"] = front["hypervolume"] / front["baseline"]["hypervolume"]
     return front
 
@@ -226,82 +208,8 @@ def summarize(points: list[dict], names: list[str], reference_point=None, **sett
     }
 
 
-def parse_reference_point(text, names: list[str]) -> np.ndarray:
-    """'name=value,...' or 'v1,v2,...' in objective order; every objective needs a value (any real number)."""
-    if isinstance(text, str):
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if all("=" in p for p in parts):
-            mapping = dict(p.split("=", 1) for p in parts)
-            unknown = sorted(set(mapping) - set(names))
-            missing = [n for n in names if n not in mapping]
-            if unknown or missing:
-                raise ValueError(f"reference point '{text}': unknown {unknown}, missing {missing}; objectives are {names}")
-            parts = [mapping[n] for n in names]
-        text = parts
-    values = np.asarray([float(v) for v in text], dtype=float)
-    if values.shape != (len(names),):
-        raise ValueError(f"reference point: {values.size} values for {len(names)} objectives {names}")
-    return values
-
-
-def plot_front(front: dict, path: Path) -> None:
-    """2 objectives: scatter, non-dominated points joined in order. More: one panel per pair of objectives.
-    A fixed-weight baseline front (`front["baseline"]`) is drawn on the same axes in another colour."""
-    names = front["objective_names"]
-    fronts = [("steered", front, "tab:red")] + ([("fixed weights", front["baseline"], "tab:blue")]
-                                                if front.get("baseline") else [])
-    pairs = list(itertools.combinations(range(len(names)), 2)) or [(0, 0)]
-    columns = min(3, len(pairs))
-    rows = -(-len(pairs) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 4.5 * rows), squeeze=False)
-    for kind, points_front, colour in fronts:
-        values = np.array([[p["values"][n] for n in names] for p in points_front["points"]])
-        on_front = np.array([p["non_dominated"] for p in points_front["points"]])
-        labels = [p["label"] for p in points_front["points"]]
-        name = kind if len(fronts) > 1 else "non-dominated"
-        for axis, (i, j) in zip(axes.flat, pairs):
-            axis.scatter(values[~on_front, i], values[~on_front, j], c=colour, alpha=0.35, marker="x")
-            axis.scatter(values[on_front, i], values[on_front, j], c=colour,
-                         label=f"{name} (HV {points_front['hypervolume']:.3g})")
-            if len(names) == 2:
-                order = np.argsort(values[on_front, i])
-                axis.plot(values[on_front, i][order], values[on_front, j][order], c=colour, lw=1)
-                for label, (x, y) in zip(labels, values[:, [i, j]]):
-                    axis.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points", color=colour)
-            axis.set_xlabel(names[i])
-            axis.set_ylabel(names[j])
-            axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(pairs):]:
-        axis.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    reference = ", ".join(f"{v:.3g}" for v in front["reference_point"].values())
-    ratio = f", ratio {front['hypervolume_ratio']:.3f}" if "hypervolume_ratio" in front else ""
-    figure.suptitle(f"Pareto front: hypervolume {front['hypervolume']:.4g}{ratio} (reference point {reference})",
-                    fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def plot_controllability(front: dict, path: Path) -> None:
-    """Per objective: the weight requested on it against the value achieved, titled with Spearman's rho."""
-    names = front["objective_names"]
-    figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4), squeeze=False)
-    for axis, name in zip(axes.flat, names):
-        weights = [p["requested_weights"][name] for p in front["points"]]
-        values = [p["values"][name] for p in front["points"]]
-        axis.plot(weights, values, "o-")
-        rho = (front["controllability"] or {}).get(name, {}).get("spearman")
-        axis.set_title(f"{name}: Spearman rho = {'n/a' if rho is None else f'{rho:.2f}'}")
-        axis.set_xlabel(f"requested weight on {name}")
-        axis.set_ylabel(f"achieved {name}")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
 def write_outputs(front: dict, output_dir: str | Path) -> None:
+    """front.png, controllability.png and front.json (written last, so its presence means complete) in output_dir."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_front(front, output_dir / "front.png")
@@ -310,10 +218,12 @@ def write_outputs(front: dict, output_dir: str | Path) -> None:
 
 
 def parse_args(argv=None):
+    """The command line, checked: one of --checkpoint / --models / --checkpoints, --weights only with a steered one."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="One steerable checkpoint (prompt, adapter or heads), steered at each weight.")
+    source.add_argument("--checkpoint",
+                        help="One steerable checkpoint (prompt, adapter or heads), steered at each weight.")
     source.add_argument("--models", nargs="+", help="K single-objective checkpoints (NAME=PATH) mixed by --method.")
     parser.add_argument("--method", default="auto", help="Steering method (alignment.steering): auto reads the "
                         "checkpoint's record; soup or mod for --models.")
@@ -322,7 +232,8 @@ def parse_args(argv=None):
     parser.add_argument("--weights", nargs="+", help="With --checkpoint: the weight vectors ('a=0.7,b=0.3' each).")
     parser.add_argument("--num_weights", type=int, default=5,
                         help="With --checkpoint and no --weights: grid points per simplex edge (5 -> 0, .25, ..., 1).")
-    parser.add_argument("--dataset_path", default="hh-prompts", help="Evaluation prompts: a data name (packaged, JSONL file or hub id).")
+    parser.add_argument("--dataset_path", default="hh-prompts",
+                        help="Evaluation prompts: a data name (packaged, JSONL file or hub id).")
     parser.add_argument("--prompt_field", default="prompt", help="Name of the prompt field in the JSONL rows.")
     parser.add_argument("--num_prompts", type=int, default=64, help="Evaluate on the last N prompts of the file.")
     parser.add_argument("--max_new_tokens", type=int, default=48, help="Reply length cap.")
@@ -331,7 +242,8 @@ def parse_args(argv=None):
     parser.add_argument("--reference_point", default=None,
                         help="Hypervolume reference point, 'name=value,...' or values in objective order; it must be "
                              "worse than every point. Default: nadir - 0.1 x range (recorded in front.json).")
-    parser.add_argument("--reward_model", default=None, help="Reward model for 'rm:' objectives (default: the recorded one).")
+    parser.add_argument("--reward_model", default=None,
+                        help="Reward model for 'rm:' objectives (default: the recorded one).")
     parser.add_argument("--output_dir", required=True, help="Where front.json, front.png and controllability.png go.")
     args = parser.parse_args(argv)
     if not (args.checkpoint or args.models or args.checkpoints):
@@ -345,6 +257,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    """Sweep, write front.json and the plots, and print the hypervolume(s) and controllability."""
     args = parse_args(argv)
     with torch.no_grad():
         front = sweep(args)

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 
 from alignment import controllability, hypervolume, non_dominated
-from alignment.pareto import default_reference_point
-from scripts.pareto_sweep import (
-    objective_specs_from_record,
-    parse_reference_point,
-    summarize,
-    weight_grid,
-    write_outputs,
-)
+from alignment.hub.record import objective_specs_from_record
+from alignment.pareto import default_reference_point, parse_reference_point, weight_grid
+from scripts.pareto_sweep import summarize, write_outputs
 
 STAIRCASE = [[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alignment.data import data_display_name
+from alignment.hub.model_card import render_model_card
 from alignment.models.packaged import model_display_name
 
 RECORD_FILE = "objectives.json"
@@ -75,8 +76,6 @@ def build_record(
 
 def save_record(output_dir: str | Path, record: dict, evaluation: dict | None = None) -> Path:
     """Write objectives.json and README.md (model card) into output_dir, each atomically."""
-    from alignment.hub.model_card import render_model_card
-
     output_dir = Path(output_dir)
     record = _scrub({**record, **({"evaluation": evaluation} if evaluation else {})})
     _atomic_write_text(output_dir / RECORD_FILE, json.dumps(record, indent=2, sort_keys=False) + "\n")
@@ -85,6 +84,7 @@ def save_record(output_dir: str | Path, record: dict, evaluation: dict | None = 
 
 
 def load_record(path: str | Path) -> dict:
+    """The record of a checkpoint folder (or of an objectives.json file); FileNotFoundError if it has none."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_FILE
@@ -92,6 +92,25 @@ def load_record(path: str | Path) -> dict:
         raise FileNotFoundError(f"{path}: no {RECORD_FILE}; this checkpoint was not written by a moalign trainer")
     with open(path) as f:
         return json.load(f)
+
+
+def objective_specs_from_record(record: dict) -> list[str]:
+    """Turn the sources recorded in objectives.json back into objective specs (`alignment.objectives.sources`):
+    builtin:NAME -> name=NAME, reward_model_head:HEAD -> name=rm:HEAD, python:MODULE:FUNCTION as is."""
+    specs = []
+    for objective in record["objectives"]:
+        name, source = objective["name"], objective["source"]
+        kind, _, target = source.partition(":")
+        if kind == "builtin":
+            specs.append(f"{name}={target}")
+        elif kind == "python":
+            specs.append(f"{name}={source}")
+        elif kind == "reward_model_head":
+            specs.append(f"{name}=rm:{target}")
+        else:
+            raise ValueError(f"objectives.json: objective '{name}' has source '{source}', which this sweep cannot "
+                             "rebuild")
+    return specs
 
 
 def write_training_args_json(output_dir: str | Path, training_args) -> None:

@@ -4,12 +4,22 @@ that share a tokenizer."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from transformers import LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
+from alignment.models.policy import eos_token_ids
 from alignment.steering.base import Steerable, SteeringError
+from alignment.steering.checkpoints import (
+    adapter_policy,
+    are_lora_adapters,
+    in_objective_order,
+    load_causal_lm,
+    load_peft_adapters,
+    load_shared_tokenizer,
+)
 
 
 def _warpers(temperature: float, top_p: float, top_k: int | None) -> LogitsProcessorList:
@@ -32,13 +42,34 @@ class LogProbMixture(Steerable):
     """
 
     method = "mod"
+    mixes_checkpoints = True
 
     def __init__(self, policies: Sequence[Callable], tokenizer, objective_names, eos_token_ids: set[int], device="cpu"):
         super().__init__(tokenizer, objective_names, device)
         if len(policies) != len(self.objective_names):
-            raise SteeringError(f"MOD: {len(policies)} policies for {len(self.objective_names)} objectives {self.objective_names}")
+            raise SteeringError(f"MOD: {len(policies)} policies for {len(self.objective_names)} objectives "
+                                f"{self.objective_names}")
         self.policies = list(policies)
         self.eos_token_ids = eos_token_ids
+
+    @classmethod
+    def from_checkpoint(cls, named_paths: dict[str, Path], *, objective_names=None, base_model: str | None = None,
+                        device="cpu", dtype=None) -> LogProbMixture:
+        """MOD over K full checkpoints, or over K LoRA adapters of one base loaded into one peft model.
+
+        named_paths: {objective: path}, put in `objective_names`' order when given; every checkpoint must share
+        one tokenizer. `base_model`: the adapters' base when their adapter_config.json files do not name one.
+        """
+        named_paths = in_objective_order(named_paths, objective_names)
+        names = list(named_paths)
+        adapters = are_lora_adapters(named_paths)
+        tokenizer = load_shared_tokenizer(named_paths)
+        if adapters:
+            peft_model, _ = load_peft_adapters(named_paths, base_model, dtype, device)
+            return cls([adapter_policy(peft_model, n) for n in names], tokenizer, names, eos_token_ids(peft_model),
+                       device)
+        models = [load_causal_lm(p, dtype, device) for p in named_paths.values()]
+        return cls(models, tokenizer, names, eos_token_ids(models[0]), device)
 
     def _mixed_log_probs(self, weights, input_ids, attention_mask, caches, step_ids):
         positions = (attention_mask.cumsum(-1) - 1).clamp_min(0)[:, -step_ids.shape[1]:]
@@ -65,7 +96,8 @@ class LogProbMixture(Steerable):
     def _generate(self, prompts, weights, decoding):
         inputs = self.encode(prompts)
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
-        warpers = _warpers(decoding["temperature"], decoding["top_p"], decoding["top_k"]) if decoding["do_sample"] else None
+        warpers = (_warpers(decoding["temperature"], decoding["top_p"], decoding["top_k"]) if decoding["do_sample"]
+                   else None)
         caches = [None] * len(self.policies)
         pad_id = self.tokenizer.pad_token_id
         finished = torch.zeros(len(prompts), dtype=torch.bool, device=input_ids.device)

@@ -16,17 +16,19 @@ baseline: the same loop, scalar = u . V_k.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
 
-from alignment.objectives.sources import RewardSource
 from alignment.models.policy import eos_token_ids
 from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.sources import RewardSource
 from alignment.steering.base import Steerable, SteeringError
+from alignment.steering.checkpoints import load_causal_lm
 
 
 def worst_case_weights(values: torch.Tensor, user_weights: torch.Tensor, lam: float = 1.0, tau: float = 0.0,
@@ -65,8 +67,12 @@ def worst_case_weights(values: torch.Tensor, user_weights: torch.Tensor, lam: fl
     return torch.from_numpy(w).to(dtype)
 
 
-def rmod_selector(lam: float = 1.0, tau: float = 0.0, steps: int = 200) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Per prompt, pick argmax_k w*.V_k with w* the worst-case weights of its candidates. values: [N, K, n_obj] -> [N]."""
+def rmod_selector(lam: float = 1.0, tau: float = 0.0,
+                  steps: int = 200) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Per prompt, pick argmax_k w*.V_k with w* the worst-case weights of its candidates.
+
+    values: [N, K, n_obj] -> [N].
+    """
 
     def select(values: torch.Tensor, user_weights: torch.Tensor) -> torch.Tensor:
         w = worst_case_weights(values, user_weights, lam=lam, tau=tau, steps=steps)
@@ -76,7 +82,10 @@ def rmod_selector(lam: float = 1.0, tau: float = 0.0, steps: int = 200) -> Calla
 
 
 def best_of_k_selector(values: torch.Tensor, user_weights: torch.Tensor) -> torch.Tensor:
-    """The baseline: per prompt, the candidate with the highest user-weighted sum u.V_k. values: [N, K, n_obj] -> [N]."""
+    """The baseline: per prompt, the candidate with the highest user-weighted sum u.V_k.
+
+    values: [N, K, n_obj] -> [N].
+    """
     return torch.argmax(values @ user_weights, dim=-1)
 
 
@@ -101,7 +110,8 @@ def blockwise_decode(model, tokenizer, prompt_ids: list[list[int]], prompts: lis
     inputs. A row stops at the end-of-sequence token or after `max_new_tokens`.
     """
     if num_candidates < 1 or block_size < 1:
-        raise ValueError(f"blockwise decoding: num_candidates ({num_candidates}) and block_size ({block_size}) must be >= 1")
+        raise ValueError(f"blockwise decoding: num_candidates ({num_candidates}) and block_size ({block_size}) "
+                         "must be >= 1")
     eos_ids = eos_token_ids(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids))
     generated = [[] for _ in prompt_ids]
@@ -134,14 +144,19 @@ def blockwise_decode(model, tokenizer, prompt_ids: list[list[int]], prompts: lis
     return generated
 
 
-def reward_builder(objective_names: Sequence[str], sources: RewardSource | Sequence[RewardSource]) -> RewardVectorBuilder:
+def reward_builder(objective_names: Sequence[str],
+                   sources: RewardSource | Sequence[RewardSource]) -> RewardVectorBuilder:
     """The [N, n_obj] value function of RMOD: every source run once per block, NaN rewards raise with their name."""
     sources = [sources] if isinstance(sources, RewardSource) else list(sources)
     return RewardVectorBuilder(objective_names, sources)
 
 
 class RobustDecoding(Steerable):
-    """RMOD (or its best-of-K baseline) around one policy, with a reward source as value function (alignment.steering.rmod)."""
+    """RMOD (or, with `robust=False`, its best-of-K baseline) around one policy, with a reward source as value
+    function (alignment.steering.rmod)."""
+
+    method = "rmod"
+    method_arguments = ("num_candidates", "block_size", "lam", "tau")
 
     def __init__(self, model, tokenizer, reward_sources: RewardSource | Sequence[RewardSource], objective_names=None,
                  device="cpu", robust: bool = True, num_candidates: int = 4, block_size: int = 8,
@@ -151,16 +166,32 @@ class RobustDecoding(Steerable):
         super().__init__(tokenizer, names, device)
         self.model = model
         self.reward = reward_builder(self.objective_names, sources)
+        self.robust = robust
         self.method = "rmod" if robust else "best_of_k"
         self.select = rmod_selector(lam=lam, tau=tau) if robust else best_of_k_selector
         self.tau = tau
         self.num_candidates, self.block_size = num_candidates, block_size
 
+    @classmethod
+    def from_checkpoint(cls, path: Path, record: dict | None, *, objective_names=None,
+                        reward_sources: RewardSource | Sequence[RewardSource] | None = None, device="cpu", dtype=None,
+                        **method_kwargs) -> RobustDecoding:
+        """Blockwise decoding of one full checkpoint (any: its record is not needed), scored by `reward_sources`.
+
+        The objective names are `objective_names`, else those of the reward sources; `method_kwargs` are the
+        method's options (num_candidates, block_size, lam, tau).
+        """
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = load_causal_lm(path, dtype, device)
+        if reward_sources is None:
+            raise SteeringError(f"{cls.method} needs reward_sources: the value function that scores candidate blocks")
+        return cls(model, tokenizer, reward_sources, objective_names, device, **method_kwargs)
+
     def _generate(self, prompts, weights, decoding):
         if not decoding["do_sample"]:
             raise SteeringError(f"{self.method}: candidates are sampled; do_sample=False would give K identical blocks")
         support = weights[weights > 0]
-        if self.method == "rmod" and self.tau == 0 and not torch.allclose(support, support.mean().expand_as(support)):
+        if self.robust and self.tau == 0 and not torch.allclose(support, support.mean().expand_as(support)):
             warnings.warn("rmod at tau=0 uses only which objectives have weight > 0, not their values (the paper's "
                           "robust objective); set tau > 0 to pull the worst-case weights toward yours",
                           UserWarning, stacklevel=3)
@@ -172,3 +203,14 @@ class RobustDecoding(Steerable):
             top_k=decoding["top_k"],
         )
         return self.decode(generated)
+
+
+class BestOfK(RobustDecoding):
+    """The best-of-K baseline of RMOD: the same blockwise loop, each block the candidate with the highest u.V_k."""
+
+    method = "best_of_k"
+    method_arguments = ("num_candidates", "block_size")
+
+    def __init__(self, model, tokenizer, reward_sources: RewardSource | Sequence[RewardSource], objective_names=None,
+                 device="cpu", **options):
+        super().__init__(model, tokenizer, reward_sources, objective_names, device, robust=False, **options)

@@ -5,21 +5,66 @@ exactly the interpolation of the merged models)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from alignment.steering.base import Steerable, SteeringError
+from alignment.steering.checkpoints import (
+    are_lora_adapters,
+    in_objective_order,
+    load_causal_lm,
+    load_peft_adapters,
+    load_shared_tokenizer,
+)
 
 
-class RewardedSoup(Steerable):
-    """Rewarded soups over K full checkpoints: generate with theta = sum_k w_k theta_k (float tensors; others from the first)."""
+class Soup(Steerable):
+    """Rewarded soups: load theta = sum_k w_k theta_k for the request's weights, then generate with it.
+
+    `from_checkpoint` gives a `RewardedSoup` for K full checkpoints and an `AdapterSoup` for K LoRA adapters.
+    """
 
     method = "soup"
+    mixes_checkpoints = True
+
+    @classmethod
+    def from_checkpoint(cls, named_paths: dict[str, Path], *, objective_names=None, base_model: str | None = None,
+                        device="cpu", dtype=None) -> Soup:
+        """The soup of K full checkpoints or of K LoRA adapters of one base.
+
+        named_paths: {objective: path}, put in `objective_names`' order when given; every checkpoint must share
+        one tokenizer. `base_model`: the adapters' base when their adapter_config.json files do not name one.
+        """
+        named_paths = in_objective_order(named_paths, objective_names)
+        names = list(named_paths)
+        adapters = are_lora_adapters(named_paths)
+        tokenizer = load_shared_tokenizer(named_paths)
+        if adapters:
+            peft_model, _ = load_peft_adapters(named_paths, base_model, dtype, device)
+            return AdapterSoup(peft_model, tokenizer, names, device)
+        models = [load_causal_lm(p, dtype, device) for p in named_paths.values()]
+        states = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models]
+        return RewardedSoup(models[0], states, tokenizer, names, device)
+
+    def load_soup(self, weights) -> None:
+        """Load theta = sum_k w_k theta_k for these weights into the model."""
+        raise NotImplementedError
+
+    def _generate(self, prompts, weights, decoding):
+        self.load_soup(weights)
+        return self._hf_generate(self.model, prompts, decoding)
+
+
+class RewardedSoup(Soup):
+    """Rewarded soups over K full checkpoints: generate with theta = sum_k w_k theta_k (float tensors; the others,
+    e.g. integer buffers, from the first checkpoint)."""
 
     def __init__(self, model, state_dicts: Sequence[dict], tokenizer, objective_names, device="cpu"):
         super().__init__(tokenizer, objective_names, device)
         if len(state_dicts) != len(self.objective_names):
-            raise SteeringError(f"soup: {len(state_dicts)} checkpoints for {len(self.objective_names)} objectives {self.objective_names}")
+            raise SteeringError(f"soup: {len(state_dicts)} checkpoints for {len(self.objective_names)} objectives "
+                                f"{self.objective_names}")
         reference = state_dicts[0]
         for k, state in enumerate(state_dicts[1:], start=1):
             if state.keys() != reference.keys() or any(state[n].shape != reference[n].shape for n in reference):
@@ -30,6 +75,7 @@ class RewardedSoup(Steerable):
         self._loaded_weights = None
 
     def soup_state_dict(self, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """sum_k w_k theta_k over the float tensors (checkpoints at weight 0 skipped); other tensors from the first."""
         soup = {}
         for name, first in self.state_dicts[0].items():
             if first.is_floating_point():
@@ -45,15 +91,10 @@ class RewardedSoup(Steerable):
             self.model.load_state_dict(self.soup_state_dict(weights), strict=True)
             self._loaded_weights = weights
 
-    def _generate(self, prompts, weights, decoding):
-        self.load_soup(weights)
-        return self._hf_generate(self.model, prompts, decoding)
 
-
-class AdapterSoup(Steerable):
+class AdapterSoup(Soup):
     """Rewarded soups over K LoRA adapters of one base (a peft model holding them, named after the objectives)."""
 
-    method = "soup"
     SOUP = "weighted_soup"
 
     def __init__(self, peft_model, tokenizer, objective_names, device="cpu"):
@@ -64,13 +105,10 @@ class AdapterSoup(Steerable):
         self.model = peft_model
 
     def load_soup(self, weights) -> None:
+        """Make the weighted sum of the adapters (weight-0 adapters left out) the active adapter."""
         weights = self.parse_weights(weights)
         if self.SOUP in self.model.peft_config:
             self.model.delete_adapter(self.SOUP)
         kept = [(n, w) for n, w in zip(self.objective_names, weights.tolist()) if w > 0]
         self.model.add_weighted_adapter([n for n, _ in kept], [w for _, w in kept], self.SOUP, combination_type="cat")
         self.model.set_adapter(self.SOUP)
-
-    def _generate(self, prompts, weights, decoding):
-        self.load_soup(weights)
-        return self._hf_generate(self.model, prompts, decoding)
