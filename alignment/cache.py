@@ -1,9 +1,10 @@
 """Where the suite keeps what it builds or downloads once (the tiny policy, converted models, hub datasets).
 
 `$MOALIGN_CACHE`, else `~/.cache/moalign`: a user cache, never the repository or the installed package. One folder
-per build, built once even by several processes (`build_once`): a build writes into a staging folder that is renamed into place when complete, so a killed build leaves nothing
-that looks finished; an exclusive file lock around check-then-build makes a second process (e.g. the other rank
-of `accelerate launch --num_processes 2`) wait for the first one's result instead of building it again.
+per build, built once even by several processes (`build_once`): a build writes into a staging folder that is
+renamed into place when complete, so a killed build leaves nothing that looks finished; an exclusive file lock
+around check-then-build makes a second process (e.g. the other rank of `accelerate launch --num_processes 2`) wait
+for the first one's result instead of building it again.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Command-line parsing shared by the recipes: TRL's TrlParser with an embedded default YAML.
 
-Data fields (those an argument dataclass lists in its `data_fields` class attribute) name data as `alignment.data` resolves it; a relative local path
-written in the YAML recipe is anchored to the YAML file's folder, so a recipe means the same data from any working
-directory (and from an installed package). A path given on the command line stays relative to the current folder.
+Data fields (those an argument dataclass lists in its `data_fields` class attribute) name data as `alignment.data`
+resolves it; a relative local path written in the YAML recipe is anchored to the YAML file's folder, so a recipe
+means the same data from any working directory (and from an installed package). A path given on the command line
+stays relative to the current folder.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 import yaml
+from accelerate import PartialState
+from accelerate.utils import DistributedType
 from trl import TrlParser
 
 from alignment.data import anchor_data_spec
@@ -80,14 +84,11 @@ def check_fsdp_launch() -> None:
     """
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return
-    from accelerate import PartialState
-    from accelerate.utils import DistributedType
-
     distributed_type = PartialState().distributed_type
     if distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU):
-        raise ValueError(f"FSDP launch, but accelerate set this run up as {distributed_type.value}: accelerate runs FSDP "
-                         "only on GPUs (or another accelerator), not on the CPU. On CPU launch with "
-                         "accelerate_configs/cpu_2proc.yaml (DDP), zero2.yaml or zero3.yaml instead.")
+        raise ValueError(f"FSDP launch, but accelerate set this run up as {distributed_type.value}: "
+                         "accelerate runs FSDP only on GPUs (or another accelerator), not on the CPU. On CPU launch "
+                         "with accelerate_configs/cpu_2proc.yaml (DDP), zero2.yaml or zero3.yaml instead.")
 
 
 def use_cpu_cores(training_args) -> None:
@@ -99,8 +100,6 @@ def use_cpu_cores(training_args) -> None:
     """
     if not getattr(training_args, "use_cpu", False):
         return
-    import torch
-
     threads = int(os.environ.get("MOALIGN_CPU_THREADS", "0"))
     if threads <= 0:
         local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from alignment.models.preference_adapter import preference_weights
 from alignment.objectives.conditioning import FORMAT_VERSION, condition_prompt
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.objectives.weights import parse_preference_weights
@@ -28,7 +29,8 @@ def generate_completions(model, tokenizer, prompts: list, max_new_tokens: int = 
     completions = []
     try:
         for start in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) if isinstance(p, list) else p
+            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                     if isinstance(p, list) else p
                      for p in prompts[start:start + batch_size]]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=do_sample,
@@ -67,7 +69,8 @@ class HeldOutReplies:
 
 
 def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
-                   steering: str = "prompt", format_version: int = FORMAT_VERSION, **generation_kwargs) -> HeldOutReplies:
+                   steering: str = "prompt", format_version: int = FORMAT_VERSION,
+                   **generation_kwargs) -> HeldOutReplies:
     """One sampled reply per prompt, scored on every objective. With `weights` (one vector, or one row per prompt:
     prompt-aware weights), the model is conditioned on them the way `steering` says: 'prompt' (written into the
     prompts in `format_version`), 'adapter' (lambda of its preference adapter), 'both'."""
@@ -80,8 +83,6 @@ def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder
         if steering in ("prompt", "both"):
             prompts = [condition_prompt(p, w, builder.objective_names, format_version) for p, w in zip(prompts, rows)]
         if steering in ("adapter", "both"):
-            from alignment.models.preference_adapter import preference_weights
-
             if per_prompt:
                 raise ValueError("score_held_out: per-prompt weights steer through the prompt; an adapter takes one "
                                  "weight vector here")

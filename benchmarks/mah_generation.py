@@ -14,12 +14,13 @@ import statistics
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from timing import timed
-from alignment.models.multi_head import add_lm_heads, generate_with_weights, head_modules
-from alignment.models.policy import ensure_pad_token
 from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
+from alignment.models.multi_head import add_lm_heads, generate_with_weights, head_modules
+from alignment.models.policy import ensure_pad_token
 from alignment.models.tiny_policy import build_tiny_policy
+
+from timing import timed
 
 
 def load_prompts(tokenizer, path: str, count: int) -> list[str]:
@@ -43,7 +44,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 gives stable timings on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (1 gives stable timings on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,7 +62,8 @@ def main():
         for head in head_modules(model)[1:]:
             head.weight.add_(0.01 * torch.randn_like(head.weight))
 
-    inputs = tokenizer(load_prompts(tokenizer, args.prompts_file, args.batch_size), return_tensors="pt", padding=True).to(args.device)
+    inputs = tokenizer(load_prompts(tokenizer, args.prompts_file, args.batch_size), return_tensors="pt",
+                       padding=True).to(args.device)
     decoding = dict(max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens, do_sample=False,
                     pad_token_id=tokenizer.pad_token_id)
     weights = [1.0 / args.num_heads] * args.num_heads

@@ -30,16 +30,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.orchestrator import (  # noqa: E402
-    PreferenceOrchestrator, evaluate_weights, fit_head, load_prompt_targets, target_weights,
+    PreferenceOrchestrator,
+    evaluate_weights,
+    fit_head,
+    load_prompt_targets,
+    target_weights,
 )
+from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
 
 
 def scores_and_features(args):
     """Prompts, the RM's normalized scores of their preferred replies, and the encoder's features; cached."""
     if args.cache and Path(args.cache).is_file():
         return torch.load(args.cache, weights_only=False)
-    from reward_models.scoring import MultiHeadRewardScorer
-
     scorer = MultiHeadRewardScorer.from_pretrained(args.reward_model, device="cpu")
     columns = list(range(len(scorer.head_names)))
     train_prompts, train_z = load_prompt_targets(args.train_files, scorer, columns)
@@ -72,22 +75,25 @@ def main(argv=None):
     columns = [data["heads"].index(h) for h in args.heads]
     train_z, dev_z = data["train_z"][:, columns], data["dev_z"][:, columns]
     print(f"{len(train_z)} training prompts, {len(dev_z)} held-out prompts; heads {args.heads}; chosen-reply z "
-          f"(train) mean {[round(v, 3) for v in train_z.mean(0).tolist()]} std {[round(v, 3) for v in train_z.std(0).tolist()]}; "
+          f"(train) mean {[round(v, 3) for v in train_z.mean(0).tolist()]} "
+          f"std {[round(v, 3) for v in train_z.std(0).tolist()]}; "
           f"correlation between the heads {torch.corrcoef(train_z.T)[0, 1].item():+.3f}", flush=True)
 
-    def run(label, pooling="mean", target="softmax", temperature=1.0, normalization="rm", l2_penalties=(1e-3, 1e-2, 1e-1)):
+    def run(label, pooling="mean", target="softmax", temperature=1.0, normalization="rm",
+            l2_penalties=(1e-3, 1e-2, 1e-1)):
         z_train, z_dev = train_z, dev_z
         if normalization == "data":  # each head re-standardized over the orchestrator's own training prompts
             mean, std = train_z.mean(0), train_z.std(0)
             z_train, z_dev = (train_z - mean) / std, (dev_z - mean) / std
-        train_targets, dev_targets = target_weights(z_train, target, temperature), target_weights(z_dev, target, temperature)
+        train_targets = target_weights(z_train, target, temperature)
+        dev_targets = target_weights(z_dev, target, temperature)
         head = fit_head(data[f"train_{pooling}"], train_targets, l2_penalties=l2_penalties)
         with torch.no_grad():
             predicted = torch.softmax(head(data[f"dev_{pooling}"]), -1)
         metrics = evaluate_weights(predicted, dev_targets, train_targets.mean(0), args.heads, bootstrap=200)
-        metrics.update(label=label, pooling=pooling, target=target, temperature=temperature, normalization=normalization,
-                       l2_penalties=list(l2_penalties), predicted_std=float(predicted[:, 0].std()),
-                       target_std=float(dev_targets[:, 0].std()))
+        metrics.update(label=label, pooling=pooling, target=target, temperature=temperature,
+                       normalization=normalization, l2_penalties=list(l2_penalties),
+                       predicted_std=float(predicted[:, 0].std()), target_std=float(dev_targets[:, 0].std()))
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
         return metrics
 

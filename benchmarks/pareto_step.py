@@ -22,15 +22,16 @@ import time
 from pathlib import Path
 
 import torch
-from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
-from alignment.objectives.scalarize import compute_advantages
 from alignment.models.tiny_policy import build_tiny_policy
+from alignment.objectives.scalarize import compute_advantages
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
+
+from timing import StepTimer
 
 PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment"]
@@ -89,7 +90,8 @@ def main():
         print(f"{kind:<6} median step {medians[kind] * 1000:9.1f} ms")
     extra = cost["pama"] - cost["linear"]
     print(f"advantages per step: linear {cost['linear'] * 1e3:.3f} ms, pama {cost['pama'] * 1e3:.3f} ms; PAMA's extra "
-          f"cost is {extra / medians['plain'] * 100:.3f}% of the plain step (ratio from it: {1 + extra / medians['plain']:.4f})")
+          f"cost is {extra / medians['plain'] * 100:.3f}% of the plain step "
+          f"(ratio from it: {1 + extra / medians['plain']:.4f})")
     print(f"step time ratio PAMA / plain: {medians['pama'] / medians['plain']:.3f}")
     print(f"step time ratio MGDA / plain: {medians['mgda'] / medians['plain']:.3f}")
 

@@ -25,15 +25,16 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
-from timing import StepTimer, timed
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.models.preference_adapter import DEFAULT_TARGET_MODULES, add_preference_adapter, merge_preference
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
-from alignment.steering import PreferenceAdapterSteerable
+from alignment.models.preference_adapter import DEFAULT_TARGET_MODULES, add_preference_adapter, merge_preference
 from alignment.models.tiny_policy import build_tiny_policy
+from alignment.steering import PreferenceAdapterSteerable
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+
+from timing import StepTimer, timed
 
 PROMPTS = resolve_data("hh-prompts")
 NAMES = ["conciseness", "sentiment"]
@@ -42,8 +43,8 @@ RANK = 4
 
 def plain_lora(model):
     rank_total = RANK + len(NAMES)
-    return get_peft_model(model, LoraConfig(r=rank_total, lora_alpha=rank_total, target_modules=list(DEFAULT_TARGET_MODULES),
-                                            task_type="CAUSAL_LM"))
+    return get_peft_model(model, LoraConfig(r=rank_total, lora_alpha=rank_total,
+                                            target_modules=list(DEFAULT_TARGET_MODULES), task_type="CAUSAL_LM"))
 
 
 def grpo_step_times(kind: str, policy: Path, steps: int, new_tokens: int, output_dir: str, clock) -> list[float]:
@@ -72,7 +73,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=7, help="alternating generation rounds")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--new_tokens", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 gives stable timings on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (1 gives stable timings on a shared machine)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default=None,
                         help="cpu: this process's CPU time (default on CPU); wall: elapsed time (default on GPU)")
     options = parser.parse_args()
@@ -88,7 +90,8 @@ def main():
         for repeat in range(options.repeats):
             medians = {}
             for kind in step_times:
-                times = grpo_step_times(kind, policy, options.steps, options.new_tokens, f"{scratch}/{kind}{repeat}", clock)
+                times = grpo_step_times(kind, policy, options.steps, options.new_tokens, f"{scratch}/{kind}{repeat}",
+                                        clock)
                 step_times[kind] += times
                 medians[kind] = statistics.median(times)
             step_ratios.append(medians["adapter"] / medians["lora"])
@@ -134,8 +137,9 @@ def main():
     baked_ratios = [a / b for a, b in zip(times["baked"], times["plain model"])]
 
     step = {kind: statistics.median(values) for kind, values in step_times.items()}
-    print(f"device={device} threads={options.threads} clock={clock_name} rank={RANK}+{len(NAMES)} batch={options.batch_size} "
-          f"new_tokens={options.new_tokens}; GRPO: {len(step_times['adapter'])} timed steps each, 16 completions/step")
+    print(f"device={device} threads={options.threads} clock={clock_name} rank={RANK}+{len(NAMES)} "
+          f"batch={options.batch_size} new_tokens={options.new_tokens}; GRPO: {len(step_times['adapter'])} timed steps "
+          "each, 16 completions/step")
     print(f"GRPO step   preference adapter {step['adapter'] * 1000:8.1f} ms   plain LoRA {step['lora'] * 1000:8.1f} ms")
     for name, median in medians.items():
         print(f"generation  {name:<22} median {median * 1000:8.1f} ms")

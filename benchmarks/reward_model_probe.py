@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer
+from trl.trainer.utils import disable_dropout_in_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.models.packaged import resolve_model_path  # noqa: E402
@@ -88,8 +90,6 @@ def main(argv=None):
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
 
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(BACKBONE))
     tokenizer.truncation_side = "left"  # the last exchanges and the reply survive truncation
     train = load_pairs(f"hh-{args.objective}", args.objective, tokenizer, args.pair_input)
@@ -100,7 +100,6 @@ def main(argv=None):
         train = train[:args.max_train_pairs]
     model = build_reward_model(BACKBONE, [args.objective], tokenizer, encoder_pooling="mean")
     if args.disable_dropout:
-        from trl.trainer.utils import disable_dropout_in_model
         disable_dropout_in_model(model)
     print(f"{len(train)} training pairs, {len(dev)} dev pairs; {vars(args)}", flush=True)
 

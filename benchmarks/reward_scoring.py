@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from reward_models.chat_format import parse_hh_dialogue, render_conversation  # noqa: E402
-from alignment.models.packaged import PACKAGED_MINILM  # noqa: E402
-from reward_models.modeling import build_reward_model, load_reward_tokenizer  # noqa: E402
-from reward_models.scoring import score_texts  # noqa: E402
 from alignment.data import resolve_data  # noqa: E402
 from alignment.data.jsonl import iter_jsonl  # noqa: E402
+from alignment.models.packaged import PACKAGED_MINILM  # noqa: E402
+from reward_models.chat_format import parse_hh_dialogue, render_conversation  # noqa: E402
+from reward_models.modeling import build_reward_model, load_reward_tokenizer  # noqa: E402
+from reward_models.scoring import score_texts  # noqa: E402
+
 
 def hh_texts(tokenizer, count: int, name: str) -> list[str]:
     rows = [row for _, row in iter_jsonl(resolve_data(name))][:count]
@@ -37,7 +38,10 @@ def hh_texts(tokenizer, count: int, name: str) -> list[str]:
 def load_models(args, tokenizer, num_aspects: int, side: str, device) -> list:
     """side 'multi': one model with K heads; side 'single': K models with one head each."""
     torch.manual_seed(0)
-    shapes = [[f"aspect_{k}" for k in range(num_aspects)]] if side == "multi" else [[f"aspect_{k}"] for k in range(num_aspects)]
+    if side == "multi":
+        shapes = [[f"aspect_{k}" for k in range(num_aspects)]]
+    else:
+        shapes = [[f"aspect_{k}"] for k in range(num_aspects)]
     dtype = torch.bfloat16 if device.type == "cuda" else None
     return [build_reward_model(args.backbone, heads, tokenizer, dtype=dtype).to(device).eval() for heads in shapes]
 
@@ -91,8 +95,8 @@ def peak_memory_mb(args, tokenizer, texts, num_aspects: int, side: str, device) 
         del models
         return peak / 2**20
     command = [sys.executable, __file__, "--measure_memory", side, "--num_aspects", str(num_aspects),
-               "--backbone", args.backbone, "--data", args.data, "--texts", str(args.texts), "--batch_size", str(args.batch_size),
-               "--max_length", str(args.max_length)]
+               "--backbone", args.backbone, "--data", args.data, "--texts", str(args.texts),
+               "--batch_size", str(args.batch_size), "--max_length", str(args.max_length)]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return float(output.strip().splitlines()[-1])
 
@@ -100,7 +104,8 @@ def peak_memory_mb(args, tokenizer, texts, num_aspects: int, side: str, device) 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=PACKAGED_MINILM, help="Backbone of every reward model (name or path).")
-    parser.add_argument("--data", default="hh-helpful-dev", help="HH-RLHF pairs to score (a data name, alignment.data).")
+    parser.add_argument("--data", default="hh-helpful-dev",
+                        help="HH-RLHF pairs to score (a data name, alignment.data).")
     parser.add_argument("--texts", type=int, default=64, help="Number of HH-RLHF dev conversations scored.")
     parser.add_argument("--batch_size", type=int, default=32, help="Texts per forward pass.")
     parser.add_argument("--max_length", type=int, default=128, help="Tokens per text (left truncation).")
@@ -120,18 +125,21 @@ def main():
         print(rss_mb("VmHWM") - baseline)
         return
 
-    print(f"backbone {args.backbone}, {len(texts)} texts, batch {args.batch_size}, max_length {args.max_length}, {device}")
+    print(f"backbone {args.backbone}, {len(texts)} texts, batch {args.batch_size}, max_length {args.max_length}, "
+          f"{device}")
     ratios = []
     for num_aspects in range(2, args.max_aspects + 1):
         models = {side: load_models(args, tokenizer, num_aspects, side, device) for side in ("multi", "single")}
         sides = throughputs(models, num_aspects, tokenizer, texts, args, device)
         del models
-        memory = {side: peak_memory_mb(args, tokenizer, texts, num_aspects, side, device) for side in ("multi", "single")}
+        memory = {side: peak_memory_mb(args, tokenizer, texts, num_aspects, side, device)
+                  for side in ("multi", "single")}
         throughput_ratio, memory_ratio = sides["multi"] / sides["single"], memory["single"] / memory["multi"]
         ratios.append((num_aspects, throughput_ratio, memory_ratio))
         print(f"K={num_aspects}: {num_aspects}-head {sides['multi']:8.1f} scores/s, {memory['multi']:7.1f} MiB peak | "
               f"{num_aspects} x 1-head {sides['single']:8.1f} scores/s, {memory['single']:7.1f} MiB peak | "
-              f"throughput ratio {throughput_ratio:.2f} (goal >= {0.9 * num_aspects:.1f}), memory ratio {memory_ratio:.2f}")
+              f"throughput ratio {throughput_ratio:.2f} (goal >= {0.9 * num_aspects:.1f}), "
+              f"memory ratio {memory_ratio:.2f}")
     print("ratio K-head / K single-head: " + "; ".join(
         f"K={k} throughput x{t:.2f} memory x{m:.2f}" for k, t, m in ratios))
 

@@ -19,20 +19,22 @@ import statistics
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from timing import timed
-from alignment.models.multi_head import add_lm_heads, head_modules
-from alignment.objectives.sources import FunctionSource
-from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, RewardedSoup, RobustDecoding
 from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
+from alignment.models.multi_head import add_lm_heads, head_modules
 from alignment.models.tiny_policy import build_tiny_policy
+from alignment.objectives.sources import FunctionSource
+from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned, RewardedSoup, RobustDecoding
 from reward_models.verifiable import conciseness, sentiment
+
+from timing import timed
 
 NAMES = ["conciseness", "sentiment"]
 
 
 def load(path: str, device: str, dtype: str, perturb_seed: int | None = None):
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), use_safetensors=True)
+    model = model.to(device).eval()
     model.generation_config.eos_token_id = None  # a fixed number of steps for every method
     if perturb_seed is not None:
         generator = torch.Generator().manual_seed(perturb_seed)
@@ -53,13 +55,15 @@ def main():
     parser.add_argument("--num_candidates", type=int, default=4, help="K of RMOD and best-of-K")
     parser.add_argument("--block_size", type=int, default=8, help="tokens per block of RMOD and best-of-K")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 gives stable timings on a shared machine)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (1 gives stable timings on a shared machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     path = str(build_tiny_policy()) if args.model == "tiny" else args.model
     tokenizer = AutoTokenizer.from_pretrained(path)
-    prompts = [row["prompt"] for _, (_, row) in zip(range(args.batch_size), iter_jsonl(resolve_data(args.prompts_file)))]
+    prompts = [row["prompt"]
+               for _, (_, row) in zip(range(args.batch_size), iter_jsonl(resolve_data(args.prompts_file)))]
     weights = "conciseness=0.6,sentiment=0.4"
     device = args.device
 
@@ -74,7 +78,8 @@ def main():
         "prompt": PromptConditioned(base, tokenizer, NAMES, device),
         "heads": HeadMixing(multi_head, tokenizer, NAMES, device),
         "mod": LogProbMixture(objective_models, tokenizer, NAMES, set(), device),
-        "soup": RewardedSoup(load(path, device, args.dtype), [m.state_dict() for m in objective_models], tokenizer, NAMES, device),
+        "soup": RewardedSoup(load(path, device, args.dtype), [m.state_dict() for m in objective_models], tokenizer,
+                             NAMES, device),
         "best_of_k": RobustDecoding(base, tokenizer, sources, device=device, robust=False, **blockwise),
         "rmod": RobustDecoding(base, tokenizer, sources, device=device, robust=True, **blockwise),
     }
@@ -85,7 +90,8 @@ def main():
         with torch.no_grad():
             base.generate(**plain_inputs, **decoding, pad_token_id=tokenizer.pad_token_id)
 
-    runs = {"plain": plain, **{name: (lambda s=s: s.generate(prompts, weights, **decoding)) for name, s in steerables.items()}}
+    runs = {"plain": plain,
+            **{name: (lambda s=s: s.generate(prompts, weights, **decoding)) for name, s in steerables.items()}}
     for run in runs.values():  # warm-up (the soup is loaded here; timed calls reuse it, as with fixed weights)
         run()
     times = {name: [] for name in runs}

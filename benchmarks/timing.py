@@ -1,4 +1,5 @@
-"""Timing helpers shared by the benchmarks (run as `python benchmarks/<name>.py`, which puts this folder on the path)."""
+"""Timing helpers shared by the benchmarks (run as `python benchmarks/<name>.py`, which puts this folder on the
+path)."""
 
 import time
 

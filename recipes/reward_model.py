@@ -26,10 +26,10 @@ import transformers
 from transformers import set_seed
 from trl import ModelConfig
 
-from alignment.hub import checkpointing
-from alignment.hub.record import build_record, save_record
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name
+from alignment.hub import checkpointing
+from alignment.hub.record import build_record, save_record
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, freeze_lower_layers, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
@@ -102,8 +102,8 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(training_args.output_dir)
-        datasets = sorted({data_display_name(s) for s in script_args.pairwise_train_files + script_args.rated_train_files
-                           if s.strip()})
+        datasets = sorted({data_display_name(s)
+                           for s in script_args.pairwise_train_files + script_args.rated_train_files if s.strip()})
         record = build_record(
             trainer="reward_model", base_model=model_args.model_name_or_path,
             objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None, "kind": head_kinds[h]}

@@ -120,7 +120,8 @@ def multi_head_reward_loss(
         regression = masked_regression_loss(rated_scores, ratings, rating_mask)
         return {"loss": pairwise + rating_loss_weight * regression, "pairwise_loss": pairwise,
                 "regression_loss": regression}
-    pair_losses, has_pairs = per_head_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins, margin_mode)
+    pair_losses, has_pairs = per_head_bradley_terry_loss(chosen_scores, rejected_scores, pair_mask, margins,
+                                                         margin_mode)
     rated_losses, has_ratings = per_head_regression_loss(rated_scores, ratings, rating_mask)
     if rating_variance is not None:
         rated_losses = rated_losses / rating_variance.to(rated_losses).clamp(min=1e-6)

@@ -28,22 +28,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 # Offline backbones by name ('packaged:all-MiniLM-L6-v2', 'tiny'), so configs stay portable across machines.
 from alignment.models.packaged import resolve_model_path
+from alignment.models.policy import ensure_pad_token
 
-HEAD_MEAN_KEY, HEAD_STD_KEY, HEAD_STATS_MEASURED_KEY = "reward_head_mean", "reward_head_std", "reward_head_stats_measured"
+HEAD_MEAN_KEY, HEAD_STD_KEY = "reward_head_mean", "reward_head_std"
+HEAD_STATS_MEASURED_KEY = "reward_head_stats_measured"
 HEAD_KINDS_KEY, MAX_LENGTH_KEY = "reward_head_kinds", "reward_max_length"
 
 
 
 def load_reward_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, revision: str | None = None):
     """The backbone's tokenizer, with a pad token and left truncation (keep the end of the conversation)."""
-    from transformers import AutoTokenizer
-
-    from alignment.models.policy import ensure_pad_token
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code, revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), trust_remote_code=trust_remote_code,
+                                              revision=revision)
     # Decoders often ship without one; the eos token is the usual stand-in and keeps the vocabulary unchanged.
     ensure_pad_token(tokenizer, name_or_path)
     tokenizer.truncation_side = "left"
@@ -70,8 +70,6 @@ def build_reward_model(
     """
     if encoder_pooling not in ("mean", "cls"):
         raise ValueError(f"encoder_pooling must be 'mean' or 'cls', got {encoder_pooling!r}")
-    from transformers import AutoModelForSequenceClassification
-
     head_names = list(head_names)
     if not head_names or len(set(head_names)) != len(head_names):
         raise ValueError(f"reward model heads must be distinct names, got {head_names}")
@@ -130,8 +128,10 @@ def append_mean_pooling_layer(model, *, residual_scale: float = 100.0, pooler_sc
         raise ValueError(f"{type(model).__name__}: mean-pooling layer needs a BERT-style encoder with a [CLS] pooler")
     base, config = model.base_model, model.config
     last = base.encoder.layer[-1]
-    layer = type(last)(config, layer_idx=len(base.encoder.layer)) if "layer_idx" in type(last).__init__.__code__.co_varnames \
-        else type(last)(config)
+    if "layer_idx" in type(last).__init__.__code__.co_varnames:
+        layer = type(last)(config, layer_idx=len(base.encoder.layer))
+    else:
+        layer = type(last)(config)
     layer.to(dtype=next(last.parameters()).dtype).train(last.training)  # dropout on only if the model trains
     hidden = config.hidden_size
     eye = torch.eye(hidden)
@@ -194,6 +194,8 @@ def add_lora(model, model_args):
     `model_args` is TRL's `ModelConfig`. The task type is forced to sequence classification so peft keeps the
     score/classifier layer trainable and saved (`modules_to_save`).
     """
+    # Lazy: peft and TRL's trainer utilities take seconds to import, and only LoRA training needs them (scoring with
+    # a reward model, in GRPO or the orchestrator recipe, uses this module without them).
     from peft import get_peft_model
     from trl.trainer.utils import get_peft_config
 

@@ -1,8 +1,8 @@
 """Scoring with a multi-head reward model: texts or (prompt, completion) pairs -> an [N, K] tensor of head scores.
 
 `load_reward_model_source` is what the GRPO reward-vector builder calls for objective specs such as
-`helpful=rm:helpful,harmless=rm:harmless`: it returns a `RewardSource` (alignment/objectives/sources.py) that scores all the
-requested heads in ONE forward pass per batch, instead of one reward model per objective.
+`helpful=rm:helpful,harmless=rm:harmless`: it returns a `RewardSource` (alignment/objectives/sources.py) that scores
+all the requested heads in ONE forward pass per batch, instead of one reward model per objective.
 
 Scores are raw head outputs, or normalized per head with the mean/std stored in the model config at training time
 (`(raw - mean) / std`), which puts pairwise heads (whose offset is arbitrary) and rated heads on one scale.
@@ -17,18 +17,27 @@ import re
 from collections.abc import Sequence
 
 import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.integrations import deepspeed as hf_deepspeed
 
 from alignment.objectives.sources import ObjectiveSpecError, parse_objective_specs
 from reward_models.chat_format import conversation, render_conversation
 from reward_models.modeling import (
-    HEAD_MEAN_KEY, HEAD_STATS_MEASURED_KEY, HEAD_STD_KEY, MAX_LENGTH_KEY, head_names_of, head_statistics, load_reward_tokenizer,
+    HEAD_MEAN_KEY,
+    HEAD_STATS_MEASURED_KEY,
+    HEAD_STD_KEY,
+    MAX_LENGTH_KEY,
+    head_names_of,
+    head_statistics,
+    load_reward_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
+def score_texts(model, tokenizer, texts: Sequence[str], *, batch_size: int = 32,
+                max_length: int | None = None) -> torch.Tensor:
     """Raw head scores [N, K] (float32, on CPU) of already-rendered texts, one forward pass per batch."""
     was_training = model.training
     model.eval()
@@ -78,15 +87,13 @@ def check_reward_model_heads(config, heads: dict[str, str], name_or_path: str = 
     for key in (HEAD_MEAN_KEY, HEAD_STD_KEY):
         values = getattr(config, key, None)
         if values is not None and len(values) != len(labels):
-            raise RewardModelHeadsError(f"{name_or_path}: config '{key}' has {len(values)} values for {len(labels)} heads "
-                                        f"{labels}; the checkpoint's normalization does not match its heads")
+            raise RewardModelHeadsError(f"{name_or_path}: config '{key}' has {len(values)} values for {len(labels)} "
+                                        f"heads {labels}; the checkpoint's normalization does not match its heads")
     return labels
 
 
 def check_reward_model_source(name_or_path: str, heads: dict[str, str], trust_remote_code: bool = False) -> list[str]:
     """`check_reward_model_heads` on the config at `name_or_path` (config.json only: no weights are read)."""
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     return check_reward_model_heads(config, heads, name_or_path)
 
@@ -97,8 +104,6 @@ def whole_weights_on_every_process():
     any training engine, but inside a launch transformers would otherwise load it partitioned under DeepSpeed ZeRO-3
     (`zero3_init_flag`: empty local shards) or, under FSDP's `cpu_ram_efficient_loading`, on the meta device on every
     process but the first; neither can score."""
-    from transformers.integrations import deepspeed as hf_deepspeed
-
     reference = hf_deepspeed._hf_deepspeed_config_weak_ref  # what is_deepspeed_zero3_enabled() reads
     config = reference() if reference is not None else None
     ram_efficient = os.environ.pop("FSDP_CPU_RAM_EFFICIENT_LOADING", None)
@@ -127,8 +132,6 @@ class MultiHeadRewardScorer:
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, device=None, batch_size: int = 32, trust_remote_code: bool = False,
                         dtype: str | torch.dtype | None = None):
-        from transformers import AutoModelForSequenceClassification
-
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         tokenizer = load_reward_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
@@ -174,7 +177,8 @@ class RewardModelSource:
     """A `RewardSource` for several objectives read from heads of one reward model (one forward pass per batch)."""
 
     def __init__(self, scorer: MultiHeadRewardScorer, heads: dict[str, str], *, normalize: bool = True):
-        check_reward_model_heads(scorer.model.config, heads, getattr(scorer.model.config, "_name_or_path", None) or "the reward model")
+        check_reward_model_heads(scorer.model.config, heads,
+                                 getattr(scorer.model.config, "_name_or_path", None) or "the reward model")
         self.scorer = scorer
         self.normalize = normalize
         self.objective_names = list(heads)

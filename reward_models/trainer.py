@@ -52,7 +52,8 @@ class MultiHeadRewardConfig(TrainingArguments):
         default="mean",
         metadata={"help": "Encoders only: 'mean' appends a layer initialised to mean-pool the tokens into [CLS] (what "
                           "sentence-transformer encoders such as all-MiniLM-L6-v2 were trained for; still a plain "
-                          "checkpoint), 'cls' reads [CLS] through the pretrained pooler. Decoders score the last token."},
+                          "checkpoint), 'cls' reads [CLS] through the pretrained pooler. Decoders score the last "
+                          "token."},
     )
     freeze_layers: int = field(
         default=0,
@@ -62,17 +63,19 @@ class MultiHeadRewardConfig(TrainingArguments):
     head_loss_balance: str = field(
         default="heads",
         metadata={"help": f"One of {BALANCE_MODES}: 'cells' averages the loss over all labelled cells (a head weighs "
-                          "by its data count); 'heads' averages each head's own loss, rated heads' MSE divided by their "
-                          "ratings' variance, so every head weighs the same."},
+                          "by its data count); 'heads' averages each head's own loss, rated heads' MSE divided by "
+                          "their ratings' variance, so every head weighs the same."},
     )
     max_length: int | None = field(
         default=256,
-        metadata={"help": "Maximum tokens per conversation; longer ones lose their beginning (the reply is at the end)."},
+        metadata={"help": "Maximum tokens per conversation; longer ones lose their beginning (the reply is at the "
+                          "end)."},
     )
     margin_mode: str = field(
         default="none",
         metadata={"help": f"How a pair's score gap counts, one of {MARGIN_MODES}: 'none' (ordinal), 'weight' (loss "
-                          "weighted by the gap) or 'offset' (Llama-2 margin inside the sigmoid). Gap 1 when a source has none."},
+                          "weighted by the gap) or 'offset' (Llama-2 margin inside the sigmoid). Gap 1 when a source "
+                          "has none."},
     )
     rating_loss_weight: float = field(
         default=1.0,
@@ -119,7 +122,8 @@ class MultiHeadRewardTrainer(ResumableCheckpointsMixin, Trainer):
         )
         # Our loss is a mean over labelled cells already; Trainer must not rescale it by token counts.
         self.model_accepts_loss_kwargs = False
-        self.rating_variance = rating_variance(train_dataset, len(self.head_names)) if train_dataset is not None else None
+        self.rating_variance = (rating_variance(train_dataset, len(self.head_names)) if train_dataset is not None
+                                else None)
 
     def _per_head_metrics(self, evaluation) -> dict[str, float]:
         return per_head_metrics(evaluation.predictions, evaluation.label_ids, self.head_names)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from better_profanity import profanity
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
 from alignment.objectives.sources import register_reward
 
 
@@ -39,8 +42,6 @@ def conciseness_floored(prompts, completions, **kwargs) -> list[float]:
 
 @lru_cache(maxsize=1)
 def _vader():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
     return SentimentIntensityAnalyzer()
 
 
@@ -52,8 +53,6 @@ def sentiment(prompts, completions, **kwargs) -> list[float]:
 
 @lru_cache(maxsize=1)
 def _profanity():
-    from better_profanity import profanity
-
     profanity.load_censor_words()
     return profanity
 

@@ -32,12 +32,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from trl import ModelConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/ and scripts/ are not installed packages
+from alignment.cli import parse_recipe_args  # noqa: E402
+from recipes.reward_model import main as train_reward_model  # noqa: E402
 from reward_models.chat_format import render_conversation  # noqa: E402
-from reward_models.data import load_pairwise_source, load_rated_source  # noqa: E402
+from reward_models.data import RewardDataArguments, load_pairwise_source, load_rated_source  # noqa: E402
 from reward_models.metrics import per_head_metrics  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
+from reward_models.trainer import MultiHeadRewardConfig  # noqa: E402
 
 
 def evaluate_source(scorer: MultiHeadRewardScorer, name: str, examples) -> dict[str, float]:
@@ -79,7 +83,8 @@ def evaluate_model(model: str, pairwise: list[str], rated: list[str], rating_ran
         # identical or empty pairs state no preference to score: left out and counted, not fatal
         predictions, labels = score_source(scorer, load_pairwise_source(spec, heads, drop_degenerate=True))
         metrics = per_head_metrics(predictions, labels, heads)
-        per_head[head].update({key: metrics[f"{key}_{head}"] for key in ("accuracy", "accuracy_se", "bt_loss", "pairs")})
+        per_head[head].update({key: metrics[f"{key}_{head}"]
+                               for key in ("accuracy", "accuracy_se", "bt_loss", "pairs")})
         gap = predictions[:, 0, heads.index(head)] - predictions[:, 1, heads.index(head)]
         correct[head] = ((gap > 0) + 0.5 * (gap == 0)).astype(float)
         all_scores.append(predictions.reshape(-1, len(heads)))
@@ -118,13 +123,8 @@ def compare(joint: dict, joint_correct: dict, single: dict, single_correct: dict
 
 
 def recipe_args(config: str, extra: list[str] = ()):
-    """(data, training, model) arguments of the reward-model recipe from its YAML (paths anchored to the YAML's folder)."""
-    from trl import ModelConfig
-
-    from alignment.cli import parse_recipe_args
-    from reward_models.data import RewardDataArguments
-    from reward_models.trainer import MultiHeadRewardConfig
-
+    """(data, training, model) arguments of the reward-model recipe from its YAML (paths anchored to the YAML's
+    folder)."""
     return parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), config,
                              ["--config", config, *extra])
 
@@ -151,9 +151,6 @@ def trained_single_head_model(config: str, head: str, single_dir: Path, extra: l
     if saved.exists() and json.loads(saved.read_text()).get("id2label", {}).get("0") == head:
         print(f"reusing the single-head model {output_dir}", flush=True)
         return output_dir
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
-    from reward_model import main as train_reward_model
-
     print(f"training the single-head model of {head!r} into {output_dir}", flush=True)
     train_reward_model(*single_head_recipe_args(config, head, output_dir, extra))
     return output_dir
@@ -161,6 +158,7 @@ def trained_single_head_model(config: str, head: str, single_dir: Path, extra: l
 
 def plot(results: dict, path: Path) -> None:
     """Per head: joint vs single accuracy (pairwise heads) or Spearman (rated heads), error bars = one SE."""
+    # Lazy: only the plot needs matplotlib, and its backend is chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")  # files only
@@ -191,7 +189,8 @@ def plot(results: dict, path: Path) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"{'head':<14} {'model':<7} {'accuracy':>9} {'± SE':>6} {'BT loss':>8} {'Spearman':>9} {'MSE':>7} {'score std':>9}")
+    print(f"{'head':<14} {'model':<7} {'accuracy':>9} {'± SE':>6} {'BT loss':>8} {'Spearman':>9} {'MSE':>7} "
+          f"{'score std':>9}")
     for head in results["joint"]:
         for name in ("joint", "single"):
             metrics = (results.get(name) or {}).get(head)
@@ -220,7 +219,8 @@ def main(argv=None):
     parser.add_argument("--train_single_heads", action="store_true",
                         help="Train (or reuse) one single-head model per head with --config and compare.")
     parser.add_argument("--single_heads", nargs="*", default=None,
-                        help="With --train_single_heads: only these heads get a single-head model (default: every head).")
+                        help="With --train_single_heads: only these heads get a single-head model "
+                             "(default: every head).")
     parser.add_argument("--single_dir", default=None, help="Where single-head models live (default: beside --output).")
     parser.add_argument("--recipe_args", nargs=argparse.REMAINDER, default=[],
                         help="Extra recipe overrides for the single-head models (the ones the joint was trained with).")

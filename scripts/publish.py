@@ -22,6 +22,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from huggingface_hub import get_token
+
 from alignment.hub.publishing import PublishError, build_folder, plan_publication, push_folder
 
 
@@ -29,13 +31,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="the training output directory (with objectives.json)")
     parser.add_argument("--target_dir", help="where the hub-ready folder goes (default: OUTPUT_DIR-hub)")
-    parser.add_argument("--merge_lora", action="store_true", help="merge a LoRA adapter into its base before publishing")
+    parser.add_argument("--merge_lora", action="store_true",
+                        help="merge a LoRA adapter into its base before publishing")
     parser.add_argument("--weights", help="bake a preference-adapter checkpoint at these weights ('a=0.7,b=0.3') into "
                                            "a plain merged checkpoint")
     parser.add_argument("--base_model", help="base model for --merge_lora when adapter_config.json names none")
-    parser.add_argument("--front_plot", help="PNG of the Pareto front to embed (default: front.png in OUTPUT_DIR if any)")
+    parser.add_argument("--front_plot",
+                        help="PNG of the Pareto front to embed (default: front.png in OUTPUT_DIR if any)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing target folder")
-    parser.add_argument("--dry_run", action="store_true", help="validate and build in a temporary folder; write nothing")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="validate and build in a temporary folder; write nothing")
     parser.add_argument("--push", action="store_true", help="upload the folder with huggingface_hub")
     parser.add_argument("--repo_id", help="hub repository for --push, e.g. me/my-model")
     parser.add_argument("--private", action="store_true", help="create the hub repository as private")
@@ -53,11 +58,13 @@ def main(argv=None) -> int:
     names = ", ".join(plan.record["objective_names"])
     plot = f", front plot {plan.front_plot}" if plan.front_plot else ", no front plot"
     if args.dry_run:
-        from huggingface_hub import get_token
-
-        token_note = ("a Hugging Face token is configured" if get_token() else "no Hugging Face token is configured") if args.push else ""
+        push = ""
+        if args.push:
+            token_note = "a Hugging Face token is configured" if get_token() else "no Hugging Face token is configured"
+            push = f"; push to {args.repo_id}: {token_note}"
+        merged = "; merged LoRA" if args.merge_lora else ""
         print(f"dry run OK: {plan.source} ({plan.record['trainer']} on {names}{plot}) would be published to {target}"
-              + ("; merged LoRA" if args.merge_lora else "") + (f"; push to {args.repo_id}: {token_note}" if args.push else ""))
+              f"{merged}{push}")
         return 0
     baked = f", baked at {args.weights}" if args.weights else ""
     print(f"published {plan.source} ({plan.record['trainer']} on {names}{plot}{baked}) to {target}")

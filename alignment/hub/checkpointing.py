@@ -37,7 +37,8 @@ def last_checkpoint(output_dir: str, objective_names: list[str] | None = None, a
         saved = saved_objective_names(checkpoint)
         if saved is not None and saved != list(objective_names):
             raise ValueError(f"{checkpoint} was trained with objectives {saved}, but this run's objectives are "
-                             f"{list(objective_names)}; use the same objectives in the same order, or another output_dir")
+                             f"{list(objective_names)}; use the same objectives in the same order, or another "
+                             "output_dir")
     if checkpoint and announce and PartialState().is_main_process:
         print(f"Resuming from {checkpoint}", flush=True)
     return checkpoint

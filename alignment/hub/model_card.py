@@ -6,15 +6,19 @@ import yaml
 
 _STEERING_HELP = {
     "prompt": "Write your own weights into the prompt: a first system message in the format this checkpoint was "
-              "trained with (`prompt_format` in objectives.json, `alignment.objectives.conditioning`), or `python scripts/generate.py --model PATH --weights {example}`.",
-    "adapter": "A preference adapter (Panacea-style SVD-LoRA, `alignment.models.preference_adapter`) takes your weights as "
-               "numbers: `python scripts/generate.py --model PATH --weights {example}`, or "
+              "trained with (`prompt_format` in objectives.json, `alignment.objectives.conditioning`), or "
+              "`python scripts/generate.py --model PATH --weights {example}`.",
+    "adapter": "A preference adapter (Panacea-style SVD-LoRA, `alignment.models.preference_adapter`) takes your "
+               "weights as numbers: `python scripts/generate.py --model PATH --weights {example}`, or "
                "`alignment.steering.load_steerable(PATH).generate(prompts, \"{example}\")`. Bake one preference into a "
                "plain checkpoint with `python scripts/publish.py --output_dir PATH --weights {example}`.",
-    "heads": "Mix the language-model heads with your weights at generation time: `python scripts/generate.py --model PATH --weights {example}` (or `alignment.models.multi_head.generate_with_weights`).",
+    "heads": "Mix the language-model heads with your weights at generation time: "
+             "`python scripts/generate.py --model PATH --weights {example}` "
+             "(or `alignment.models.multi_head.generate_with_weights`).",
     "none": "Trained under fixed weights: retrain, or use a preference-conditioned run, to move along the front.",
     "orchestrator": "Not a policy: a Preference Orchestrator that picks each prompt's weights (see below), for "
-                    "`weights_mode: prompt_aware` in GRPO or `python scripts/generate.py --weights auto --orchestrator PATH`.",
+                    "`weights_mode: prompt_aware` in GRPO or "
+                    "`python scripts/generate.py --weights auto --orchestrator PATH`.",
 }
 
 
@@ -38,9 +42,9 @@ def _baked_lines(record: dict) -> list[str]:
         lines += [f"It was trained with the weights written in the prompt as well (prompt format version {version}: "
                   f"{record.get('prompt_format')}). Start every prompt with the header of the baked weights, as the "
                   f"first system message (or the first line of a plain-text prompt):", "", f"    {header}", "",
-                  f"(`alignment.objectives.conditioning.condition_prompt(prompt, \"{weights}\", {list(record['baked_weights'])}, "
-                  f"format_version={version})` writes it). Without it, or with other weights in it, the prompt "
-                  "contradicts the weights merged into the model.", ""]
+                  f"(`alignment.objectives.conditioning.condition_prompt(prompt, \"{weights}\", "
+                  f"{list(record['baked_weights'])}, format_version={version})` writes it). Without it, or with "
+                  "other weights in it, the prompt contradicts the weights merged into the model.", ""]
     return lines
 
 
@@ -57,7 +61,8 @@ def _optimized_lines(record: dict) -> list[str]:
                      f"`{lagrangian['constraint_objective']}` >= {lagrangian['constraint_threshold']:g} (Lagrangian, "
                      f"final lambda = {lagrangian['final_lambda']:.4g}). The preference weights were not used.")
     elif record.get("weights") and not record.get("baked_weights"):  # baked weights were chosen after training
-        lines.append("Fixed preference weights: " + ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items()) + ".")
+        fixed = ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items())
+        lines.append(f"Fixed preference weights: {fixed}.")
     if record.get("weight_distribution"):
         used = "" if record.get("weights_used", True) else " (they condition the prompt only)"
         unit = record.get("weights_per") or ("pair" if str(record.get("trainer", "")).startswith("dpo") else "prompt")
@@ -99,16 +104,19 @@ def render_model_card(record: dict) -> str:
     else:
         lines += [_STEERING_HELP.get(steering, steering).format(example=example), ""]
         if record.get("prompt_format"):
-            lines += [f"Prompt format (version {record.get('prompt_format_version') or 1}): {record['prompt_format']}.", ""]
+            version = record.get("prompt_format_version") or 1
+            lines += [f"Prompt format (version {version}): {record['prompt_format']}.", ""]
     if record.get("merged_lora"):
         lines += ["The LoRA adapter is merged into the base weights: load it with `AutoModelForCausalLM` alone.", ""]
     evaluation = record.get("evaluation")
     if evaluation:
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |" for k, v in evaluation.items()]
+        lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
+                  for k, v in evaluation.items()]
         lines.append("")
     if record.get("samples"):
-        lines += ["## Before / after samples", "", "Held-out prompts, one sampled reply from the base model and one from "
+        lines += ["## Before / after samples", "",
+                  "Held-out prompts, one sampled reply from the base model and one from "
                   "the trained one (all of them in `samples.jsonl`).", "",
                   "| prompt | base reply | trained reply |", "|---|---|---|"]
         lines += [f"| {_cell(s['prompt'])} | {_cell(s['base'])} | {_cell(s['trained'])} |" for s in record["samples"]]

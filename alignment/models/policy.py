@@ -1,9 +1,11 @@
-"""Loading the policy every recipe trains: a hub model or local path, or a packaged name (`alignment.models.packaged`)."""
+"""Loading the policy every recipe trains: a hub model or local path, or a packaged name
+(`alignment.models.packaged`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -24,7 +26,8 @@ def ensure_pad_token(tokenizer, name: str):
         return tokenizer
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer of '{name}' has neither a pad token nor an EOS token; set one, e.g. "
-                         "tokenizer.add_special_tokens({'pad_token': '<pad>'}), resize the model's embeddings and save it")
+                         "tokenizer.add_special_tokens({'pad_token': '<pad>'}), resize the model's embeddings and "
+                         "save it")
     logger.warning(f"tokenizer of '{name}' has no pad token; using its EOS token {tokenizer.eos_token!r} as pad")
     tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -39,8 +42,6 @@ def eos_token_ids(model) -> set[int]:
 def check_safetensors_adapter(path) -> None:
     """Refuse a LoRA adapter folder without `adapter_model.safetensors`: peft would unpickle `adapter_model.bin`
     (torch.load of a pickle can run arbitrary code) and has no switch to forbid it."""
-    from pathlib import Path
-
     if not (Path(path) / "adapter_model.safetensors").exists():
         raise OSError(f"{path}: no adapter_model.safetensors; pickled adapter weights (adapter_model.bin) are refused. "
                       "Re-save the adapter with save_pretrained(..., safe_serialization=True)")

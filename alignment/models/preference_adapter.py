@@ -31,10 +31,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
 from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.layer import LoraVariant
+from safetensors.torch import load_file
 from torch import nn
+from transformers import AutoModelForCausalLM
+from transformers.modeling_utils import load_state_dict
 
 from alignment.models.packaged import name_adapter_base_portably
 from alignment.objectives.weights import parse_preference_weights
@@ -83,7 +86,8 @@ class PreferenceState:
         if scaled is None:
             if self._weights is None:
                 raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
-                                   "`with preference_weights(model, weights):` (one [K] vector or one row per batch row)")
+                                   "`with preference_weights(model, weights):` (one [K] vector or one row per "
+                                   "batch row)")
             scaled = self._scaled[key] = (self.lambda_scale * self._weights.reshape(-1, self.num_objectives)).to(
                 device=like.device, dtype=like.dtype)
         return scaled
@@ -214,7 +218,8 @@ def preference_adapter_config(objective_names: Sequence[str], *, rank: int = 4, 
 def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int = 4, lora_alpha: float | None = None,
                            target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, lambda_scale: float = 16.0,
                            dropout: float = 0.0, train_base: bool = False) -> PeftModel:
-    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per objective).
+    """Wrap `model` in a peft model with a preference adapter on `target_modules` (rank r plus one column per
+    objective).
 
     `lora_alpha` defaults to r + K (scaling 1). `train_base` leaves the base model's own weights trainable as well
     (give them their own learning rate: `parameter_groups`).
@@ -235,7 +240,8 @@ def preference_state(model) -> PreferenceState:
     for module in model.modules():
         if isinstance(module, PreferenceLoraLinear):
             return module.preference
-    raise ValueError(f"{type(model).__name__} has no preference adapter (add_preference_adapter / load_preference_adapter)")
+    raise ValueError(f"{type(model).__name__} has no preference adapter "
+                     "(add_preference_adapter / load_preference_adapter)")
 
 
 def has_preference_adapter(model) -> bool:
@@ -260,7 +266,8 @@ def is_adapter_parameter(name: str) -> bool:
 
 
 def parameter_groups(model, adapter_learning_rate: float, base_learning_rate: float | None, weight_decay: float = 0.0):
-    """Optimizer groups: adapter parameters at `adapter_learning_rate`, the base's trainable ones at `base_learning_rate`."""
+    """Optimizer groups: adapter parameters at `adapter_learning_rate`, the base's trainable ones at
+    `base_learning_rate`."""
     adapter, base = [], []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
@@ -335,8 +342,6 @@ def save_steerable_checkpoint(peft_model, output_dir: str | Path, tokenizer=None
 
 def load_steerable_model(path: str | Path, dtype=None, device="cpu") -> PeftModel:
     """The base saved at `path` with the preference adapter of `path/preference_adapter`, ready for inference."""
-    from transformers import AutoModelForCausalLM
-
     path = Path(path)
     if not (path / ADAPTER_SUBFOLDER / ADAPTER_FILE).exists():
         raise FileNotFoundError(f"{path}: no {ADAPTER_SUBFOLDER}/{ADAPTER_FILE}; not a preference-adapter checkpoint")
@@ -346,10 +351,6 @@ def load_steerable_model(path: str | Path, dtype=None, device="cpu") -> PeftMode
 
 def load_checkpoint_weights(peft_model, path: str | Path) -> None:
     """Resume: the base's weights and the adapter's from a folder written by `save_steerable_checkpoint`."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from transformers.modeling_utils import load_state_dict
-
     path = Path(path)
     saved = {}
     for file in sorted(path.glob("model*.safetensors")):

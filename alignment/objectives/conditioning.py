@@ -76,9 +76,14 @@ def condition_prompt(prompt, weights: torch.Tensor | Sequence[float] | str, obje
     raise TypeError(f"prompt must be a string or a list of chat messages, got {type(prompt).__name__}")
 
 
-def read_prompt_weights(prompt, objective_names: Sequence[str], format_version: int | None = None) -> torch.Tensor | None:
-    """The weights written in a conditioned prompt (any known format, or the one given), or None when it carries none."""
-    text = prompt if isinstance(prompt, str) else (prompt[0].get("content", "") if prompt and prompt[0].get("role") == "system" else "")
+def read_prompt_weights(prompt, objective_names: Sequence[str],
+                        format_version: int | None = None) -> torch.Tensor | None:
+    """The weights written in a conditioned prompt (any known format, or the one given), or None when it carries
+    none."""
+    if isinstance(prompt, str):
+        text = prompt
+    else:
+        text = prompt[0].get("content", "") if prompt and prompt[0].get("role") == "system" else ""
     versions = [_check_version(format_version)] if format_version is not None else sorted(FORMATS)
     for version in versions:
         match = _HEADER_LINES[version].match(text)

@@ -34,12 +34,15 @@ class RewardVectorBuilder:
         missing = [name for name in self.objective_names if name not in provided]
         duplicated = sorted({name for name in provided if provided.count(name) > 1})
         if missing:
-            raise ValueError(f"reward vector: no reward source provides objective(s) {missing}; sources provide {provided}")
+            raise ValueError(f"reward vector: no reward source provides objective(s) {missing}; sources provide "
+                             f"{provided}")
         if duplicated:
             raise ValueError(f"reward vector: objective(s) {duplicated} are provided by more than one source")
-        self._columns = [[self.objective_names.index(name) for name in source.objective_names] for source in self.sources]
+        self._columns = [[self.objective_names.index(name) for name in source.objective_names]
+                         for source in self.sources]
 
-    def __call__(self, prompts: list, completions: list, step: int | None = None, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, prompts: list, completions: list, step: int | None = None,
+                 **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (reward_vector [N, K] with NaN where a reward is missing, incomplete [N] bool: rows missing one)."""
         where = f" at step {step}" if step is not None else ""
         num_rows = len(completions)

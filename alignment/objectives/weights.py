@@ -22,10 +22,12 @@ class PreferenceWeightsError(ValueError):
 def _parse_weight_string(text: str, objective_names: Sequence[str]) -> dict[str, float] | list[float]:
     text = text.strip()
     if not text:
-        raise PreferenceWeightsError("preference weights: got an empty string; expected e.g. 'helpful=0.7,harmless=0.3'")
+        raise PreferenceWeightsError("preference weights: got an empty string; expected e.g. "
+                                     "'helpful=0.7,harmless=0.3'")
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
-        raise PreferenceWeightsError(f"preference weights: '{text}' holds no weights; expected e.g. 'helpful=0.7,harmless=0.3'")
+        raise PreferenceWeightsError(f"preference weights: '{text}' holds no weights; expected e.g. "
+                                     "'helpful=0.7,harmless=0.3'")
     if all("=" in part for part in parts):
         mapping = {}
         for part in parts:
@@ -37,14 +39,16 @@ def _parse_weight_string(text: str, objective_names: Sequence[str]) -> dict[str,
         return mapping
     if any("=" in part for part in parts):
         raise PreferenceWeightsError(
-            f"preference weights: '{text}' mixes 'name=value' and bare values; use one form, e.g. 'helpful=0.7,harmless=0.3'"
+            f"preference weights: '{text}' mixes 'name=value' and bare values; use one form, e.g. "
+            "'helpful=0.7,harmless=0.3'"
         )
     return [_to_float(part, f"position {i}") for i, part in enumerate(parts)]
 
 
 def _to_float(value, where: str) -> float:
     if isinstance(value, bool):
-        raise PreferenceWeightsError(f"preference weights: weight for {where} is a boolean ({value}); expected a number")
+        raise PreferenceWeightsError(f"preference weights: weight for {where} is a boolean ({value}); expected a "
+                                     "number")
     try:
         return float(value)
     except OverflowError:  # an int too large for a float (10**400)
@@ -57,7 +61,8 @@ def _to_float(value, where: str) -> float:
 
 
 def parse_preference_weights(weights, objective_names: Sequence[str], normalize: bool = True) -> torch.Tensor:
-    """Return a float32 tensor [K] of weights in the order of `objective_names`, validated and (by default) summing to 1.
+    """Return a float32 tensor [K] of weights in the order of `objective_names`, validated and (by default)
+    summing to 1.
 
     Accepts `"a=0.7,b=0.3"`, `"0.7,0.3"`, a mapping name -> weight, a list/tuple/array/tensor in objective order.
     Objectives missing from a mapping get weight 0. Raises `PreferenceWeightsError` naming what is wrong.
@@ -77,8 +82,8 @@ def parse_preference_weights(weights, objective_names: Sequence[str], normalize:
         values = [_to_float(weights.get(name, 0.0), f"'{name}'") for name in objective_names]
     elif isinstance(weights, (Sequence, np.ndarray, torch.Tensor)) and not isinstance(weights, (bytes, bytearray)):
         if isinstance(weights, (np.ndarray, torch.Tensor)) and weights.ndim != 1:
-            raise PreferenceWeightsError(f"preference weights: expected one weight per objective, got an array of shape "
-                                         f"{tuple(weights.shape)}")
+            raise PreferenceWeightsError("preference weights: expected one weight per objective, got an array of "
+                                         f"shape {tuple(weights.shape)}")
         flat = weights.tolist() if isinstance(weights, (np.ndarray, torch.Tensor)) else list(weights)
         if len(flat) != len(objective_names):
             raise PreferenceWeightsError(
@@ -97,7 +102,8 @@ def parse_preference_weights(weights, objective_names: Sequence[str], normalize:
             raise PreferenceWeightsError(f"preference weights: weight for '{name}' is {value}; weights must be >= 0")
     largest = max(values)
     if largest <= 0:
-        raise PreferenceWeightsError(f"preference weights: all weights are zero for {objective_names}; at least one must be > 0")
+        raise PreferenceWeightsError(f"preference weights: all weights are zero for {objective_names}; at least one "
+                                     "must be > 0")
     if normalize:
         # Divide by the largest weight first, in float64: '1e308,1e308' would overflow the sum, and '1e300,1e300'
         # float32, both into NaN weights.
