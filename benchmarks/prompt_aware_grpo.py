@@ -28,11 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from alignment.data import resolve_data  # noqa: E402
+from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from alignment.evaluation import generate_completions  # noqa: E402
 from alignment.models.preference_adapter import preference_weights  # noqa: E402
 from alignment.objectives.weights import parse_preference_weights  # noqa: E402
 from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
-from alignment.data.prompts import load_prompt_dataset  # noqa: E402
+from reward_models.data import read_source, split_slice  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
 
 OBJECTIVES = ["helpful=rm:helpful", "harmless=rm:harmless"]
@@ -41,18 +42,17 @@ NAMES = ["helpful", "harmless"]
 
 def held_out_prompts(scorer, orchestrator_settings, files):
     """Single-turn prompts of the dev pairs with their target weights (from the chosen reply's normalized scores)."""
-    from reward_models.data import read_jsonl, split_slice
-
     prompts, replies = [], []
     for spec in files:
         name, rows = split_slice(spec)
-        for number, row in read_jsonl(name, rows):
-            pair = prompt_and_chosen(row, f"{name}, row {number}")
+        for row in read_source(name, rows):
+            pair = prompt_and_chosen(row, f"{name}, row {row['_row']}")
             if pair is not None and len(pair[0]) == 1:  # single-turn only: scored before anything else is read
                 prompts.append(pair[0])
                 replies.append(pair[1])
     scores = scorer.score(prompts, replies)[:, [scorer.head_names.index(n) for n in NAMES]]
-    return prompts, target_weights(scores, orchestrator_settings["target"], orchestrator_settings.get("temperature", 1.0))
+    temperature = orchestrator_settings.get("temperature", 1.0)
+    return prompts, target_weights(scores, orchestrator_settings["target"], temperature)
 
 
 def steering_weights(mode, predicted, mean_weights=None):
@@ -79,6 +79,7 @@ def sample_replies(policy, tokenizer, prompts, weights, max_new_tokens, seed):
 
 
 def run(args):
+    # Lazy: transformers and the trainers take seconds to import, and `--summarize` needs neither.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignment.models.packaged import resolve_model_path
@@ -94,7 +95,8 @@ def run(args):
     train = load_prompt_dataset(resolve_data("hh-prompts"))
     train = train.filter(lambda row: row["prompt"][-1]["content"].strip() not in held_out)
     predicted = orchestrator.weights(eval_prompts)[:, [orchestrator.objective_names.index(n) for n in NAMES]]
-    print(f"{len(train)} training prompts, {len(eval_prompts)} held-out prompts; mean target {eval_targets.mean(0).tolist()}, "
+    print(f"{len(train)} training prompts, {len(eval_prompts)} held-out prompts; "
+          f"mean target {eval_targets.mean(0).tolist()}, "
           f"orchestrator on held-out: mean {predicted.mean(0).tolist()} std {predicted[:, 0].std():.3f}", flush=True)
 
     policy_path = resolve_model_path(args.policy)
@@ -105,7 +107,8 @@ def run(args):
                "num_generations": args.num_generations, "prompts_per_step": args.prompts_per_step,
                "orchestrator_std_helpful": predicted[:, 0].std().item(),
                # per held-out prompt: its target weight (the metric's) and the orchestrator's (what steering used)
-               "target_helpful": eval_targets[:, 0].tolist(), "orchestrator_helpful": predicted[:, 0].tolist(), "runs": {}}
+               "target_helpful": eval_targets[:, 0].tolist(), "orchestrator_helpful": predicted[:, 0].tolist(),
+               "runs": {}}
     for mode in args.modes:
         start = time.time()
         config = MultiObjectiveGRPOConfig(
@@ -119,7 +122,8 @@ def run(args):
             per_device_train_batch_size=args.num_generations * args.prompts_per_step,
             max_completion_length=args.max_completion_length,
             max_steps=args.steps, learning_rate=args.learning_rate, lr_scheduler_type="constant", beta=args.beta,
-            # adapter: the tiny steerable recipe's adapter (rank 4, lambda_scale 16, base frozen), the same in every mode
+            # adapter: the tiny steerable recipe's adapter (rank 4, lambda_scale 16, base frozen), the same in every
+            # mode
             conditioning="adapter" if adapter else "none",
             temperature=1.0, multi_objective_aggregation=args.aggregation, use_cpu=True, bf16=False,
             activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
@@ -129,7 +133,7 @@ def run(args):
         tokenizer = AutoTokenizer.from_pretrained(policy_path)
         peft_config = None
         if args.lora_r:  # not with the adapter (refused in main): it is the trained LoRA there
-            from peft import LoraConfig
+            from peft import LoraConfig  # lazy: only a LoRA run needs peft
 
             peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules="all-linear",
                                      task_type="CAUSAL_LM")
@@ -156,7 +160,8 @@ def run(args):
             results["runs"][name] = {
                 "target_weighted": weighted.tolist(), "helpful": z[:, 0].tolist(), "harmless": z[:, 1].tolist(),
                 "equal_weighted": z.mean(1).tolist(), "seconds": time.time() - start,
-                "train_weights_helpful": [e["weights/helpful"] for e in trainer.state.log_history if "weights/helpful" in e],
+                "train_weights_helpful": [e["weights/helpful"] for e in trainer.state.log_history
+                                          if "weights/helpful" in e],
             }
             print(f"[{name} seed {args.seed}] {time.time() - start:.0f}s  target-weighted {weighted.mean():+.4f} "
                   f"+- {weighted.std() / len(weighted) ** 0.5:.4f}  helpful {z[:, 0].mean():+.4f} "
@@ -184,7 +189,7 @@ def summarize(paths, plot=None, baselines=("fixed",), candidate="prompt_aware"):
                 print(f"{result['seed']:<6}{metric:<16}{a.mean():>+20.4f}{b.mean():>+20.4f}"
                       f"{d.mean():>+12.4f} +- {d.std() / len(d) ** 0.5:.4f}")
     if plot:
-        import matplotlib
+        import matplotlib  # lazy: only --plot draws, and matplotlib is slow to import
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -229,18 +234,24 @@ def main(argv=None):
                         help="adapter: every mode trains a preference adapter fed its weights (prompt_aware: each "
                              "prompt's orchestrator weights) and is steered with them at evaluation")
     parser.add_argument("--steer_eval", nargs="*", default=[],
-                        help="adapter: also evaluate each trained policy steered at these settings (fixed, fixed_mean, "
-                             "prompt_aware = the orchestrator's weights per prompt, or a weights string), as mode@setting")
-    parser.add_argument("--dirichlet_alpha", default="1.0", help="dirichlet mode (adapter): the training weights' alpha")
-    parser.add_argument("--aggregation", default="normalize_then_sum", choices=["normalize_then_sum", "sum_then_normalize"],
+                        help="adapter: also evaluate each trained policy steered at these settings (fixed, "
+                             "fixed_mean, prompt_aware = the orchestrator's weights per prompt, or a weights "
+                             "string), as mode@setting")
+    parser.add_argument("--dirichlet_alpha", default="1.0",
+                        help="dirichlet mode (adapter): the training weights' alpha")
+    parser.add_argument("--aggregation", default="normalize_then_sum",
+                        choices=["normalize_then_sum", "sum_then_normalize"],
                         help="sum_then_normalize: the advantage is the group-normalized w . z, the metric's units")
     parser.add_argument("--lora_r", type=int, default=0,
-                        help="conditioning none: train a LoRA of this rank (alpha 2r, all linear layers) instead of the "
-                             "whole policy, as the SmolLM2 recipes do (e.g. --policy smollm2-135m-instruct --lora_r 16)")
-    parser.add_argument("--beta", type=float, default=0.0, help="KL to the initial policy (adapter: 0.05 keeps replies long)")
+                        help="conditioning none: train a LoRA of this rank (alpha 2r, all linear layers) instead of "
+                             "the whole policy, as the SmolLM2 recipes do (e.g. --policy smollm2-135m-instruct "
+                             "--lora_r 16)")
+    parser.add_argument("--beta", type=float, default=0.0,
+                        help="KL to the initial policy (adapter: 0.05 keeps replies long)")
     parser.add_argument("--modes", nargs="+", default=["fixed", "prompt_aware"],
                         help="fixed (equal weights), prompt_aware, fixed_mean (--mean_weights for every prompt), "
-                             "dirichlet (adapter only: a steerable checkpoint, evaluated with the orchestrator's weights)")
+                             "dirichlet (adapter only: a steerable checkpoint, evaluated with the orchestrator's "
+                             "weights)")
     parser.add_argument("--mean_weights", help="fixed_mean mode: e.g. helpful=0.45,harmless=0.55, the orchestrator's "
                                                "mean training target (the constant predictor)")
     parser.add_argument("--baseline", nargs="+", default=["fixed"],
