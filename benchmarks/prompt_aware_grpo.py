@@ -37,7 +37,7 @@ from alignment.models.preference_adapter import preference_weights  # noqa: E402
 from alignment.objectives.weights import parse_preference_weights  # noqa: E402
 from alignment.orchestrator import PreferenceOrchestrator, prompt_and_chosen, target_weights  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer  # noqa: E402
-from reward_models.data import read_jsonl, split_slice  # noqa: E402
+from reward_models.data import read_source, split_slice  # noqa: E402
 from reward_models.scoring import MultiHeadRewardScorer  # noqa: E402
 
 OBJECTIVES = ["helpful=rm:helpful", "harmless=rm:harmless"]
@@ -49,8 +49,8 @@ def held_out_prompts(scorer, orchestrator_settings, files):
     prompts, replies = [], []
     for spec in files:
         name, rows = split_slice(spec)
-        for number, row in read_jsonl(name, rows):
-            pair = prompt_and_chosen(row, f"{name}, row {number}")
+        for row in read_source(name, rows):
+            pair = prompt_and_chosen(row, f"{name}, row {row['_row']}")
             if pair is not None and len(pair[0]) == 1:  # single-turn only: scored before anything else is read
                 prompts.append(pair[0])
                 replies.append(pair[1])

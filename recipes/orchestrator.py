@@ -6,9 +6,9 @@ scores into target weights, and fits a K-way head on frozen all-MiniLM-L6-v2 fea
 cross-validation. Any pairwise or rated data works as `train_files` (rated rows: the best-rated reply per prompt;
 `qa_feedback:qa-feedback` for the packaged QA feedback). Cost: a few CPU minutes, nearly all of it the reward model
 and the encoder reading the data once (measured: scoring 1597 + 466 replies and encoding the prompts twice took
-262 s of CPU, 14.6 min wall on the shared 2 cores); the head's fits take seconds each. It reports, on held-out prompts, each
-objective's Spearman correlation between predicted and target weights and the KL to the targets against the
-constant mean-weight predictor, with standard errors, and writes them into the checkpoint's card.
+262 s of CPU, 14.6 min wall on the shared 2 cores); the head's fits take seconds each. It reports, on held-out
+prompts, each objective's Spearman correlation between predicted and target weights and the KL to the targets
+against the constant mean-weight predictor, with standard errors, and writes them into the checkpoint's card.
 
     python recipes/orchestrator.py --reward_model_name_or_path outputs/rm
     python recipes/orchestrator.py --reward_model_name_or_path outputs/rm --target clip --pooling pooler
@@ -24,8 +24,9 @@ from typing import ClassVar
 
 from transformers import set_seed
 
-from alignment.hub.record import build_record, save_record
 from alignment.cli import parse_recipe_args
+from alignment.hub.record import build_record, save_record
+from alignment.models.packaged import PACKAGED_MINILM, model_display_name
 from alignment.orchestrator import (
     POOLINGS,
     TARGETS,
@@ -35,7 +36,7 @@ from alignment.orchestrator import (
     load_prompt_targets,
     target_weights,
 )
-from alignment.models.packaged import PACKAGED_MINILM, model_display_name
+from reward_models.scoring import MultiHeadRewardScorer, check_reward_model_source
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "orchestrator_cpu.yaml"
 logger = logging.getLogger(__name__)
@@ -43,12 +44,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class OrchestratorArguments:
+    """The orchestrator recipe's settings: the reward model that scores, the data, the encoder, the targets and the
+    head's fit (see each field's help)."""
+
     data_fields: ClassVar[tuple[str, ...]] = ("train_files", "eval_files")
 
     reward_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Multi-head reward model (recipes/reward_model.py) that scores the chosen replies."})
+        default=None,
+        metadata={"help": "Multi-head reward model (recipes/reward_model.py) that scores the chosen replies."})
     heads: list[str] | None = field(
-        default=None, metadata={"help": "Reward-model heads to weigh (the orchestrator's objectives). Default: all heads."})
+        default=None,
+        metadata={"help": "Reward-model heads to weigh (the orchestrator's objectives). Default: all heads."})
     train_files: list[str] = field(
         default_factory=lambda: ["hh-helpful", "hh-harmless"],
         metadata={"help": "Pairwise or rated data (packaged name, file or hub id, optional [start:stop]; "
@@ -56,17 +62,21 @@ class OrchestratorArguments:
                           "chosen reply of a pair, the best-rated reply of a prompt's rated rows."})
     eval_files: list[str] = field(
         default_factory=lambda: ["hh-helpful-dev", "hh-harmless-dev"],
-        metadata={"help": "Held-out pairwise or rated data for the report; prompts also seen in training are left out."})
+        metadata={"help": "Held-out pairwise or rated data for the report; prompts also seen in training are left "
+                          "out."})
     encoder: str = field(default=PACKAGED_MINILM, metadata={"help": "Frozen encoder (hub id, path or packaged name)."})
-    pooling: str = field(default="mean", metadata={"help": f"Prompt features: one of {POOLINGS} (see alignment.orchestrator)."})
-    max_length: int = field(default=128, metadata={"help": "Prompt tokens the encoder reads (the end of the prompt is kept)."})
+    pooling: str = field(
+        default="mean", metadata={"help": f"Prompt features: one of {POOLINGS} (see alignment.orchestrator)."})
+    max_length: int = field(
+        default=128, metadata={"help": "Prompt tokens the encoder reads (the end of the prompt is kept)."})
     target: str = field(default="softmax", metadata={"help": f"Scores -> target weights: one of {TARGETS}."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax target: temperature on the normalized scores."})
     steps: int = field(default=300, metadata={"help": "Full-batch Adam steps on the head."})
     l2_penalties: list[float] = field(
         default_factory=lambda: [1e-3, 1e-2, 1e-1],
         metadata={"help": "L2 penalties on the head's weights to choose from by cross-validation on the training "
-                          "prompts (one value: no choice). The penalty pulls the head toward the constant mean weights."})
+                          "prompts (one value: no choice). The penalty pulls the head toward the constant mean "
+                          "weights."})
     cv_folds: int = field(default=4, metadata={"help": "Folds of the cross-validation that picks the L2 penalty."})
     learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of the head."})
     seed: int = field(default=0, metadata={"help": "Seed of the cross-validation folds."})
@@ -74,15 +84,15 @@ class OrchestratorArguments:
 
 
 def main(args: OrchestratorArguments):
+    """Score the preferred replies, fit the head, report held-out quality, and write the checkpoint and its card."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
     if not args.reward_model_name_or_path:
         raise ValueError("set reward_model_name_or_path: the multi-head reward model that scores the chosen replies")
-    from reward_models.scoring import MultiHeadRewardScorer, check_reward_model_source
-
     # Settings first, then the reward model's heads from its config: bad input fails before any weights load
     if args.target not in TARGETS or args.pooling not in POOLINGS:
-        raise ValueError(f"target must be one of {TARGETS} and pooling one of {POOLINGS}; got {args.target}, {args.pooling}")
+        raise ValueError(f"target must be one of {TARGETS} and pooling one of {POOLINGS}; got {args.target}, "
+                         f"{args.pooling}")
     if args.heads:  # from config.json alone: a head the model lacks fails before any weights load
         check_reward_model_source(args.reward_model_name_or_path, {h: h for h in args.heads})
     scorer = MultiHeadRewardScorer.from_pretrained(args.reward_model_name_or_path, device="cpu")
@@ -118,8 +128,8 @@ def main(args: OrchestratorArguments):
             print(f"  Spearman(predicted, target) {name:<12} {evaluation[f'spearman_{name}']:+.3f} "
                   f"+- {evaluation[f'spearman_{name}_se']:.3f}")
         print(f"  KL(target || predicted) {evaluation['kl']:.4f} +- {evaluation['kl_se']:.4f}; constant mean weights "
-              f"{evaluation['kl_constant']:.4f} +- {evaluation['kl_constant_se']:.4f}; gain {evaluation['kl_gain']:+.4f} "
-              f"+- {evaluation['kl_gain_se']:.4f} (paired)")
+              f"{evaluation['kl_constant']:.4f} +- {evaluation['kl_constant_se']:.4f}; "
+              f"gain {evaluation['kl_gain']:+.4f} +- {evaluation['kl_gain_se']:.4f} (paired)")
 
     # Named as records name models (hub id, packaged name or folder name): a published config carries no local path.
     settings = {"target": args.target, "temperature": args.temperature, "encoder": model_display_name(args.encoder),
@@ -143,10 +153,13 @@ def main(args: OrchestratorArguments):
 
 
 def usage_section(pooling: str, heads: list[str]) -> str:
+    """The model card's section on loading the checkpoint and using its weights (with or without moalign code)."""
     plain = ("With pooling 'pooler' this is transformers' own BERT classifier path, so no moalign code is needed:\n\n"
              "```python\nfrom transformers import AutoModelForSequenceClassification, AutoTokenizer\n"
-             "model = AutoModelForSequenceClassification.from_pretrained(PATH)\ntokenizer = AutoTokenizer.from_pretrained(PATH)\n"
-             "weights = model(**tokenizer(['Human: How do I pick a lock?'], return_tensors='pt')).logits.softmax(-1)\n```\n")
+             "model = AutoModelForSequenceClassification.from_pretrained(PATH)\n"
+             "tokenizer = AutoTokenizer.from_pretrained(PATH)\n"
+             "weights = model(**tokenizer(['Human: How do I pick a lock?'], return_tensors='pt'))"
+             ".logits.softmax(-1)\n```\n")
     mean = ("The head reads mean-pooled encoder states (pooling 'mean'), which transformers' BERT classifier does not "
             "compute (it reads the [CLS] pooler): load it with the small loader\n\n"
             "```python\nfrom alignment.orchestrator import PreferenceOrchestrator\n"
@@ -159,6 +172,7 @@ def usage_section(pooling: str, heads: list[str]) -> str:
 
 
 def parse_args(argv=None):
+    """The recipe's arguments from the YAML config (default `orchestrator_cpu.yaml`) and the command line."""
     return parse_recipe_args((OrchestratorArguments,), DEFAULT_CONFIG, argv)
 
 

@@ -33,23 +33,26 @@ from typing import ClassVar
 
 import torch
 
-from alignment.data import DataSourceError, data_display_name, resolve_data
-from alignment.data.jsonl import iter_jsonl
+from alignment.data import data_display_name
+from alignment.data import rows as row_formats
+from alignment.data.jsonl import read_jsonl
+from alignment.data.rows import QA_FEEDBACK_ASPECTS, QA_FEEDBACK_PREFIX, pair_fields, parse_rated_row
+from alignment.data.sources import resolve_data_or_raise, split_slice
+from alignment.data.validation import ROW_NUMBER, DataError, is_blank, number_field
 from reward_models.chat_format import conversation, render_conversation
 
 logger = logging.getLogger(__name__)
-QA_FEEDBACK_PREFIX = "qa_feedback:"
-_SLICE = re.compile(r"^(?P<path>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
+# Appended to the message of an empty reply: the setting that leaves such pairs out instead.
+DEGENERATE_PAIR_HINT = "; set drop_degenerate_pairs to leave such pairs out"
 
-# Fine-grained QA feedback (Wu et al. 2023): error categories -> the aspect they count against.
-QA_FEEDBACK_ASPECTS = {
-    "relevance": ("Irrelevant", "Redundant", "Incoherent"),
-    "factuality": ("Unverifiable", "Wrong-Grounding"),
-    "completeness": ("Missing-Answer", "Missing-Major-Auxiliary", "Missing-Minor-Auxiliary"),
-}
+__all__ = [
+    "QA_FEEDBACK_ASPECTS", "QA_FEEDBACK_PREFIX", "RewardDataArguments", "RewardDataError", "RewardExample",
+    "RewardMixtureCollator", "build_eval_mixtures", "build_mixture", "check_heads", "load_examples",
+    "load_pairwise_source", "load_rated_source", "qa_feedback_ratings", "read_source", "split_slice", "to_mixture_rows",
+]
 
 
-class RewardDataError(ValueError):
+class RewardDataError(DataError):
     """Bad reward-model data; the message names the file, the row and the field."""
 
 
@@ -75,8 +78,8 @@ class RewardDataArguments:
     pairwise_train_files: list[str] = field(
         default_factory=list,
         metadata={"help": "Pairwise training sources as OBJECTIVE=PATH[start:stop], e.g. "
-                          "helpful=hh-helpful[:600] (packaged), helpful=pairs.jsonl (relative to the YAML recipe) or a hub "
-                          "dataset id; trains that head (Bradley-Terry)."},
+                          "helpful=hh-helpful[:600] (packaged), helpful=pairs.jsonl (relative to the YAML recipe) "
+                          "or a hub dataset id; trains that head (Bradley-Terry)."},
     )
     pairwise_eval_files: list[str] = field(
         default_factory=list,
@@ -84,9 +87,9 @@ class RewardDataArguments:
     )
     rated_train_files: list[str] = field(
         default_factory=list,
-        metadata={"help": "Rated training sources: PATH[slice] of {completion, prompt?, ratings{objective: value}} rows, "
-                          "or qa_feedback:PATH[slice] for the fine-grained QA feedback file (packaged as qa_feedback:qa-feedback); "
-                          "trains those heads (MSE)."},
+        metadata={"help": "Rated training sources: PATH[slice] of {completion, prompt?, ratings{objective: value}} "
+                          "rows, or qa_feedback:PATH[slice] for the fine-grained QA feedback file (packaged as "
+                          "qa_feedback:qa-feedback); trains those heads (MSE)."},
     )
     rated_eval_files: list[str] = field(
         default_factory=list,
@@ -94,7 +97,8 @@ class RewardDataArguments:
     )
     rating_range: list[float] = field(
         default_factory=lambda: [-100.0, 100.0],
-        metadata={"help": "Allowed [min, max] of every rating; a rating outside it is a data error, not a training signal."},
+        metadata={"help": "Allowed [min, max] of every rating; a rating outside it is a data error, not a training "
+                          "signal."},
     )
     drop_other_ratings: bool = field(
         default=False,
@@ -103,63 +107,16 @@ class RewardDataArguments:
     )
     drop_degenerate_pairs: bool = field(
         default=False,
-        metadata={"help": "Leave out (and count in the log) pairs whose chosen and rejected are the same conversation or "
-                          "whose reply is empty, instead of stopping at the row; the packaged UltraFeedback train file has "
-                          "four (rows 307, 479, 656, 834)."},
+        metadata={"help": "Leave out (and count in the log) pairs whose chosen and rejected are the same "
+                          "conversation or whose reply is empty, instead of stopping at the row; the packaged "
+                          "UltraFeedback train file has four (rows 307, 479, 656, 834)."},
     )
 
 
-def split_slice(spec: str) -> tuple[str, slice]:
-    """'path[10:20]' -> ('path', slice(10, 20)); no suffix keeps every row."""
-    match = _SLICE.match(spec.strip())
-    if not match:
-        return spec.strip(), slice(None)
-    to_int = lambda text: int(text) if text else None  # noqa: E731
-    return match["path"], slice(to_int(match["start"]), to_int(match["stop"]))
-
-
-def read_jsonl(name: str | Path, rows: slice = slice(None)) -> list[tuple[int, dict]]:
-    """(1-based line number, row) pairs of a data name (packaged, local file or hub id; `alignment.data`), sliced;
-    unreadable lines name their line."""
-    try:
-        path = resolve_data(name)
-    except DataSourceError as error:
-        raise RewardDataError(str(error)) from None
-    return list(iter_jsonl(path, RewardDataError))[rows]
-
-
-def _conversation_field(row: dict, name: str, where: str):
-    """A non-empty string or message list from `row[name]`, else an error naming the field."""
-    if name not in row:
-        raise RewardDataError(f"{where}: missing field '{name}' (present: {sorted(row)})")
-    value = row[name]
-    if isinstance(value, str):
-        if not value.strip():
-            hint = "; set drop_degenerate_pairs to leave such pairs out" if name in ("chosen", "rejected") else ""
-            raise RewardDataError(f"{where}: field '{name}' is empty{hint}")
-        return value
-    if isinstance(value, list) and value:
-        for i, m in enumerate(value):
-            # The chat template reads both as text: None or a number here would fail later inside the tokenizer.
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                raise RewardDataError(f"{where}: field '{name}[{i}]' must be {{'role': str, 'content': str}}, got {m!r:.80}")
-        if not any(m["content"].strip() for m in value):
-            raise RewardDataError(f"{where}: field '{name}' has only empty messages")
-        return value
-    raise RewardDataError(f"{where}: field '{name}' must be a non-empty string or a list of {{role, content}} messages, "
-                          f"got {value!r:.80}")
-
-
-def _finite_number(value, where: str, name: str, bounds: Sequence[float] | None = None) -> float:
-    try:  # a JSON integer too large for a float (10**400) is reported like inf, not raised as OverflowError
-        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise RewardDataError(f"{where}: field '{name}' must be a finite number, got {value!r:.80}")
-    if bounds is not None and not bounds[0] <= number <= bounds[1]:
-        raise RewardDataError(f"{where}: field '{name}' = {value} is out of range [{bounds[0]}, {bounds[1]}]")
-    return number
+def read_source(name: str | Path, rows: slice = slice(None)) -> list[dict]:
+    """The rows of a data name (packaged, local file or hub id; `alignment.data`), sliced, each with its 1-based line
+    number under `_row`; an unknown name or an unreadable line raises `RewardDataError`."""
+    return read_jsonl(resolve_data_or_raise(name, RewardDataError), RewardDataError, rows=rows)
 
 
 def _pair_margin(row: dict, where: str) -> float:
@@ -167,8 +124,8 @@ def _pair_margin(row: dict, where: str) -> float:
     scores = row.get("metadata") if isinstance(row.get("metadata"), dict) else row
     if "score_chosen" not in scores and "score_rejected" not in scores:
         return 1.0
-    chosen = _finite_number(scores.get("score_chosen"), where, "score_chosen")
-    rejected = _finite_number(scores.get("score_rejected"), where, "score_rejected")
+    chosen = number_field(scores.get("score_chosen"), where, "score_chosen", RewardDataError)
+    rejected = number_field(scores.get("score_rejected"), where, "score_rejected", RewardDataError)
     if chosen < rejected:
         raise RewardDataError(f"{where}: field 'score_chosen' = {chosen} is below 'score_rejected' = {rejected}")
     return chosen - rejected
@@ -186,14 +143,6 @@ class RewardExample:
     ratings: dict[str, float] = field(default_factory=dict)
 
 
-def _blank(value) -> bool:
-    """An empty string, or messages without any text: a side of a pair that says nothing."""
-    if isinstance(value, str):
-        return not value.strip()
-    return isinstance(value, list) and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                           and not m["content"].strip() for m in value)
-
-
 def load_pairwise_source(spec: str, heads: Sequence[str], drop_degenerate: bool = False) -> list[RewardExample]:
     """Pairs of `OBJECTIVE=PATH[slice]`, validated. A pair with an empty side, or whose two sides are the same
     conversation, stops here naming the row; with `drop_degenerate` it is left out and counted instead."""
@@ -207,22 +156,22 @@ def load_pairwise_source(spec: str, heads: Sequence[str], drop_degenerate: bool 
             f"{path}: pairs for objective '{objective}', which has no head; the model's heads are {list(heads)}"
         )
     examples, dropped = [], 0
-    for line_number, row in read_jsonl(path, rows):
-        where = f"{path}, row {line_number}"
-        if drop_degenerate and (_blank(row.get("chosen")) or _blank(row.get("rejected"))):
+    for row in read_source(path, rows):
+        where = f"{path}, row {row[ROW_NUMBER]}"
+        if drop_degenerate and (is_blank(row.get("chosen")) or is_blank(row.get("rejected"))):
             dropped += 1
             continue
-        prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
-        chosen = conversation(prompt, _conversation_field(row, "chosen", where))
-        rejected = conversation(prompt, _conversation_field(row, "rejected", where))
+        prompt, (chosen, rejected) = pair_fields(row, where, RewardDataError, blank_hint=DEGENERATE_PAIR_HINT)
+        chosen, rejected = conversation(prompt, chosen), conversation(prompt, rejected)
         margin = _pair_margin(row, where)
         if chosen == rejected:  # the Bradley-Terry gradient of a pair with itself is zero: it teaches nothing
             if not drop_degenerate:
-                raise RewardDataError(f"{where}: field 'rejected' is the same conversation as 'chosen'; remove the row, "
-                                      "or set drop_degenerate_pairs to leave such pairs out")
+                raise RewardDataError(f"{where}: field 'rejected' is the same conversation as 'chosen'; remove the "
+                                      "row, or set drop_degenerate_pairs to leave such pairs out")
             dropped += 1
             continue
-        examples.append(RewardExample(source=objective, first=chosen, second=rejected, objective=objective, margin=margin))
+        examples.append(RewardExample(source=objective, first=chosen, second=rejected, objective=objective,
+                                      margin=margin))
     if dropped:
         logger.warning("%s: left out %d pair(s) with identical sides or an empty reply", path, dropped)
     if not examples:
@@ -231,37 +180,9 @@ def load_pairwise_source(spec: str, heads: Sequence[str], drop_degenerate: bool 
 
 
 def qa_feedback_ratings(row: dict, where: str) -> tuple[str, str, dict[str, float]]:
-    """(question, answer, ratings) derived from one fine-grained QA feedback row.
-
-    The human annotations (errors[], missing-info[]) are about `prediction 1`, the response the annotators
-    corrected (its error spans index into that text). Each aspect's rating is minus the number of annotated
-    errors of its categories (QA_FEEDBACK_ASPECTS): 0 is a flawless answer on that aspect, -3 three errors.
-    Counting spans keeps the unit the paper's fine-grained reward uses (one penalty per error segment).
-    The passages are left out: they are longer than a small encoder's context, and the aspects are judged
-    on the answer to the question.
-    """
-    question = _conversation_field(row, "question", where)
-    answer = _conversation_field(row, "prediction 1", where)
-    feedback = row.get("feedback")
-    if not isinstance(feedback, dict):
-        raise RewardDataError(f"{where}: missing field 'feedback' (an object with 'errors' and 'missing-info')")
-    annotations = []
-    for key in ("errors", "missing-info"):
-        if not isinstance(feedback.get(key), list):
-            raise RewardDataError(f"{where}: field 'feedback.{key}' must be a list")
-        for index, item in enumerate(feedback[key]):
-            if not isinstance(item, dict) or not isinstance(item.get("error type"), str):
-                raise RewardDataError(f"{where}: field 'feedback.{key}[{index}]' has no 'error type' name")
-            annotations.append(item["error type"])
-    known = {category for categories in QA_FEEDBACK_ASPECTS.values() for category in categories}
-    unknown = sorted(set(annotations) - known)
-    if unknown:
-        raise RewardDataError(f"{where}: field 'feedback' has unknown error type(s) {unknown}; known: {sorted(known)}")
-    ratings = {
-        aspect: -float(sum(annotation in categories for annotation in annotations))
-        for aspect, categories in QA_FEEDBACK_ASPECTS.items()
-    }
-    return question, answer, ratings
+    """(question, answer, ratings) of one fine-grained QA feedback row: `alignment.data.rows.qa_feedback_ratings`
+    (see there how the ratings are derived), its errors raised as `RewardDataError`."""
+    return row_formats.qa_feedback_ratings(row, where, RewardDataError)
 
 
 def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[float],
@@ -271,31 +192,16 @@ def load_rated_source(spec: str, heads: Sequence[str], rating_range: Sequence[fl
     is_qa_feedback = spec.startswith(QA_FEEDBACK_PREFIX)
     path, rows = split_slice(spec[len(QA_FEEDBACK_PREFIX):] if is_qa_feedback else spec)
     examples = []
-    for line_number, row in read_jsonl(path, rows):
-        where = f"{path}, row {line_number}"
+    for row in read_source(path, rows):
+        where = f"{path}, row {row[ROW_NUMBER]}"
         if is_qa_feedback:
-            prompt, completion, ratings = qa_feedback_ratings(row, where)
-        else:
-            prompt = _conversation_field(row, "prompt", where) if "prompt" in row else None
-            if "completion" not in row and "text" not in row:
-                raise RewardDataError(f"{where}: missing field 'completion' (or 'text') (present: {sorted(row)})")
-            completion = _conversation_field(row, "completion" if "completion" in row else "text", where)
-            ratings = row.get("ratings")
-            if not isinstance(ratings, dict) or not ratings:
-                raise RewardDataError(f"{where}: field 'ratings' must be a non-empty {{objective: number}} object")
-        for objective, value in ratings.items():
-            if objective not in heads and drop_other_objectives:
-                _finite_number(value, where, f"ratings.{objective}", rating_range)
-                continue
-            if objective not in heads:
-                raise RewardDataError(
-                    f"{where}: field 'ratings.{objective}' rates an objective with no head; heads: {list(heads)}"
-                )
-            _finite_number(value, where, f"ratings.{objective}", rating_range)
-        ratings = {objective: value for objective, value in ratings.items() if objective in heads}
-        if ratings:
-            examples.append(RewardExample(source=data_display_name(path), first=conversation(prompt, completion),
-                                          ratings=ratings))
+            question, answer, ratings = qa_feedback_ratings(row, where)
+            row = {"prompt": question, "completion": answer, "ratings": ratings}
+        rated = parse_rated_row(row, where, RewardDataError, heads=heads, rating_range=rating_range,
+                                drop_other_objectives=drop_other_objectives)
+        if rated.ratings:
+            examples.append(RewardExample(source=data_display_name(path),
+                                          first=conversation(rated.prompt, rated.completion), ratings=rated.ratings))
     if not examples and not drop_other_objectives:  # dropping may leave none: the caller decides if a head lacks data
         raise RewardDataError(f"{path}: no rows selected")
     return examples
@@ -311,13 +217,15 @@ def load_examples(args: RewardDataArguments, split: str) -> list[RewardExample]:
     """Every source of one split ("train" or "eval"), validated, in the order given."""
     check_heads(args.heads)
     bounds = args.rating_range
-    if len(bounds) != 2 or not all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds) or bounds[0] > bounds[1]:
+    finite_bounds = all(isinstance(b, (int, float)) and math.isfinite(b) for b in bounds)
+    if len(bounds) != 2 or not finite_bounds or bounds[0] > bounds[1]:
         raise RewardDataError(f"rating_range must be [min, max] of finite numbers, got {args.rating_range}")
     # An empty spec is skipped: it is how a YAML list is cleared from the command line (`--rated_train_files ""`).
     pairwise = [s for s in (args.pairwise_train_files if split == "train" else args.pairwise_eval_files) if s.strip()]
     rated = [s for s in (args.rated_train_files if split == "train" else args.rated_eval_files) if s.strip()]
     examples = [e for spec in pairwise for e in load_pairwise_source(spec, args.heads, args.drop_degenerate_pairs)]
-    examples += [e for spec in rated for e in load_rated_source(spec, args.heads, args.rating_range, args.drop_other_ratings)]
+    examples += [e for spec in rated
+                 for e in load_rated_source(spec, args.heads, args.rating_range, args.drop_other_ratings)]
     return examples
 
 
@@ -342,7 +250,7 @@ def to_mixture_rows(examples: Sequence[RewardExample], heads: Sequence[str], tok
 
 def build_mixture(examples: Sequence[RewardExample], heads: Sequence[str], tokenizer):
     """A `datasets.Dataset` with one row per example (see the module docstring for the columns)."""
-    from datasets import Dataset
+    from datasets import Dataset  # lazy: most of a second to import; loading and validating sources never need it
 
     return Dataset.from_dict(to_mixture_rows(examples, heads, tokenizer))
 

@@ -1,14 +1,22 @@
-"""Reading JSON-lines data files with errors that name the file and the line, shared by every data loader."""
+"""Reading JSON-lines data files, with errors that name the file and the line: the one reader every loader uses.
+
+`iter_jsonl` streams (line number, row) pairs; `read_jsonl` collects the rows with their line numbers under `_row`,
+which the validators put in their messages.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from alignment.data.validation import ROW_NUMBER, DataError
 
-def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
+
+def iter_jsonl(path: str | Path, error: type[Exception] = DataError) -> Iterator[tuple[int, dict]]:
     """Yield (1-based line number, row) for each non-blank line; a missing file, bad JSON or a non-object row
     raises `error` naming the file and the line. A `.gz` file is decompressed as it is read (the packaged data)."""
     path = Path(path)
@@ -36,11 +44,23 @@ def iter_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterato
             yield line_number, row
 
 
+def read_jsonl(path: str | Path, error: type[Exception] = DataError, *, limit: int | None = None,
+               rows: slice = slice(None)) -> list[dict]:
+    """The rows of a JSON-lines file, each with its 1-based line number under `_row`; bad lines raise `error`.
+
+    `limit` stops reading after that many rows (the lines after it are not read, so not checked); `rows` selects
+    rows by position after the whole file is read (a data spec's `[start:stop]`, negative indices included).
+    """
+    selected = []
+    for line_number, row in iter_jsonl(path, error):
+        selected.append({**row, ROW_NUMBER: line_number})
+        if limit and len(selected) >= limit:
+            break
+    return selected[rows]
+
+
 def write_jsonl(path: str | Path, rows) -> Path:
     """Write dicts as JSON lines (UTF-8, non-ASCII kept readable), replacing the file whole when complete."""
-    import os
-    import tempfile
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)

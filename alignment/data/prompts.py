@@ -7,9 +7,10 @@ from pathlib import Path
 from datasets import Dataset
 
 from alignment.data.jsonl import iter_jsonl
+from alignment.data.validation import DataError
 
 
-class PromptDataError(ValueError):
+class PromptDataError(DataError):
     """A prompt file is missing, malformed, or has a row without a usable prompt; the message names file and row."""
 
 

@@ -38,6 +38,7 @@ _DATA_SUFFIXES = (".jsonl", ".json", ".gz", ".txt", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(\?.*)?$")
 # A spec may carry a head prefix (`helpful=`), a format prefix (`qa_feedback:`) and a row slice (`[:640]`).
 _SPEC = re.compile(r"^(?P<head>[\w-]+=)?(?P<format>[a-z_]+:(?!//))?(?P<core>.*?)(?P<slice>\[-?\d*:-?\d*\])?$")
+_SLICE = re.compile(r"^(?P<path>.*?)\[(?P<start>-?\d*):(?P<stop>-?\d*)\]$")
 
 
 class DataSourceError(ValueError):
@@ -45,6 +46,7 @@ class DataSourceError(ValueError):
 
 
 def is_local_path(name: str) -> bool:
+    """Whether a data name is a local file: it has a data suffix or starts with '.', '/' or '~'."""
     return name.startswith((".", "/", "~")) or name.lower().endswith(_DATA_SUFFIXES)
 
 
@@ -67,6 +69,26 @@ def resolve_data(name: str | Path, base_dir: str | Path | None = None) -> Path:
                           "'Anthropic/hh-rlhf?data_dir=helpful-base&split=train'")
 
 
+def resolve_data_or_raise(name: str | Path, error: type[Exception]) -> Path:
+    """`resolve_data(name)`, a name it cannot resolve raised as the caller's own data error (same message)."""
+    try:
+        return resolve_data(name)
+    except DataSourceError as source_error:
+        raise error(str(source_error)) from None
+
+
+def split_slice(spec: str) -> tuple[str, slice]:
+    """'path[10:20]' -> ('path', slice(10, 20)); no suffix keeps every row."""
+    match = _SLICE.match(spec.strip())
+    if not match:
+        return spec.strip(), slice(None)
+    return match["path"], slice(_int_or_none(match["start"]), _int_or_none(match["stop"]))
+
+
+def _int_or_none(text: str) -> int | None:
+    return int(text) if text else None
+
+
 def _hub_dataset_as_jsonl(spec: str) -> Path:
     dataset_id, _, query = spec.partition("?")
     kwargs = dict(parse_qsl(query, strict_parsing=bool(query)))
@@ -75,7 +97,7 @@ def _hub_dataset_as_jsonl(spec: str) -> Path:
     target = default_cache_dir() / "datasets" / f"{dataset_id.replace('/', '--')}-{key}.jsonl"
     if target.is_file():
         return target
-    import datasets
+    import datasets  # lazy: it takes most of a second to import, and only a hub name needs it
 
     try:
         dataset = datasets.load_dataset(dataset_id, **kwargs)
