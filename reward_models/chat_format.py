@@ -17,22 +17,10 @@ with "System:" for system messages.
 
 from __future__ import annotations
 
+from alignment.data.rows import parse_hh_dialogue
+
+__all__ = ["PLAIN_ROLE_NAMES", "conversation", "parse_hh_dialogue", "render_conversation", "to_messages"]
 PLAIN_ROLE_NAMES = {"system": "System", "user": "Human", "assistant": "Assistant"}
-_HH_HUMAN, _HH_ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
-
-
-def parse_hh_dialogue(text: str) -> list[dict[str, str]]:
-    """Split an HH-RLHF dialogue string into messages; an empty list when it is not in that format."""
-    if _HH_HUMAN not in text:
-        return []
-    messages = []
-    for block in text.split(_HH_HUMAN)[1:]:
-        human, has_reply, rest = block.partition(_HH_ASSISTANT)
-        messages.append({"role": "user", "content": human.strip()})
-        if has_reply:
-            # Rarely, several "Assistant:" markers follow one human turn: they are consecutive assistant turns.
-            messages += [{"role": "assistant", "content": reply.strip()} for reply in rest.split(_HH_ASSISTANT)]
-    return messages
 
 
 def to_messages(value, role: str = "user") -> list[dict[str, str]]:

@@ -248,7 +248,10 @@ def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_poli
     spec.loader.exec_module(generate)
     generate.main(["--model", str(tmp_path / "policy"), "--weights", "auto", "--orchestrator", str(tmp_path / "orchestrator"),
                    "--prompt", "How do I pick a lock?", "--prompt", "Write a poem about the sea.", "--max_new_tokens", "4"])
-    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    # One JSON line per prompt; a library may print a notice of its own first (DeepSpeed's accelerator line when it
+    # is imported for the first time in this process).
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 2
     expected = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights(
         ["How do I pick a lock?", "Write a poem about the sea."])  # columns: harmless, helpful
     for line, (harmless, helpful) in zip(lines, expected.tolist()):
