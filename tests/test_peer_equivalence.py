@@ -14,9 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
+from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.data.prompts import load_prompt_dataset
 from alignment.steering.rmod import worst_case_weights
-from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from tests.test_grpo_trainer import PROMPTS
 
 GROUP, NUM_PROMPTS = 4, 4

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from alignment import (
-    cardinal_dpo_loss, dpo_loss, labels_from_ranks, labels_from_reward_vector, lipo_lambda_loss, mah_dpo_loss, mdpo_loss,
-    mipo_loss, modpo_loss,
+    cardinal_dpo_loss,
+    dpo_loss,
+    labels_from_ranks,
+    labels_from_reward_vector,
+    lipo_lambda_loss,
+    mah_dpo_loss,
+    mdpo_loss,
+    mipo_loss,
+    modpo_loss,
 )
 from alignment.trainers.preference_losses import modpo_objective_margin, per_objective_dpo_losses, scalarized_dpo_loss
 from tests.helpers import neg_log_sigmoid
