@@ -98,3 +98,12 @@ def test_lipo_lambda_raises_held_out_ranked_list_margin(policy, tmp_path):
     _, before, after = train_and_measure(*policy, args, train, held_out)
     print(f"lipo held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")
     assert after["eval_rewards/margins"] > before["eval_rewards/margins"]
+
+
+def test_ipo_raises_held_out_hh_margin(policy, tmp_path):
+    train, held_out, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=128, num_eval_rows=32,
+                                                max_prompt_chars=160)
+    args = config(tmp_path, "ipo", objectives=["helpful"], beta=0.5, max_steps=16)
+    _, before, after = train_and_measure(*policy, args, train, held_out)
+    print(f"ipo held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")
+    assert after["eval_rewards/margins"] > before["eval_rewards/margins"]

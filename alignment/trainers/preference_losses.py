@@ -16,6 +16,7 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
                         DPO's loss per objective): pairs labelled per objective give one DPO loss per objective,
                         combined under preference weights lambda, linearly or by Tchebycheff
                         (`alignment.objectives.scalarize`).
+- `ipo_loss`            IPO (Azar et al. 2023, eq. 17): the log-ratio margin regressed onto 1/(2 beta).
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
@@ -46,6 +47,17 @@ def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, b
         logits = logits - offset
     losses = -F.logsigmoid(logits)
     return losses if weight is None else losses * weight
+
+
+def ipo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-pair IPO loss: `(logratio_w - logratio_l - 1 / (2 beta))^2`.
+
+    Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences", eq. 17 (their
+    tau is beta): the log-ratio margin h is regressed onto 1/(2 beta) instead of pushed to infinity, so preferences
+    that always agree do not drive the policy arbitrarily far from its reference. Like TRL's `loss_type="ipo"`, the
+    trainer passes log-ratios averaged over each completion's tokens, so the target does not depend on length.
+    """
+    return (chosen_logratios - rejected_logratios - 1.0 / (2.0 * beta)) ** 2
 
 
 CARDINAL_MODES = ("weight", "offset")

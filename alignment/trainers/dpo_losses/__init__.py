@@ -24,6 +24,7 @@ LOSSES: dict[str, type[PreferenceLoss]] = {
     "lipo": lists.LipoLoss,
     "mah": pairs.MultiHeadLoss,
     "per_objective": pairs.PerObjectiveLoss,
+    "ipo": pairs.IpoLoss,
 }
 
 

@@ -19,6 +19,7 @@ from alignment.trainers.preference_losses import (
     CARDINAL_MODES,
     OBJECTIVE_SCALARIZATIONS,
     cardinal_dpo_loss,
+    ipo_loss,
     mah_dpo_loss,
     modpo_objective_margin,
     per_objective_dpo_losses,
@@ -249,3 +250,13 @@ class PerObjectiveLoss(PairLoss):
 
     def record_extras(self, model):
         return {"weights_per": self.args.weights_per} if self.args.weights_mode == "dirichlet" else {}
+
+
+class IpoLoss(PairLoss):
+    """IPO (Azar et al. 2023, eq. 17) on one objective's pairs: each pair's per-token log-ratio margin is regressed
+    onto 1/(2 beta), as TRL's DPOTrainer does with loss_type 'ipo'."""
+
+    def pair_loss(self, chosen, rejected, inputs, weights):
+        # Like TRL's IPO, the log-ratios are per completion token, so the target 1/(2 beta) does not depend on length.
+        chosen_lengths, rejected_lengths = inputs["completion_mask"].sum(dim=1).clamp(min=1).chunk(2)
+        return ipo_loss(chosen / chosen_lengths, rejected / rejected_lengths, self.beta).mean(), {}
