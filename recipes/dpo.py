@@ -34,22 +34,14 @@ import transformers
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
-from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
+from alignment.data.preferences import load_preference_splits, to_dataset
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
-from alignment.models.multi_head import add_lm_heads
+from alignment.hub import checkpointing
 from alignment.models.policy import load_policy
-from alignment.data.preferences import (
-    HH_FILES,
-    add_margin_rewards,
-    attach_list_labels,
-    label_pairs_per_objective,
-    load_preference_splits,
-    to_dataset,
-)
 from alignment.objectives.reward_vector import RewardVectorBuilder
-from alignment.objectives.sources import ObjectiveSpecError, parse_objective_specs
-from alignment.trainers.mo_dpo import LOSS_FORMAT, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from alignment.orchestrator import PreferenceOrchestrator, attach_prompt_weights
+from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 from reward_models.scoring import objective_reward_sources
 
 RECIPE_DIR = Path(__file__).resolve().parent
@@ -82,81 +74,48 @@ class ScriptArguments:
     )
     eval_objectives: list[str] = field(
         default_factory=list,
-        metadata={"help": "Objectives (specs: built-in name, 'name=python:mod:fn', 'name=rm:HEAD') scored on replies the "
-                          "policy samples for the held-out prompts, before and after training, with the reply length and "
-                          "the shares of empty and distinct replies. Named like `objectives`, the table adds their "
-                          "weighted sum. Empty: only the implicit reward on the held-out pairs."},
+        metadata={"help": "Objectives (specs: built-in name, 'name=python:mod:fn', 'name=rm:HEAD') scored on "
+                          "replies the policy samples for the held-out prompts, before and after training, with the "
+                          "reply length and the shares of empty and distinct replies. Named like `objectives`, the "
+                          "table adds their weighted sum. Empty: only the implicit reward on the held-out pairs."},
     )
-    num_eval_prompts: int = field(default=64, metadata={"help": "At most this many distinct held-out prompts get a reply."})
+    num_eval_prompts: int = field(
+        default=64, metadata={"help": "At most this many distinct held-out prompts get a reply."}
+    )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the held-out replies."})
     eval_temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the held-out replies."})
-
-
-def is_reward_spec(spec: str) -> bool:
-    """Whether an objective spec names a reward source (a built-in, 'python:', 'rm:') rather than a data label."""
-    try:
-        parse_objective_specs([spec])
-        return True
-    except ObjectiveSpecError:
-        return False
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
     # Seed and logging
     set_seed(training_args.seed)
     use_cpu_cores(training_args)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
     # Resume from the last checkpoint of an interrupted run
     last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
 
     # Data first: a malformed file fails here, before any model is loaded
-    data_format = LOSS_FORMAT[training_args.loss]
-    # MODPO trains on its first objective's pairs only; the others enter as margins (scored below), not as pairs
-    data_objectives = training_args.objective_names
-    if training_args.loss == "modpo":
-        data_objectives = data_objectives[:1]
-    if training_args.loss == "per_objective" and script_args.dataset == "hh":
-        # the HH objectives named label their own pairs; reward objectives label HH's helpful pairs by default
-        data_objectives = [name for name in data_objectives if name in HH_FILES] or ["helpful"]
+    loss = training_args.loss_component  # what the loss trains on (alignment.trainers.dpo_losses)
     train_rows, eval_rows, dataset_names = load_preference_splits(
-        script_args.dataset, data_format, data_objectives, script_args.num_train_rows,
+        script_args.dataset, loss.data_format, loss.data_objectives(script_args.dataset), script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
-        required={"cardinal": ("score_gap",), "mah": ("objective",)}.get(training_args.loss, ()),
+        required=loss.row_fields,
     )
     weights = training_args.fixed_weight_vector()  # checked when the config was parsed
     if training_args.weights_mode == "prompt_aware":  # each row's weights, once per prompt, before labels use them
-        from alignment.orchestrator import PreferenceOrchestrator, attach_prompt_weights
-
         orchestrator = PreferenceOrchestrator.from_pretrained(training_args.orchestrator_name_or_path)
         names = training_args.orchestrator_objective_names
-        train_rows, eval_rows = attach_prompt_weights(train_rows, orchestrator, names), attach_prompt_weights(eval_rows, orchestrator, names)
-    if training_args.loss == "modpo":  # frozen margin rewards, scored once
-        margin_objectives, margin_sources = objective_reward_sources(
-            training_args.objectives[1:], script_args.reward_model_name_or_path,
-            trust_remote_code=training_args.trust_remote_code)
-        builder = RewardVectorBuilder([o.name for o in margin_objectives], margin_sources)
-        train_rows, eval_rows = add_margin_rewards(train_rows, builder), add_margin_rewards(eval_rows, builder)
-    if training_args.loss == "per_objective" and "objective_labels" not in train_rows[0]:
-        # reward objectives label every pair by their score gap (scored once); the others are the pairs' `objective`
-        reward_specs = [spec for spec in training_args.objectives if is_reward_spec(spec)]
-        builder = None
-        if reward_specs:
-            reward_objectives, reward_sources = objective_reward_sources(
-                reward_specs, script_args.reward_model_name_or_path, trust_remote_code=training_args.trust_remote_code)
-            builder = RewardVectorBuilder([o.name for o in reward_objectives], reward_sources)
-        names = training_args.objective_names
-        train_rows = label_pairs_per_objective(train_rows, names, builder)
-        eval_rows = label_pairs_per_objective(eval_rows, names, builder) if eval_rows else eval_rows
-    if data_format == "lists":
-        train_rows = attach_list_labels(train_rows, training_args.objective_names, weights, training_args.list_scalarization)
-        eval_rows = attach_list_labels(eval_rows, training_args.objective_names, weights, training_args.list_scalarization)
+        train_rows = attach_prompt_weights(train_rows, orchestrator, names)
+        eval_rows = attach_prompt_weights(eval_rows, orchestrator, names)
+    # What the loss reads beyond the data (MODPO's frozen margin rewards, per-objective labels, list labels), once
+    train_rows, eval_rows = loss.complete_rows(train_rows, eval_rows, script_args.reward_model_name_or_path)
 
     # Model (multi-head DPO: one head per objective on the shared trunk)
     model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
-    if training_args.loss == "mah":
-        add_lm_heads(model, training_args.objective_names)
+    loss.extend_policy(model)
 
     # Trainer
     trainer = MultiObjectiveDPOTrainer(
@@ -172,7 +131,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
             script_args.eval_objectives, script_args.reward_model_name_or_path,
             trust_remote_code=training_args.trust_remote_code)
         reply_builder = RewardVectorBuilder([o.name for o in reply_objectives], reply_sources)
-    eval_prompts = list({str(row["prompt"]): row["prompt"] for row in eval_rows}.values())[:script_args.num_eval_prompts]
+    distinct_prompts = {str(row["prompt"]): row["prompt"] for row in eval_rows}
+    eval_prompts = list(distinct_prompts.values())[:script_args.num_eval_prompts]
     same_objectives = reply_builder is not None and reply_builder.objective_names == training_args.objective_names
     reply_weights = weights if same_objectives else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=script_args.eval_temperature,
@@ -184,7 +144,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         # a steerable checkpoint: every objective's margin with all weight on each objective in turn
         margins = {}
         for index, name in enumerate(training_args.objective_names):
-            trainer.evaluation_weights = torch.nn.functional.one_hot(torch.tensor(index), len(training_args.objective_names)).float()
+            all_on_one = torch.nn.functional.one_hot(torch.tensor(index), len(training_args.objective_names))
+            trainer.evaluation_weights = all_on_one.float()
             margins.update({f"{k[5:]} at {name}=1": v for k, v in trainer.evaluate().items()
                             if k.startswith("eval_rewards/margins_")})
         trainer.evaluation_weights = None
@@ -195,14 +156,17 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
             return None
         implicit = implicit_rewards()
         policy = trainer.accelerator.unwrap_model(trainer.model)
-        replies = score_held_out(policy, tokenizer, eval_prompts, reply_builder, **generation) if reply_builder else None
+        replies = None
+        if reply_builder:
+            replies = score_held_out(policy, tokenizer, eval_prompts, reply_builder, **generation)
         return implicit, replies
 
     def summarize(before, after):
         (implicit_before, replies_before), (implicit_after, replies_after) = before, after
         if replies_before is None:
             return implicit_before, implicit_after, None
-        errors = paired_standard_errors(replies_before.per_prompt(reply_weights), replies_after.per_prompt(reply_weights))
+        errors = paired_standard_errors(replies_before.per_prompt(reply_weights),
+                                        replies_after.per_prompt(reply_weights))
         return ({**replies_before.means(reply_weights), **implicit_before},
                 {**replies_after.means(reply_weights), **implicit_after}, errors)
 

@@ -14,8 +14,8 @@ from alignment import (
     load_multi_head_model,
     load_preference_splits,
 )
-from alignment.models.multi_head import head_modules
 from alignment.data.preferences import to_dataset
+from alignment.models.multi_head import head_modules
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -52,7 +52,8 @@ def test_cardinal_margins_raise_held_out_ultrafeedback_margin(policy, tmp_path):
                                                 num_eval_rows=32, max_prompt_chars=100, required=("score_gap",))
     args = config(tmp_path, "cardinal", objectives=["overall"], cardinal_mode=mode, cardinal_scale=0.25, max_steps=16)
     _, before, after = train_and_measure(*policy, args, train, held_out)
-    print(f"cardinal/{mode} held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")
+    print(f"cardinal/{mode} held-out margin {before['eval_rewards/margins']:+.4f} -> "
+          f"{after['eval_rewards/margins']:+.4f}")
     assert after["eval_rewards/margins"] > before["eval_rewards/margins"]
 
 
@@ -91,8 +92,18 @@ def test_group_losses_raise_held_out_best_vs_worst_margin(policy, tmp_path, loss
 
 
 def test_lipo_lambda_raises_held_out_ranked_list_margin(policy, tmp_path):
-    train, held_out, _ = load_preference_splits("qa-feedback", "lists", ["overall"], num_train_rows=64, num_eval_rows=16)
+    train, held_out, _ = load_preference_splits("qa-feedback", "lists", ["overall"], num_train_rows=64,
+                                                num_eval_rows=16)
     args = config(tmp_path, "lipo", objectives=["overall"], per_device_train_batch_size=4, per_device_eval_batch_size=8)
     _, before, after = train_and_measure(*policy, args, train, held_out)
     print(f"lipo held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")
+    assert after["eval_rewards/margins"] > before["eval_rewards/margins"]
+
+
+def test_ipo_raises_held_out_hh_margin(policy, tmp_path):
+    train, held_out, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=128, num_eval_rows=32,
+                                                max_prompt_chars=160)
+    args = config(tmp_path, "ipo", objectives=["helpful"], beta=0.5, max_steps=16)
+    _, before, after = train_and_measure(*policy, args, train, held_out)
+    print(f"ipo held-out margin {before['eval_rewards/margins']:+.4f} -> {after['eval_rewards/margins']:+.4f}")
     assert after["eval_rewards/margins"] > before["eval_rewards/margins"]

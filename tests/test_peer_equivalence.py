@@ -14,9 +14,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer
 
+from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.data.prompts import load_prompt_dataset
 from alignment.steering.rmod import worst_case_weights
-from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from tests.test_grpo_trainer import PROMPTS
 
 GROUP, NUM_PROMPTS = 4, 4
@@ -139,6 +139,27 @@ def test_dpo_family_reductions_match_trl_dpo_trainer_loss(tiny_policy_path, tmp_
         train_dataset=Dataset.from_list(ours_rows))
     trl_loss, our_loss = _loss_on_first_rows(trl_trainer, pairs), _loss_on_first_rows(ours, ours_rows)
     assert abs(trl_loss - math.log(2)) > 0.05  # the policy differs from its reference: a real comparison
+    assert our_loss == pytest.approx(trl_loss, rel=1e-5, abs=1e-6)
+
+
+def test_ipo_matches_trl_dpo_trainer_ipo_loss(tiny_policy_path, tmp_path):
+    """IPO with TRL's length normalization: the same loss as TRL's DPOTrainer with loss_type 'ipo'."""
+    from datasets import Dataset
+
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
+    settings = dict(use_cpu=True, beta=0.5, max_length=64, report_to="none", save_strategy="no", seed=0)
+    pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in PAIRS]
+    trl_trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path),
+                             args=DPOConfig(output_dir=str(tmp_path / "trl"), loss_type=["ipo"], **settings),
+                             train_dataset=Dataset.from_list(pairs), processing_class=tokenizer)
+    ours = MultiObjectiveDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), processing_class=tokenizer,
+        args=MultiObjectiveDPOConfig(output_dir=str(tmp_path / "ours"), loss="ipo", objectives=["helpful"], **settings),
+        train_dataset=Dataset.from_list(pairs))
+    trl_loss, our_loss = _loss_on_first_rows(trl_trainer, pairs), _loss_on_first_rows(ours, pairs)
+    assert abs(trl_loss - 1.0) > 0.05  # the policy differs from its reference: (0 - 1/(2 * 0.5))^2 = 1 otherwise
     assert our_loss == pytest.approx(trl_loss, rel=1e-5, abs=1e-6)
 
 

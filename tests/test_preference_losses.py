@@ -6,10 +6,22 @@ import pytest
 import torch
 
 from alignment import (
-    cardinal_dpo_loss, dpo_loss, labels_from_ranks, labels_from_reward_vector, lipo_lambda_loss, mah_dpo_loss, mdpo_loss,
-    mipo_loss, modpo_loss,
+    cardinal_dpo_loss,
+    dpo_loss,
+    labels_from_ranks,
+    labels_from_reward_vector,
+    lipo_lambda_loss,
+    mah_dpo_loss,
+    mdpo_loss,
+    mipo_loss,
+    modpo_loss,
 )
-from alignment.trainers.preference_losses import modpo_objective_margin, per_objective_dpo_losses, scalarized_dpo_loss
+from alignment.trainers.preference_losses import (
+    ipo_loss,
+    modpo_objective_margin,
+    per_objective_dpo_losses,
+    scalarized_dpo_loss,
+)
 from tests.helpers import neg_log_sigmoid
 
 
@@ -82,6 +94,16 @@ def test_mah_dpo_averages_per_head_means_over_heads_present():
     head2 = neg_log_sigmoid(3.0)
     assert set(per_head) == {0, 2}
     assert loss.item() == pytest.approx((head0 + head2) / 2, abs=1e-6)
+
+
+def test_ipo_regresses_the_logratio_margin_onto_half_inverse_beta():
+    chosen, rejected = torch.tensor([2.0, 0.5, 4.0]), torch.tensor([1.0, 1.5, 1.0])
+    losses = ipo_loss(chosen, rejected, beta=0.25)  # target 1 / (2 * 0.25) = 2
+    assert torch.allclose(losses, torch.tensor([(1.0 - 2) ** 2, (-1.0 - 2) ** 2, (3.0 - 2) ** 2]), atol=1e-6)
+    # unlike DPO, a margin past the target is pulled back: zero loss at the target, the same loss 1 either side
+    assert ipo_loss(torch.tensor([2.0]), torch.tensor([0.0]), beta=0.25).item() == 0.0
+    # mIPO on groups of one is IPO
+    assert torch.allclose(mipo_loss(chosen[:, None], rejected[:, None], beta=0.25), losses)
 
 
 def test_mdpo_compares_group_means():

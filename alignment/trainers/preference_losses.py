@@ -2,7 +2,8 @@
 
 Every loss takes implicit-reward *log-ratios* `log pi(y|x) - log pi_ref(y|x)` (one per sequence, summed over the
 completion tokens: the trainer computes them, TRL-style) and returns one loss per training unit (pair, list or
-group) so the trainer can average, weight or log them (LiPO's default reduction is RAX's batch mean over pairs). `s(y) = beta * logratio(y)` is DPO's implicit reward.
+group) so the trainer can average, weight or log them (LiPO's default reduction is RAX's batch mean over pairs).
+`s(y) = beta * logratio(y)` is DPO's implicit reward.
 
 - `dpo_loss`            DPO (Rafailov et al. 2023, eq. 7) with an optional per-pair offset and weight.
 - `cardinal_dpo_loss`   the score gap of a pair weights or offsets its loss ("Beyond Ordinal Preferences", 2025;
@@ -12,8 +13,10 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
 - `mah_dpo_loss`        multi-head DPO: DPO per language-model head on its objective's pairs, mean over the heads
                         present in the batch.
 - `per_objective_dpo_losses`, `scalarized_dpo_loss`  per-objective DPO (Panacea, Zhong et al. 2024, eq. 5-6 with
-                        DPO's loss per objective): pairs labelled per objective give one DPO loss per objective, combined
-                        under preference weights lambda, linearly or by Tchebycheff (`alignment.objectives.scalarize`).
+                        DPO's loss per objective): pairs labelled per objective give one DPO loss per objective,
+                        combined under preference weights lambda, linearly or by Tchebycheff
+                        (`alignment.objectives.scalarize`).
+- `ipo_loss`            IPO (Azar et al. 2023, eq. 17): the log-ratio margin regressed onto 1/(2 beta).
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
@@ -32,7 +35,6 @@ import torch.nn.functional as F
 from alignment.objectives.scalarize import scalarize
 
 
-
 def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
              offset: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Per-pair DPO loss: `weight * -log sigmoid(beta * (logratio_w - logratio_l) - offset)`.
@@ -45,6 +47,17 @@ def dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, b
         logits = logits - offset
     losses = -F.logsigmoid(logits)
     return losses if weight is None else losses * weight
+
+
+def ipo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-pair IPO loss: `(logratio_w - logratio_l - 1 / (2 beta))^2`.
+
+    Azar et al. 2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences", eq. 17 (their
+    tau is beta): the log-ratio margin h is regressed onto 1/(2 beta) instead of pushed to infinity, so preferences
+    that always agree do not drive the policy arbitrarily far from its reference. Like TRL's `loss_type="ipo"`, the
+    trainer passes log-ratios averaged over each completion's tokens, so the target does not depend on length.
+    """
+    return (chosen_logratios - rejected_logratios - 1.0 / (2.0 * beta)) ** 2
 
 
 CARDINAL_MODES = ("weight", "offset")
@@ -90,7 +103,8 @@ def modpo_objective_margin(chosen_logratios: torch.Tensor, rejected_logratios: t
     if (weights[..., 0] <= 0).any():
         raise ValueError("modpo_loss: the trained objective's weight w_0 must be > 0 (the loss divides by it)")
     weights = weights.to(chosen_logratios)
-    margin_gap = ((chosen_margins.to(chosen_logratios) - rejected_margins.to(chosen_logratios)) * weights[..., 1:]).sum(-1)
+    margin_gaps = chosen_margins.to(chosen_logratios) - rejected_margins.to(chosen_logratios)
+    margin_gap = (margin_gaps * weights[..., 1:]).sum(-1)
     return (beta * (chosen_logratios - rejected_logratios) - margin_gap) / weights[..., 0]
 
 
@@ -134,8 +148,10 @@ def per_objective_dpo_losses(chosen_logratios: torch.Tensor, rejected_logratios:
 OBJECTIVE_SCALARIZATIONS = ("linear", "tchebycheff")
 
 
-def scalarized_dpo_loss(per_objective_losses: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
-    """Per-objective losses [N, K] (NaN: no label) under weights [N, K] or [K] -> [N] losses, by `alignment.objectives.scalarize`.
+def scalarized_dpo_loss(per_objective_losses: torch.Tensor, weights: torch.Tensor,
+                        method: str = "linear") -> torch.Tensor:
+    """Per-objective losses [N, K] (NaN: no label) under weights [N, K] or [K] -> [N] losses, by
+    `alignment.objectives.scalarize`.
 
     A loss is a negated reward whose ideal is 0, so with L = -r: `linear` gives sum_k lambda_k L_k, `tchebycheff`
     max_k lambda_k L_k (the objective furthest from its ideal, in units of its weight, carries the gradient).
