@@ -10,7 +10,7 @@ The folders follow the pipeline:
     hub/         resumable checkpoints, the objectives record, model cards, publishing
     steering/    inference-time steering, one module per method, and `load_steerable`
     pareto.py    fronts, hypervolume, controllability, min-norm (MGDA) weights
-    orchestrator.py  prompt-aware weights (PRO)
+    orchestrator/    prompt-aware weights (PRO)
     evaluation.py    held-out before/after figures shared by the recipes
     cli.py       recipe argument parsing (YAML + command-line overrides)
 
@@ -48,7 +48,7 @@ _PUBLIC_API = {
     "alignment.trainers.mgda_grpo": ["MGDAGRPOTrainer"],
     "alignment.trainers.mo_dpo": ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"],
     "alignment.trainers.preference_losses": ["cardinal_dpo_loss", "dpo_loss", "lipo_lambda_loss", "mah_dpo_loss",
-                                             "mdpo_loss", "mipo_loss", "modpo_loss"],
+                                             "ipo_loss", "mdpo_loss", "mipo_loss", "modpo_loss"],
     # checkpoints and publishing
     "alignment.hub.record": ["build_record", "load_record", "save_record"],
     "alignment.hub.publishing": ["PublishError", "build_folder", "plan_publication", "push_folder"],

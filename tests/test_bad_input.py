@@ -19,8 +19,6 @@ from hypothesis import strategies as st
 from transformers import AutoConfig, AutoTokenizer
 from trl import ModelConfig, TrlParser
 
-from alignment.data import resolve_data
-from alignment.data.jsonl import iter_jsonl
 from alignment import (
     FunctionSource,
     PreferenceDataError,
@@ -29,7 +27,8 @@ from alignment import (
     load_preference_splits,
     parse_preference_weights,
 )
-from alignment.models.policy import ensure_pad_token
+from alignment.data import resolve_data
+from alignment.data.jsonl import iter_jsonl
 from alignment.data.preferences import (
     attach_list_labels,
     lists_to_groups,
@@ -40,10 +39,16 @@ from alignment.data.preferences import (
     validate_rows,
 )
 from alignment.data.prompts import PromptDataError, load_prompt_dataset
+from alignment.models.policy import ensure_pad_token
 from alignment.objectives.reward_vector import RewardFunctionError
 from alignment.objectives.weights import parse_dirichlet_alpha
 from reward_models.data import (
-    RewardDataArguments, RewardDataError, load_examples, load_pairwise_source, load_rated_source, to_mixture_rows,
+    RewardDataArguments,
+    RewardDataError,
+    load_examples,
+    load_pairwise_source,
+    load_rated_source,
+    to_mixture_rows,
 )
 from reward_models.modeling import HEAD_MEAN_KEY
 from reward_models.scoring import RewardModelHeadsError, check_reward_model_source

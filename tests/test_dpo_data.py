@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from alignment.data import resolve_data
 from alignment import PreferenceDataError, load_preference_splits
+from alignment.data import resolve_data
 from alignment.data.preferences import (
     attach_list_labels,
     hh_files,

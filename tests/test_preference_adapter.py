@@ -222,9 +222,8 @@ def steerable_checkpoint(adapted, tiny_policy_path, tmp_path):
 
 
 def test_generate_cli_sets_lambda_per_request(steerable_checkpoint, adapted, capsys):
-    from scripts.generate import main
-
     from alignment.steering import load_steerable
+    from scripts.generate import main
 
     steerable = load_steerable(str(steerable_checkpoint))
     inputs = steerable.encode(["Hi there"])
@@ -268,9 +267,8 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
 def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_checkpoint, tmp_path):
     """Trained with the weights in the adapter AND the prompt (`conditioning: both`): baked, the model still expects
     the header of its baked weights; the card must say which weights and which header, in the recorded format."""
-    from scripts.publish import main
-
     from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, preference_header
+    from scripts.publish import main
 
     record_path = steerable_checkpoint / "objectives.json"
     record = json.loads(record_path.read_text())
@@ -343,8 +341,8 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     from alignment.data.preferences import label_pairs_per_objective, load_preference_splits
     from alignment.data.prompts import load_prompt_dataset
     from alignment.objectives.reward_vector import RewardVectorBuilder
-    from reward_models.scoring import objective_reward_sources
     from alignment.steering import PreferenceAdapterSteerable, load_steerable
+    from reward_models.scoring import objective_reward_sources
 
     train, _, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=DPO_STEPS * 8, num_eval_rows=0,
                                          max_prompt_chars=160)

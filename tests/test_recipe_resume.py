@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 from trl import ModelConfig
 
-from reward_models.data import RewardDataArguments
 from alignment.models.packaged import TINY_POLICY
+from reward_models.data import RewardDataArguments
 from reward_models.trainer import MultiHeadRewardConfig
 from tests.helpers import load_recipe
 

@@ -8,8 +8,15 @@ from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
 from reward_models.chat_format import parse_hh_dialogue, render_conversation
 from reward_models.data import (
-    RewardDataArguments, RewardDataError, RewardMixtureCollator, build_mixture, load_examples, load_pairwise_source,
-    load_rated_source, qa_feedback_ratings, split_slice,
+    RewardDataArguments,
+    RewardDataError,
+    RewardMixtureCollator,
+    build_mixture,
+    load_examples,
+    load_pairwise_source,
+    load_rated_source,
+    qa_feedback_ratings,
+    split_slice,
 )
 from tests.helpers import write_jsonl
 

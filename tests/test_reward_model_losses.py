@@ -7,7 +7,6 @@ import torch
 from reward_models.losses import masked_bradley_terry_loss, masked_regression_loss, multi_head_reward_loss
 from tests.helpers import neg_log_sigmoid
 
-
 CHOSEN = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
 REJECTED = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
 PAIR_MASK = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # row 0 labels head 0, row 1 labels head 1

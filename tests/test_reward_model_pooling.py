@@ -8,7 +8,10 @@ from transformers import AutoModelForSequenceClassification, BertConfig, BertFor
 
 from alignment.models.packaged import PACKAGED_MINILM
 from reward_models.modeling import (
-    append_mean_pooling_layer, freeze_lower_layers, load_reward_tokenizer, supports_mean_pooling_layer,
+    append_mean_pooling_layer,
+    freeze_lower_layers,
+    load_reward_tokenizer,
+    supports_mean_pooling_layer,
 )
 
 TEXTS = ["Human: How do I bake bread?\n\nAssistant: Mix flour, water and yeast, knead, let it rise, then bake.",

@@ -9,7 +9,11 @@ from transformers import AutoModelForSequenceClassification
 from alignment import RewardSource, RewardVectorBuilder
 from alignment.models.packaged import PACKAGED_MINILM
 from reward_models.modeling import (
-    add_lora, build_reward_model, head_statistics, load_reward_tokenizer, merge_lora,
+    add_lora,
+    build_reward_model,
+    head_statistics,
+    load_reward_tokenizer,
+    merge_lora,
     set_head_statistics,
 )
 from reward_models.scoring import MultiHeadRewardScorer, load_reward_model_source

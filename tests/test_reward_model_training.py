@@ -9,14 +9,13 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from trl import ModelConfig
 
-from reward_models.data import RewardDataArguments, RewardDataError
 from alignment.models.packaged import TINY_POLICY
+from reward_models.data import RewardDataArguments, RewardDataError
 from reward_models.modeling import head_statistics
 from reward_models.trainer import MultiHeadRewardConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "recipes"))
 from reward_model import main  # noqa: E402
-
 
 
 def training_args(output_dir: Path, **overrides) -> MultiHeadRewardConfig:

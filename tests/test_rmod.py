@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from alignment import FunctionSource, SteeringError, load_steerable
-from alignment.steering.rmod import best_of_k_selector, rmod_selector, worst_case_weights
-from alignment.steering import RobustDecoding
 from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
+from alignment.steering import RobustDecoding
+from alignment.steering.rmod import best_of_k_selector, rmod_selector, worst_case_weights
 from reward_models.verifiable import conciseness, sentiment
 
 # Two one-sided candidates and one balanced candidate.

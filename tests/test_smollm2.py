@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment.models import smollm2
-from alignment.cache import build_once
 from alignment import build_record, resolve_model_path, save_record
+from alignment.cache import build_once
+from alignment.models import smollm2
 from alignment.models.packaged import SMOLLM2, SMOLLM2_ID
 from alignment.models.smollm2 import CONVERSION_FILE, PackagedModelMissing, packaged_policy_path
 

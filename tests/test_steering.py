@@ -22,11 +22,11 @@ from alignment import (
     load_steerable,
     save_record,
 )
-from alignment.models.multi_head import head_logits, mixed_heads, save_multi_head_model
-from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned
 from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
+from alignment.models.multi_head import head_logits, mixed_heads, save_multi_head_model
 from alignment.models.tiny_policy import hh_dialogue_turns
+from alignment.steering import HeadMixing, LogProbMixture, PromptConditioned
 from reward_models.verifiable import conciseness
 
 NAMES = ["conciseness", "verbosity"]
