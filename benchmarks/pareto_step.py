@@ -27,14 +27,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
-from alignment.objectives.scalarize import compute_advantages
 from alignment.models.tiny_policy import build_tiny_policy
+from alignment.objectives.advantages import compute_advantages
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
 PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment"]
 KINDS = ("plain", "pama", "mgda")
+SCALARIZATION_OF = {"plain": "linear", "pama": "pama", "mgda": "linear"}  # each kind's `scalarization` setting
 
 
 def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
@@ -43,7 +44,7 @@ def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
         per_device_train_batch_size=options.batch, max_completion_length=options.completion_length,
         max_steps=options.steps, learning_rate=0.0, use_cpu=True, activation_checkpointing=False,
         save_strategy="no", report_to="none", seed=0, logging_steps=1, disable_tqdm=True,
-        multi_objective_aggregation="normalize_then_sum", scalarization="pama" if kind == "pama" else "linear",
+        multi_objective_aggregation="normalize_then_sum", scalarization=SCALARIZATION_OF[kind],
     )
     timer = StepTimer()
     trainer_class = MGDAGRPOTrainer if kind == "mgda" else MultiObjectiveGRPOTrainer
@@ -89,7 +90,8 @@ def main():
         print(f"{kind:<6} median step {medians[kind] * 1000:9.1f} ms")
     extra = cost["pama"] - cost["linear"]
     print(f"advantages per step: linear {cost['linear'] * 1e3:.3f} ms, pama {cost['pama'] * 1e3:.3f} ms; PAMA's extra "
-          f"cost is {extra / medians['plain'] * 100:.3f}% of the plain step (ratio from it: {1 + extra / medians['plain']:.4f})")
+          f"cost is {extra / medians['plain'] * 100:.3f}% of the plain step "
+          f"(ratio from it: {1 + extra / medians['plain']:.4f})")
     print(f"step time ratio PAMA / plain: {medians['pama'] / medians['plain']:.3f}")
     print(f"step time ratio MGDA / plain: {medians['mgda'] / medians['plain']:.3f}")
 
