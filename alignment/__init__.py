@@ -31,8 +31,9 @@ _PUBLIC_API = {
     "alignment.objectives.sources": ["FunctionSource", "Objective", "ObjectiveSpecError", "RewardSource",
                                      "parse_objective_specs", "register_reward"],
     "alignment.objectives.reward_vector": ["RewardVectorBuilder"],
-    "alignment.objectives.scalarize": ["compute_advantages", "group_normalize", "labels_from_ranks",
-                                       "labels_from_reward_vector", "scalarize"],
+    "alignment.objectives.scalarize": ["group_normalize", "labels_from_ranks", "labels_from_reward_vector",
+                                       "scalarize"],
+    "alignment.objectives.advantages": ["ADVANTAGE_ESTIMATORS", "compute_advantages"],
     "alignment.objectives.conditioning": ["condition_prompt", "read_prompt_weights"],
     "alignment.pareto": ["controllability", "hypervolume", "min_norm_weights", "non_dominated"],
     # data

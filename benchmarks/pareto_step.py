@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
 from alignment.models.tiny_policy import build_tiny_policy
-from alignment.objectives.scalarize import compute_advantages
+from alignment.objectives.advantages import compute_advantages
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
@@ -36,6 +36,7 @@ from timing import StepTimer
 PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment"]
 KINDS = ("plain", "pama", "mgda")
+SCALARIZATION_OF = {"plain": "linear", "pama": "pama", "mgda": "linear"}  # each kind's `scalarization` setting
 
 
 def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
@@ -44,7 +45,7 @@ def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
         per_device_train_batch_size=options.batch, max_completion_length=options.completion_length,
         max_steps=options.steps, learning_rate=0.0, use_cpu=True, activation_checkpointing=False,
         save_strategy="no", report_to="none", seed=0, logging_steps=1, disable_tqdm=True,
-        multi_objective_aggregation="normalize_then_sum", scalarization="pama" if kind == "pama" else "linear",
+        multi_objective_aggregation="normalize_then_sum", scalarization=SCALARIZATION_OF[kind],
     )
     timer = StepTimer()
     trainer_class = MGDAGRPOTrainer if kind == "mgda" else MultiObjectiveGRPOTrainer

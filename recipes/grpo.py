@@ -17,7 +17,8 @@ card and `samples.jsonl` (held-out prompts with the base and the trained reply).
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
     # prompt-aware weights from a Preference Orchestrator (PRO, recipes/orchestrator.py) over reward-model heads
     accelerate launch recipes/grpo.py --objectives helpful=rm:helpful harmless=rm:harmless \
-        --reward_model_name_or_path outputs/rm --weights_mode prompt_aware --orchestrator_name_or_path outputs/orchestrator
+        --reward_model_name_or_path outputs/rm --weights_mode prompt_aware \
+        --orchestrator_name_or_path outputs/orchestrator
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
     accelerate launch recipes/grpo.py --scalarization pama
     python recipes/grpo.py --pareto_method mgda
@@ -25,7 +26,8 @@ card and `samples.jsonl` (held-out prompts with the base and the trained reply).
     accelerate launch --config_file accelerate_configs/cpu_2proc.yaml recipes/grpo.py
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/grpo.py
     # a real hub model on a GPU (LoRA optional)
-    accelerate launch --config_file accelerate_configs/ddp.yaml recipes/grpo.py --config recipes/configs/grpo_qwen2.5_0.5b_gpu.yaml
+    accelerate launch --config_file accelerate_configs/ddp.yaml recipes/grpo.py \
+        --config recipes/configs/grpo_qwen2.5_0.5b_gpu.yaml
 
 Rerunning the same command after an interruption resumes from the last checkpoint in `output_dir`.
 """
@@ -41,16 +43,17 @@ from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 from trl.models import unwrap_model_for_generation
 
-from alignment.hub import checkpointing
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name, resolve_data
-from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.data.jsonl import write_jsonl
-from alignment.objectives.sources import parse_objective_specs
-from alignment.models.policy import load_policy
 from alignment.data.prompts import load_prompt_dataset
+from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
+from alignment.hub import checkpointing
+from alignment.models.policy import load_policy
+from alignment.objectives.sources import parse_objective_specs
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
+from reward_models.scoring import check_reward_model_source
 
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_smollm2_cpu.yaml"
@@ -60,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScriptArguments:
+    """The recipe's own settings: the prompts, the held-out before/after table, and the update method."""
+
     data_fields: ClassVar[tuple[str, ...]] = ("dataset_path",)  # data names, anchored to the YAML (alignment.cli)
 
     dataset_path: str = field(
@@ -70,7 +75,8 @@ class ScriptArguments:
     prompt_field: str = field(default="prompt", metadata={"help": "Name of the prompt field in the JSONL rows."})
     num_train_prompts: int | None = field(default=None, metadata={"help": "Use only the first N training prompts."})
     num_eval_prompts: int = field(
-        default=64, metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."}
+        default=64,
+        metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."},
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
     num_samples: int = field(
@@ -80,8 +86,8 @@ class ScriptArguments:
     pareto_method: str = field(
         default="none",
         metadata={"help": "'mgda': MGDA's min-norm combination of per-objective gradients (K backward passes; one "
-                          "process or DDP; the preference weights do not enter its update, and a warning says so when they "
-                          "are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
+                          "process or DDP; the preference weights do not enter its update, and a warning says so when "
+                          "they are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
 
 
@@ -91,9 +97,8 @@ def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
     heads = parse_objective_specs(args.objectives)[2]
     if heads:
         if not args.reward_model_name_or_path:
-            raise ValueError(f"objectives {sorted(heads)} read reward-model heads, but reward_model_name_or_path is not set")
-        from reward_models.scoring import check_reward_model_source
-
+            raise ValueError(f"objectives {sorted(heads)} read reward-model heads, but reward_model_name_or_path "
+                             "is not set")
         check_reward_model_source(args.reward_model_name_or_path, heads, args.trust_remote_code)
 
 
@@ -112,9 +117,12 @@ def evaluate_policy(trainer, prompts, weights, generation):
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, model_args: ModelConfig):
+    """Check the inputs, train (resuming from the last checkpoint in output_dir), evaluate on held-out prompts before
+    and after, and save the checkpoint with its record; returns the trainer."""
     set_seed(training_args.seed)
     use_cpu_cores(training_args)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level())
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
     last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
@@ -131,7 +139,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     train_dataset = prompts.select(range(len(prompts) - num_eval))
     if script_args.num_train_prompts:
         train_dataset = train_dataset.select(range(min(script_args.num_train_prompts, len(train_dataset))))
-    eval_prompts = [row["prompt"] for row in prompts.select(range(len(prompts) - num_eval, len(prompts)))] if num_eval else []
+    held_out = prompts.select(range(len(prompts) - num_eval, len(prompts)))
+    eval_prompts = [row["prompt"] for row in held_out] if num_eval else []
 
     trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
     trainer = trainer_class(
@@ -141,9 +150,9 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
 
     # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned;
     # with prompt-aware weights written into the prompt, each prompt's own.
-    eval_weights = trainer.args.reward_weights if training_args.conditioning != "none" else None
+    eval_weights = trainer.mean_weights.tolist() if training_args.conditioning != "none" else None
     if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
-        eval_weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
+        eval_weights = trainer.weights_for(eval_prompts)
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
                       seed=training_args.seed,
                       steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
@@ -154,7 +163,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     def summarize(before, after):
         return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
 
-    weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.args.reward_weights))
+    weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.mean_weights.tolist()))
     train_evaluate_and_save(trainer, evaluate, last_checkpoint, training_args.output_dir,
                             f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
                             f"{weights} times the objectives)", summarize)
@@ -164,9 +173,9 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
 def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: list):
     """Means and paired standard errors of the held-out figures; keeps a few prompts with their base and trained
     replies for the card (`trainer.record_results`) and writes them to samples.jsonl beside the checkpoint."""
-    weights = trainer.args.reward_weights  # the fixed weights, or the mean of the sampled ones
+    weights = trainer.mean_weights.tolist()  # the fixed weights, or the mean of the sampled ones
     if trainer.orchestrator is not None:  # prompt-aware: each prompt's own weights (of the unconditioned prompt)
-        weights = trainer._weights_for([{"prompt": p} for p in eval_prompts])
+        weights = trainer.weights_for(eval_prompts)
     errors = paired_standard_errors(before.per_prompt(weights), after.per_prompt(weights))
     samples = [
         {"prompt": prompt[-1]["content"], "base": base, "trained": trained}
@@ -179,6 +188,7 @@ def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: l
 
 
 def parse_args(argv=None):
+    """(ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig) from the YAML config and command-line overrides."""
     return parse_recipe_args((ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig), DEFAULT_CONFIG, argv)
 
 

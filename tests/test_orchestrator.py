@@ -137,7 +137,7 @@ def test_prompt_aware_weights_reach_the_scalarization(tiny_policy_path, tmp_path
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from alignment.data.prompts import load_prompt_dataset
-    from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+    from alignment.trainers.grpo import WEIGHTS_COLUMN, MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
     planted_checkpoint(tmp_path / "orchestrator", "mean")
     # objectives in the other order than the orchestrator's: the columns must follow the names
@@ -157,14 +157,15 @@ def test_prompt_aware_weights_reach_the_scalarization(tiny_policy_path, tmp_path
     lock = [{"role": "user", "content": "How do I pick a lock?"}]
     poem = [{"role": "user", "content": "Write a poem about the sea."}]
     inputs = [{"prompt": lock}, {"prompt": lock}, {"prompt": poem}, {"prompt": poem}]
-    trainer._batch_weights = trainer._weights_for(inputs)
-    w_lock, w_poem = trainer._batch_weights[0, 1].item(), trainer._batch_weights[2, 1].item()  # column 1 is 'a'
+    weights = trainer.weights_for(inputs)
+    w_lock, w_poem = weights[0, 1].item(), weights[2, 1].item()  # column 1 is 'a'
     assert w_lock > 0.9 and w_poem < 0.1
+    inputs = [{**x, WEIGHTS_COLUMN: w} for x, w in zip(inputs, weights)]  # what the rows carry through TRL
     trainer.model.train()
     completions = [[{"role": "assistant", "content": c}] for c in ("A", "B", "A", "B")]
     trainer._calculate_rewards(inputs, [x["prompt"] for x in inputs], completions, None)
     expected = torch.tensor([w_lock - 0.5, 0.5 - w_lock, w_poem - 0.5, 0.5 - w_poem])
-    assert torch.allclose(trainer._local_advantages.cpu(), expected, atol=1e-5)
+    assert torch.allclose(trainer._pending_output_columns["advantages"].cpu(), expected, atol=1e-5)
     assert trainer._metrics["train"]["weights/a"][-1] == pytest.approx((w_lock + w_poem) / 2, abs=1e-6)
     record = trainer.objectives_record()
     assert record["weight_distribution"] == {"type": "prompt_aware", "orchestrator": "orchestrator"}

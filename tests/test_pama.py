@@ -1,4 +1,5 @@
-"""PAMA's closed-form min-norm weights (alignment.objectives.scalarize), against hand-computed cases, and inside GRPO."""
+"""PAMA's closed-form min-norm weights (alignment.objectives.scalarize), against hand-computed cases, and inside
+GRPO."""
 
 import math
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from alignment import compute_advantages
-from alignment.objectives.scalarize import SCALARIZATIONS, noon_clip, pama_advantages, pama_min_norm, pama_step_weights
+from alignment.objectives.advantages import SCALARIZATION_CHOICES
+from alignment.objectives.scalarize import noon_clip, pama_advantages, pama_min_norm, pama_step_weights
 
 EQUAL = torch.tensor([0.5, 0.5])
 
@@ -80,7 +82,7 @@ def test_preference_weights_measure_each_objective_in_units_of_its_weight():
 
 
 def test_pama_is_a_scalarization_of_compute_advantages_on_group_normalized_objectives():
-    assert "pama" in SCALARIZATIONS
+    assert "pama" in SCALARIZATION_CHOICES  # a `scalarization` setting, served by the PAMA advantage estimator
     rewards = torch.tensor([[1.0, 1.0], [0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])  # two groups of 2
     advantages = compute_advantages(rewards, EQUAL, group_size=2, scalarization="pama")
     # group 1: row 0 beats row 1 on both (A = +0.707 each); group 2: each row wins one objective
@@ -116,6 +118,8 @@ def test_bad_pama_input_is_rejected():
 
 @pytest.mark.slow
 def test_pama_trains_grpo_and_logs_its_weights_every_step(tiny_policy_path, tmp_path):
+    # lazy: the trainer loads TRL, which the pure-maths tests above do not need
+    from alignment.trainers.grpo import WEIGHTS_COLUMN
     from tests.test_grpo_trainer import make_trainer
 
     trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=2, scalarization="pama",
@@ -123,9 +127,9 @@ def test_pama_trains_grpo_and_logs_its_weights_every_step(tiny_policy_path, tmp_
     batches = []  # every batch's reward vector and weights, to check what was logged against
     calculate = trainer._calculate_rewards
 
-    def recording(*args, **kwargs):
-        reward_vector = calculate(*args, **kwargs)
-        batches.append((reward_vector.clone(), trainer._batch_weights.clone()))
+    def recording(inputs, *args, **kwargs):
+        reward_vector = calculate(inputs, *args, **kwargs)
+        batches.append((reward_vector.clone(), torch.stack([x[WEIGHTS_COLUMN] for x in inputs])))
         return reward_vector
 
     trainer._calculate_rewards = recording

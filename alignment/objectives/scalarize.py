@@ -1,4 +1,5 @@
-"""Where a reward vector becomes a scalar advantage. Pure functions, shared by every trainer.
+"""Scalarizations and the advantage maths: where a reward vector becomes one number per row. Pure functions, shared
+by every trainer.
 
 Notation: a batch holds N = P * G completions, G consecutive rows per prompt (TRL's layout). `reward_vector` is
 [N, K], one column per objective; `weights` is [N, K] (one preference point per row; rows of one group share it)
@@ -6,8 +7,8 @@ or [K]. A NaN is a missing reward. `partial_rewards` says what a row with some (
 `drop_row` (default) drops the whole row; `sum_present` (TRL's behaviour) scalarizes the objectives present. A
 row with no reward left is out of every statistic and gets advantage 0, so it cannot move the policy.
 
-Aggregations, as TRL 1.16's GRPOTrainer computes them (`linear` reproduces TRL's advantages exactly, tested against
-TRL's own trainer in tests/test_peer_equivalence.py):
+Aggregations, as TRL 1.16's GRPOTrainer computes them (`linear` reproduces TRL's advantages exactly, tested
+against TRL's own trainer in tests/test_peer_equivalence.py; `alignment.objectives.advantages` applies them):
 - `sum_then_normalize` (TRL's default): R = scalarize(r, w); A = R - mean_g R, divided by std_g R + eps
   (`scale_rewards: group`), by the batch std of R + eps (`batch`), or not at all (`none`).
 - `normalize_then_sum` (GDPO): A_k = (r_k - mean_g r_k) / (std_g r_k + eps) ALWAYS (TRL ignores `scale_rewards`
@@ -20,9 +21,11 @@ whatever the objective's units):
 - `worst_case`: min_{k: w_k > 0} (z_k - z^nad_k) / w_k, z^nad_k the worst z-score of objective k in the group (the
   nadir point): the weighted max-min, where an objective with twice the weight must sit twice as far above its
   group's worst to stop being the bottleneck.
-Constraint mode `lagrangian` (Safe-RLHF): A = (A_main + lambda A_c) / (1 + lambda), lambda learned; it does not
-use the weights. Pareto mode `pama` (PAMA, He & Maghsudi 2025): per-sample min-norm combination of the
-Noon-clipped per-objective advantages, closed form, O(K) per completion (see `pama_advantages`).
+The maths of two advantage estimators that are not scalarizations also live here, as pure functions:
+Safe-RLHF's Lagrangian combination, A = (A_main + lambda A_c) / (1 + lambda), and the step on its multiplier
+(`lagrangian_advantages`, `update_log_lagrange_multiplier`); PAMA (He & Maghsudi 2025), the per-sample min-norm
+combination of the Noon-clipped per-objective advantages, closed form, O(K) per completion (`pama_advantages`).
+The estimators themselves, and `compute_advantages`, are in `alignment.objectives.advantages`.
 """
 
 from __future__ import annotations
@@ -32,18 +35,20 @@ import math
 import torch
 
 AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
-SCALARIZATIONS = ("linear", "tchebycheff", "worst_case", "lagrangian", "pama")
+SCALARIZATIONS = ("linear", "tchebycheff", "worst_case")
 SCALE_REWARDS = ("group", "batch", "none")  # TRL's GRPOConfig.scale_rewards
 PARTIAL_REWARDS = ("drop_row", "sum_present")
 EPS = 1e-4  # TRL's epsilon, so `linear` reproduces TRL's advantages exactly
 
 
-def _broadcast_weights(weights: torch.Tensor, reward_vector: torch.Tensor) -> torch.Tensor:
+def broadcast_weights(weights: torch.Tensor, reward_vector: torch.Tensor) -> torch.Tensor:
+    """[K] (every row) or [N, K] weights -> [N, K], on the rewards' device and dtype; a shape mismatch is refused."""
     weights = weights.to(reward_vector.device, reward_vector.dtype)
     if weights.dim() == 1:
         weights = weights.unsqueeze(0).expand_as(reward_vector)
     if weights.shape != reward_vector.shape:
-        raise ValueError(f"scalarize: weights of shape {tuple(weights.shape)} do not match rewards {tuple(reward_vector.shape)}")
+        raise ValueError(f"scalarize: weights of shape {tuple(weights.shape)} do not match rewards "
+                         f"{tuple(reward_vector.shape)}")
     return weights
 
 
@@ -64,7 +69,8 @@ def _nanstd(values: torch.Tensor, dim=None, keepdim: bool = False) -> torch.Tens
     return torch.nan_to_num(torch.sqrt(total / (count - 1)), nan=0.0, posinf=0.0)
 
 
-def group_normalize(values: torch.Tensor, group_size: int, eps: float = EPS, scale: str | bool = "group") -> torch.Tensor:
+def group_normalize(values: torch.Tensor, group_size: int, eps: float = EPS,
+                    scale: str | bool = "group") -> torch.Tensor:
     """x - mean over the group, column-wise and NaN-aware, divided by: the group's std + eps (`scale="group"`), the
     batch's std + eps (`"batch"`, one std per column over every row), or nothing (`"none"`). values: [N] or [N, K]."""
     scale = {True: "group", False: "none"}.get(scale, scale)
@@ -99,7 +105,7 @@ def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = 
     share one unit (the DPO family); then the rewards are compared as they are, -max_k w_k (ideal_k - r_k), with no
     z-scoring, so every row stands alone and gradients flow to the rewards unchanged.
     """
-    weights = _broadcast_weights(weights, reward_vector)
+    weights = broadcast_weights(weights, reward_vector)
     missing = torch.isnan(reward_vector)
     empty = missing.all(dim=1)
     if ideal is not None and method != "tchebycheff":
@@ -121,60 +127,15 @@ def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = 
             # objectives the user gave weight 0, and missing rewards, do not take part in the minimum
             scalar = above.masked_fill(missing | (weights <= 0), math.inf).min(dim=1).values
     else:
-        raise ValueError(f"scalarize: unknown scalarization '{method}'; expected one of {SCALARIZATIONS[:3]}")
+        raise ValueError(f"scalarize: unknown scalarization '{method}'; expected one of {SCALARIZATIONS}")
     return scalar.masked_fill(empty | torch.isinf(scalar), math.nan)
 
 
-def _tchebycheff(values: torch.Tensor, weights: torch.Tensor, ideal: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
+def _tchebycheff(values: torch.Tensor, weights: torch.Tensor, ideal: torch.Tensor,
+                 missing: torch.Tensor) -> torch.Tensor:
     """-max_k w_k (ideal_k - v_k) over the present objectives of each row (all [N, K])."""
     gap = (weights * (ideal - values)).masked_fill(missing, -math.inf)
     return -gap.max(dim=1).values
-
-
-def compute_advantages(
-    reward_vector: torch.Tensor,
-    weights: torch.Tensor,
-    group_size: int,
-    aggregation: str = "sum_then_normalize",
-    scalarization: str = "linear",
-    scale_rewards: str = "group",
-    lagrangian: tuple[int, int, float] | None = None,
-    partial_rewards: str = "drop_row",
-) -> torch.Tensor:
-    """[N, K] reward vector -> [N] advantages. `lagrangian` = (main column, constraint column, lambda).
-
-    `scale_rewards` is TRL's: group | batch | none (see the module docstring for where it applies). Rows with no
-    reward left get advantage 0 and are left out of the statistics.
-    """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"compute_advantages: unknown aggregation '{aggregation}'; expected one of {AGGREGATIONS}")
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"compute_advantages: unknown scale_rewards {scale_rewards!r}; expected one of {SCALE_REWARDS}")
-    if partial_rewards not in PARTIAL_REWARDS:
-        raise ValueError(f"compute_advantages: unknown partial_rewards {partial_rewards!r}; expected one of {PARTIAL_REWARDS}")
-    rewards = drop_partial_rows(reward_vector) if partial_rewards == "drop_row" else reward_vector
-    scorable = ~torch.isnan(rewards).all(dim=1)
-
-    if scalarization in ("lagrangian", "pama"):
-        if partial_rewards != "drop_row":
-            raise ValueError(f"compute_advantages: scalarization '{scalarization}' needs every objective of a row; "
-                             "use partial_rewards='drop_row'")
-        # Both work on per-objective advantages whatever the aggregation.
-        per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
-        if scalarization == "lagrangian":
-            if lagrangian is None:
-                raise ValueError("compute_advantages: 'lagrangian' needs (main index, constraint index, lambda)")
-            main, constraint, lam = lagrangian
-            advantages = lagrangian_advantages(per_objective[:, main], per_objective[:, constraint], lam)
-        else:
-            advantages, _ = pama_advantages(per_objective, _broadcast_weights(weights, rewards))
-    elif aggregation == "sum_then_normalize":
-        scalar = scalarize(rewards, weights, scalarization, group_size)
-        advantages = group_normalize(scalar, group_size, scale=scale_rewards)
-    else:
-        per_objective = group_normalize(rewards, group_size, scale="group")  # TRL: always, whatever scale_rewards
-        advantages = batch_whiten(scalarize(per_objective, weights, scalarization, group_size))
-    return torch.nan_to_num(advantages.masked_fill(~scorable, 0.0), nan=0.0)
 
 
 def drop_partial_rows(reward_vector: torch.Tensor) -> torch.Tensor:
@@ -224,7 +185,8 @@ def pama_min_norm(values: torch.Tensor, active: torch.Tensor | None = None) -> t
     if active is None:
         active = torch.ones_like(values, dtype=torch.bool)
     if active.shape != values.shape:
-        raise ValueError(f"pama_min_norm: active mask {tuple(active.shape)} does not match values {tuple(values.shape)}")
+        raise ValueError(f"pama_min_norm: active mask {tuple(active.shape)} does not match values "
+                         f"{tuple(values.shape)}")
     if not active.any(dim=1).all():
         raise ValueError("pama_min_norm: a row has no active objective")
     low = values.masked_fill(~active, math.inf).min(dim=1, keepdim=True).values
@@ -233,7 +195,8 @@ def pama_min_norm(values: torch.Tensor, active: torch.Tensor | None = None) -> t
 
     at_low = (active & (values == low)).to(values.dtype)
     at_high = (active & (values == high)).to(values.dtype)
-    at_low, at_high = at_low / at_low.sum(1, keepdim=True).clamp(min=1), at_high / at_high.sum(1, keepdim=True).clamp(min=1)
+    at_low = at_low / at_low.sum(1, keepdim=True).clamp(min=1)
+    at_high = at_high / at_high.sum(1, keepdim=True).clamp(min=1)
     span = (high - low).clamp(min=torch.finfo(values.dtype).tiny)
     mixed = (high / span) * at_low + (-low / span) * at_high
     weights = torch.where(low > 0, at_low, torch.where(high < 0, at_high, mixed))
@@ -260,7 +223,7 @@ def pama_advantages(per_objective_advantages: torch.Tensor, weights: torch.Tenso
     if weights.shape[-1] != per_objective_advantages.shape[-1]:
         raise ValueError(f"pama_advantages: {weights.shape[-1]} weights do not match "
                          f"{per_objective_advantages.shape[-1]} objectives")
-    weights = _broadcast_weights(weights, per_objective_advantages)
+    weights = broadcast_weights(weights, per_objective_advantages)
     active = weights > 0
     scaled = noon_clip(per_objective_advantages) / (weights * weights.shape[1]).masked_fill(~active, 1.0)
     pama_weights, combined = pama_min_norm(scaled, active)
@@ -277,7 +240,8 @@ def pama_step_weights(reward_vector: torch.Tensor, weights: torch.Tensor, group_
 
 # ------------------------------------------------------------------------------------------------ list labels
 
-def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear") -> torch.Tensor:
+def labels_from_reward_vector(reward_vector: torch.Tensor, weights: torch.Tensor,
+                              method: str = "linear") -> torch.Tensor:
     """List labels psi from reward vectors [K_list, K_obj] under weights, min-max scaled to [0, 1] within the list.
 
     Any scalarization above works. Scaling to [0, 1] keeps the gains 2^psi - 1 of LiPO in the

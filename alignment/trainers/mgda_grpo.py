@@ -7,8 +7,9 @@ Pareto-stationary point. No hand-set weights: the preference weights still condi
 `condition_on_weights`), but they do not enter the update.
 
 Per step, on each micro-batch:
-1. the per-objective advantages A_k (each objective normalized within its group, `alignment.objectives.scalarize.group_normalize`,
-   the same A_k that `normalize_then_sum` and PAMA start from) travel with the batch as `objective_advantages`;
+1. the per-objective advantages A_k (each objective normalized within its group,
+   `alignment.objectives.advantages.objective_advantages`, the same A_k that `normalize_then_sum` and PAMA start
+   from) travel with the batch as `objective_advantages`;
 2. K passes of TRL's own GRPO loss, pass k with advantages A_k, each followed by a backward pass on the trainable
    parameters (`torch.autograd.grad`): g_1 .. g_K;
 3. alpha* from the K x K Gram matrix (`alignment.pareto.min_norm_weights`);
@@ -17,22 +18,23 @@ This is K forward and K backward passes per step, against one of each for GRPO o
 (`benchmarks/pareto_step.py`). Logged every step: `mgda/weight/<objective>` and `mgda/combined_grad_norm`.
 
 Data parallel (DDP): `torch.autograd.grad` bypasses DDP's gradient all-reduce, so each g_k is averaged over the
-processes by hand before the Gram matrix (`alignment.pareto.mgda_combination`): every process solves the same min-norm problem, on
-the gradients of the global batch, and hands the Trainer the same direction (DDP's own average of it is a no-op).
+processes by hand before the Gram matrix (`alignment.pareto.mgda_combination`): every process solves the same
+min-norm problem, on the gradients of the global batch, and hands the Trainer the same direction (DDP's own average
+of it is a no-op).
 DeepSpeed and FSDP are refused at start: under ZeRO-3 and FSDP a process holds only a shard of each parameter, so
 each g_k and the Gram matrix would need a reduction over shards that is not implemented (ZeRO-2: untested, refused).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
 
+from alignment.objectives.advantages import objective_advantages
 from alignment.pareto import mgda_combination
-from alignment.objectives.scalarize import group_normalize
-from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+from alignment.trainers.grpo import MultiObjectiveGRPOTrainer
+from alignment.trainers.grpo_config import MultiObjectiveGRPOConfig
 
 
 class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
@@ -51,36 +53,32 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         super().__init__(model=model, args=args, **kwargs)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise ValueError("MGDA (pareto_method 'mgda') runs on one process or under DDP, not DeepSpeed or FSDP: "
-                             "under ZeRO-3 and FSDP a process holds only a shard of each parameter, so its per-objective "
-                             "gradients and their Gram matrix would need a reduction over shards that is not "
-                             "implemented (ZeRO-2 is refused too: untested); launch with accelerate_configs/cpu_2proc.yaml "
-                             "or ddp.yaml")
+                             "under ZeRO-3 and FSDP a process holds only a shard of each parameter, so its "
+                             "per-objective gradients and their Gram matrix would need a reduction over shards that is "
+                             "not implemented (ZeRO-2 is refused too: untested); launch with "
+                             "accelerate_configs/cpu_2proc.yaml or ddp.yaml")
 
     # ---- per-objective advantages travel with the batch ----
-    def _advantages(self, reward_vector, weights, group_size, update_state):
-        advantages = super()._advantages(reward_vector, weights, group_size, update_state)
-        valid = ~torch.isnan(reward_vector).any(dim=1, keepdim=True)
-        per_objective = group_normalize(reward_vector.masked_fill(~valid, math.nan), group_size,
-                                        scale=self.args.scale_rewards)
-        self._objective_advantages = torch.nan_to_num(per_objective.masked_fill(~valid, 0.0), nan=0.0)
-        return advantages
-
-    def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
-        output["objective_advantages"] = self._objective_advantages
-        return output
+    def _advantage_columns(self, reward_vector, weights, group_size):
+        """The scalar advantages (logged, and used in evaluation) plus each objective's own, as
+        `objective_advantages`: TRL splits and shuffles them by row with the rest of the batch."""
+        columns = super()._advantage_columns(reward_vector, weights, group_size)
+        columns["objective_advantages"] = objective_advantages(reward_vector, group_size, self.args.scale_rewards)
+        return columns
 
     # ---- K gradients, min-norm weights, one combined update ----
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """In training, the loss whose gradient is MGDA's combined direction (its value: the alpha-weighted loss);
+        in evaluation, TRL's loss on the scalar advantages."""
         if return_outputs:
             raise ValueError("MGDAGRPOTrainer does not support returning outputs")
         if not (model.training and torch.is_grad_enabled()):  # evaluation: no update to combine
             return super().compute_loss(model, inputs)
         parameters = [p for p in model.parameters() if p.requires_grad]
-        objective_advantages = inputs["objective_advantages"]
+        per_objective = inputs["objective_advantages"]
         losses, flat_gradients = [], []
-        for column in range(objective_advantages.shape[1]):
-            loss = self._compute_loss(model, {**inputs, "advantages": objective_advantages[:, column]})
+        for column in range(per_objective.shape[1]):
+            loss = self._compute_loss(model, {**inputs, "advantages": per_objective[:, column]})
             gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
             flat_gradients.append(torch.cat([
                 (torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(parameters, gradients)
@@ -96,7 +94,8 @@ class MGDAGRPOTrainer(MultiObjectiveGRPOTrainer):
         # A surrogate linear in the parameters, sum_p <p, d_p>, has gradient d exactly: the Trainer's backward
         # then writes the combined direction into .grad (and through its clipping and optimizer) at the cost of
         # an elementwise product, not a (K+1)-th pass through the model. Its value is the alpha-weighted loss.
-        surrogate = sum((p * d.view_as(p)).sum() for p, d in zip(parameters, combined.split([p.numel() for p in parameters])))
+        directions = combined.split([p.numel() for p in parameters])
+        surrogate = sum((p * d.view_as(p)).sum() for p, d in zip(parameters, directions))
         weighted_loss = (alpha * torch.stack(losses)).sum()
         return surrogate - surrogate.detach() + weighted_loss
 

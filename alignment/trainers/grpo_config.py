@@ -1,0 +1,128 @@
+"""`MultiObjectiveGRPOConfig`: the settings of multi-objective GRPO (`alignment.trainers.grpo`), checked on parsing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from alignment.objectives.advantages import SCALARIZATION_CHOICES, AdvantageEstimator, estimator_class
+from alignment.objectives.scalarize import PARTIAL_REWARDS
+from alignment.objectives.sources import parse_objective_specs
+from alignment.trainers.arguments import PreferenceAdapterArguments, PreferenceWeightsArguments
+
+
+@dataclass
+class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArguments, GRPOConfig):
+    """GRPOConfig plus the multi-objective settings.
+
+    Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
+    Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`, `conditioning`
+    (`condition_on_weights`).
+    Preference adapters: `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
+    `preference_adapter_lambda_scale`, `base_learning_rate`.
+    Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization` (which
+    picks the advantage estimator, `alignment.objectives.advantages`), and for `lagrangian` the `main_objective`,
+    `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
+
+    Against TRL's GRPOTrainer: with `scalarization: linear` the advantages are TRL's for both aggregations and every
+    `scale_rewards` (tests/test_peer_equivalence.py). Deliberate differences: `partial_rewards` defaults to
+    `drop_row` (TRL sums the objectives present: `sum_present`), and a NaN/inf reward stops training unless
+    `drop_invalid_rewards` (TRL only maps None to NaN). The other scalarizations have no TRL counterpart.
+    """
+
+    objectives: list[str] = field(
+        default_factory=lambda: ["conciseness", "sentiment"],
+        metadata={"help": "Objective specs: a built-in name (conciseness, sentiment, profanity_free, format), "
+                          "'name=python:module:function', or 'name=rm:HEAD' for a head of the reward model."},
+    )
+    reward_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Multi-head reward model (hub id or path) that scores the 'rm:' objectives in one "
+                          "forward pass."},
+    )
+    conditioning: str | None = field(
+        default=None,
+        metadata={"help": "How the policy sees each prompt's weights: 'prompt' (written into the prompt as text), "
+                          "'adapter' (numbers fed to a preference adapter, Panacea-style SVD-LoRA), 'both', or 'none'. "
+                          "Default: condition_on_weights if set, else 'prompt' for dirichlet weights, 'none' for "
+                          "fixed."},
+    )
+    condition_on_weights: bool | None = field(
+        default=None,
+        metadata={"help": "Older switch, kept for existing configs: true is conditioning 'prompt', false 'none'. "
+                          "After parsing it says whether the weights are written into the prompt."},
+    )
+    base_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Preference adapter: also train the base model's own weights at this learning rate "
+                          "(learning_rate is the adapter's); unset keeps the base frozen."},
+    )
+    scalarization: str = field(
+        default="linear",
+        metadata={"help": "How weights combine objectives: linear (sum_k w_k r_k, TRL's), tchebycheff "
+                          "(-max_k w_k (z*_k - z_k)), worst_case (min_k (z_k - z_nadir_k) / w_k), both on objectives "
+                          "z-scored within their group; pama (PAMA's closed-form min-norm weights per completion, "
+                          "Noon-clipped; weights scale each objective's advantage); or lagrangian (maximize "
+                          "main_objective subject to constraint_objective >= constraint_threshold; weights unused)."},
+    )
+    main_objective: str | None = field(
+        default=None, metadata={"help": "Lagrangian mode: the objective to maximize."}
+    )
+    constraint_objective: str | None = field(
+        default=None,
+        metadata={"help": "Lagrangian mode: the objective whose batch mean must stay above the threshold."},
+    )
+    constraint_threshold: float = field(
+        default=0.0, metadata={"help": "Lagrangian mode: the lower bound d in E[r_c] >= d."}
+    )
+    lagrange_init: float = field(
+        default=1.0, metadata={"help": "Lagrangian mode: initial multiplier lambda (> 0)."}
+    )
+    lagrange_learning_rate: float = field(
+        default=0.05, metadata={"help": "Lagrangian mode: step size of the update of log(lambda)."}
+    )
+    lagrange_max: float = field(
+        default=100.0, metadata={"help": "Lagrangian mode: upper clip of lambda."}
+    )
+    drop_invalid_rewards: bool = field(
+        default=False,
+        metadata={"help": "A reward that is NaN, inf or None: false stops with an error naming the objective; true "
+                          "leaves it out (see partial_rewards) and counts the rows in objectives/dropped_rows. A "
+                          "reward source that raises or returns the wrong number of rewards always stops training."},
+    )
+    partial_rewards: str = field(
+        default="drop_row",
+        metadata={"help": "With drop_invalid_rewards, a completion with some rewards missing: 'drop_row' drops the "
+                          "whole completion (advantage 0, the safe default); 'sum_present' scalarizes the objectives "
+                          "present, as TRL's GRPOTrainer does (linear, tchebycheff, worst_case)."},
+    )
+
+    @property
+    def advantage_estimator_class(self) -> type[AdvantageEstimator]:
+        """The advantage estimator that `scalarization` selects (`alignment.objectives.advantages`)."""
+        return estimator_class(self.scalarization)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.scalarization not in SCALARIZATION_CHOICES:
+            raise ValueError(f"scalarization must be one of {SCALARIZATION_CHOICES}, got '{self.scalarization}'")
+        if self.conditioning is None:
+            legacy = self.condition_on_weights
+            sampled = self.weights_mode == "dirichlet" if legacy is None else legacy
+            self.conditioning = "prompt" if sampled else "none"
+        self.condition_on_weights = self.conditioning in ("prompt", "both")
+        self.check_preference_adapter()
+        if self.uses_preference_adapter:
+            if self.use_vllm:
+                raise ValueError("conditioning with a preference adapter needs per-row weights in generation; "
+                                 "vLLM generation cannot take them (set use_vllm false)")
+            if self.base_learning_rate is not None and self.beta != 0.0:
+                raise ValueError("base_learning_rate with beta > 0: the reference model would be the trained base "
+                                 "(the adapter disabled), not the initial policy; use beta 0 or a frozen base")
+        if self.partial_rewards not in PARTIAL_REWARDS:
+            raise ValueError(f"partial_rewards must be one of {PARTIAL_REWARDS}, got '{self.partial_rewards}'")
+        # Objectives and weights are checked when the config is parsed, before a recipe loads any model.
+        names = [objective.name for objective in parse_objective_specs(self.objectives)[0]]
+        self.check_preference_weights()
+        self.advantage_estimator_class.check_config(self, names)
