@@ -1,12 +1,13 @@
 """One backend's column of the launch matrix (tests/test_launch_matrix.py), run under `accelerate launch`.
 
-Every recipe runs in this one launched process pair, one after the other (one process start per backend instead of
-one per cell): the multi-head reward model, GRPO (and GRPO with MGDA), DPO (MODPO, its margin objective scored by
-that reward model) and multi-head DPO, 2 steps each with a checkpoint per step. After each run every rank takes part in one forward pass of the in-memory model, as the backend holds it
-(DDP replica, ZeRO-2/ZeRO-3 engine, FSDP2 shards), on fixed inputs; the main process writes the outputs beside the
-checkpoint (`in_memory_outputs.safetensors`) for the test to compare with the saved checkpoint loaded in plain
-transformers. With `--resume`, each run is then rolled back to checkpoint-1 (what a kill right after it leaves) and
-rerun: it must resume from checkpoint-1, not rewrite it, and finish.
+Every recipe runs in this one launched process pair, one after the other (one process start per backend instead of one
+per cell): the multi-head reward model, GRPO (and GRPO with MGDA), DPO (MODPO, its margin objective scored by that
+reward model) and multi-head DPO, 2 steps each with a checkpoint per step. After each run every rank takes part in one
+forward pass of the in-memory model, as the backend holds it (DDP replica, ZeRO-2/ZeRO-3 engine, FSDP2 shards), on fixed
+inputs; the main process writes the outputs beside the checkpoint (`in_memory_outputs.safetensors`) for the test to
+compare with the saved checkpoint loaded in plain transformers. With `--resume`, each run is then rolled back to
+checkpoint-1 (what a kill right after it leaves) and rerun: it must resume from checkpoint-1, not rewrite it, and
+finish.
 
     accelerate launch --config_file accelerate_configs/zero3.yaml --num_processes 2 --mixed_precision no \\
         tests/recipe_matrix_worker.py OUTPUT_ROOT [--only rm,grpo] [--resume grpo] [--fsdp_on_cpu]
@@ -57,7 +58,8 @@ def run(name: str, output_dir: Path):
         # MODPO's margin objective is a head of the matrix's reward model (run before it): a frozen scorer loaded
         # inside the launch, which ZeRO-3 and FSDP must not partition
         config = (["--config", str(ROOT / "recipes/configs/dpo_mah_tiny_cpu.yaml")] if name == "dpo_mah" else
-                  ["--objectives", "helpful", "harmless=rm:harmless", "--preference_weights", "helpful=0.8,harmless=0.2",
+                  ["--objectives", "helpful", "harmless=rm:harmless",
+                   "--preference_weights", "helpful=0.8,harmless=0.2",
                    "--reward_model_name_or_path", str(output_dir.parent / "rm")])
         return recipe.main(*recipe.parse_args([
             *config, *common(output_dir), "--num_train_rows", "16", "--num_eval_rows", "4",
@@ -69,7 +71,8 @@ def run(name: str, output_dir: Path):
         "--pairwise_train_files", "helpful=hh-helpful[:16]", "harmless=hh-harmless[:16]",
         "--pairwise_eval_files", "helpful=hh-helpful-dev[:4]", "--rated_train_files", "", "--rated_eval_files", "",
         "--max_length", "48", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
-        "--normalization_samples", "8", "--save_strategy", "steps", "--freeze_layers", "0",  # the tiny policy has 2 layers
+        "--normalization_samples", "8", "--save_strategy", "steps",
+        "--freeze_layers", "0",  # the tiny policy has 2 layers
     ])
     return recipe.main(*args)
 

@@ -131,31 +131,41 @@ MESSAGES = {"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "a
 
 
 @pytest.mark.parametrize("fmt, row, required, message", [
-    ("pairs", {"prompt": "p", "response_a": "c", "rejected": "r"}, (), r"row 1, field 'chosen': missing \(the row has \['prompt', 'rejected', 'response_a'\]\)"),
+    ("pairs", {"prompt": "p", "response_a": "c", "rejected": "r"}, (),
+     r"row 1, field 'chosen': missing \(the row has \['prompt', 'rejected', 'response_a'\]\)"),
     ("pairs", {**PAIR, "chosen": 5}, (), r"row 1, field 'chosen': expected a non-empty string, got 5"),
     ("pairs", {**PAIR, "prompt": ""}, (), r"row 1, field 'prompt': expected a non-empty string"),
     ("pairs", {**PAIR, "rejected": "c "}, (), r"row 1, field 'rejected': identical to 'chosen'"),
-    ("pairs", {**MESSAGES, "chosen": [{"role": "assistant", "content": None}]}, (), r"row 1, field 'chosen': message 0 must be"),
-    ("pairs", {**MESSAGES, "chosen": [{"role": "assistant", "content": " "}]}, (), r"row 1, field 'chosen': every message is empty"),
-    ("pairs", {**MESSAGES, "rejected": [{"role": 1, "content": "x"}]}, (), r"row 1, field 'rejected': message 0 must be"),
-    ("pairs", {**PAIR, "score_gap": math.nan}, ("score_gap",), r"row 1, field 'score_gap': expected a finite number, got nan"),
-    ("pairs", {**PAIR, "score_gap": "3"}, ("score_gap",), r"row 1, field 'score_gap': expected a finite number, got '3'"),
+    ("pairs", {**MESSAGES, "chosen": [{"role": "assistant", "content": None}]}, (),
+     r"row 1, field 'chosen': message 0 must be"),
+    ("pairs", {**MESSAGES, "chosen": [{"role": "assistant", "content": " "}]}, (),
+     r"row 1, field 'chosen': every message is empty"),
+    ("pairs", {**MESSAGES, "rejected": [{"role": 1, "content": "x"}]}, (),
+     r"row 1, field 'rejected': message 0 must be"),
+    ("pairs", {**PAIR, "score_gap": math.nan}, ("score_gap",),
+     r"row 1, field 'score_gap': expected a finite number, got nan"),
+    ("pairs", {**PAIR, "score_gap": "3"}, ("score_gap",),
+     r"row 1, field 'score_gap': expected a finite number, got '3'"),
     ("pairs", {**PAIR, "score_gap": 10**400}, ("score_gap",), r"row 1, field 'score_gap': expected a finite number"),
-    ("pairs", {**PAIR, "score_gap": -1}, ("score_gap",), r"row 1, field 'score_gap': is -1.0; chosen must score >= rejected"),
+    ("pairs", {**PAIR, "score_gap": -1}, ("score_gap",),
+     r"row 1, field 'score_gap': is -1.0; chosen must score >= rejected"),
     ("pairs", {**PAIR, "score_gap": None}, (), r"row 1, field 'score_gap': expected a finite number"),
-    ("pairs", {**PAIR, "objective": "funny"}, ("objective",), r"row 1, field 'objective': 'funny' is not one of \['helpful', 'harmless'\]"),
+    ("pairs", {**PAIR, "objective": "funny"}, ("objective",),
+     r"row 1, field 'objective': 'funny' is not one of \['helpful', 'harmless'\]"),
     ("pairs", PAIR, ("objective",), r"row 1, field 'objective': missing"),
     ("lists", {**LIST, "labels": [1.0]}, (), r"row 1, field 'labels': has 1 entries; expected 2"),
     ("lists", {**LIST, "labels": [math.inf, 0]}, (), r"row 1, field 'labels\[0\]': expected a finite number, got inf"),
     ("lists", {**LIST, "labels": [True, 0]}, (), r"row 1, field 'labels\[0\]': expected a finite number, got True"),
     ("lists", {**LIST, "ranks": [1, 2]}, (), r"row 1: a list needs exactly one of 'labels', 'ranks', 'reward_vector'"),
-    ("lists", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, 1]}, (), r"row 1, field 'ranks\[0\]': is 0; ranks are whole numbers from 1 \(best\) to 2"),
+    ("lists", {"prompt": "p", "completions": ["a", "b"], "ranks": [0, 1]}, (),
+     r"row 1, field 'ranks\[0\]': is 0; ranks are whole numbers from 1 \(best\) to 2"),
     ("lists", {"prompt": "p", "completions": ["a", "b"], "ranks": [1.5, 1]}, (), r"row 1, field 'ranks\[0\]': is 1.5"),
     ("lists", {"prompt": "p", "completions": ["a", "b"], "reward_vector": [[1, 2, 3], [0, 1, 2]]}, (),
      r"row 1, field 'reward_vector\[0\]': 3 scores; expected one per objective \['helpful', 'harmless'\]"),
     ("lists", {"prompt": "p", "completions": ["a", "b"], "reward_vector": [[1, math.nan], [0, 1]]}, (),
      r"row 1, field 'reward_vector\[0\]': expected a finite number, got nan"),
-    ("lists", {**LIST, "completions": ["a"], "labels": [1]}, (), r"row 1, field 'completions': a list needs at least 2 responses"),
+    ("lists", {**LIST, "completions": ["a"], "labels": [1]}, (),
+     r"row 1, field 'completions': a list needs at least 2 responses"),
     ("lists", {**LIST, "completions": ["a", "a"]}, (), r"row 1, field 'completions\[1\]': repeats completions\[0\]"),
     ("groups", {**GROUP, "chosen": "a"}, (), r"row 1, field 'chosen': expected a non-empty list"),
     ("groups", {**GROUP, "chosen": [""]}, (), r"row 1, field 'chosen\[0\]': expected a non-empty string"),
@@ -168,8 +178,10 @@ def test_bad_preference_rows_name_file_row_and_field(tmp_path, fmt, row, require
 
 
 def test_splits_that_leave_no_training_rows_are_refused(tmp_path):
-    path = write_jsonl(tmp_path / "pairs.jsonl", [PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"}])
-    with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: has 3 rows and num_eval_rows=64 would hold them all out"):
+    path = write_jsonl(tmp_path / "pairs.jsonl",
+                       [PAIR, {**PAIR, "prompt": "q"}, {**PAIR, "prompt": "a much longer prompt"}])
+    with pytest.raises(PreferenceDataError,
+                       match=r"pairs\.jsonl: has 3 rows and num_eval_rows=64 would hold them all out"):
         load_preference_splits(path, "pairs", ["helpful"])
     with pytest.raises(PreferenceDataError, match=r"pairs\.jsonl: no training rows left .*max_prompt_chars=0"):
         load_preference_splits(path, "pairs", ["helpful"], num_eval_rows=0, max_prompt_chars=0.5)
@@ -211,9 +223,11 @@ RM_PAIR = {"chosen": "good", "rejected": "bad"}
     ({**RM_PAIR, "rejected": " "}, r"row 1: field 'rejected' is empty"),
     ({**RM_PAIR, "rejected": "good"}, r"row 1: field 'rejected' is the same conversation as 'chosen'"),
     ({"chosen": [{"role": "assistant", "content": None}], "rejected": "bad"}, r"row 1: field 'chosen\[0\]' must be"),
-    ({**RM_PAIR, "score_chosen": math.nan, "score_rejected": 1}, r"row 1: field 'score_chosen' must be a finite number, got nan"),
+    ({**RM_PAIR, "score_chosen": math.nan, "score_rejected": 1},
+     r"row 1: field 'score_chosen' must be a finite number, got nan"),
     ({**RM_PAIR, "score_chosen": 10**400, "score_rejected": 1}, r"row 1: field 'score_chosen' must be a finite number"),
-    ({**RM_PAIR, "score_chosen": 1, "score_rejected": 2}, r"row 1: field 'score_chosen' = 1.0 is below 'score_rejected' = 2.0"),
+    ({**RM_PAIR, "score_chosen": 1, "score_rejected": 2},
+     r"row 1: field 'score_chosen' = 1.0 is below 'score_rejected' = 2.0"),
 ])
 def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
     path = write_jsonl(tmp_path / "pairs.jsonl", [row])
@@ -224,11 +238,16 @@ def test_bad_reward_model_pairs_name_file_row_and_field(tmp_path, row, message):
 @pytest.mark.parametrize("row, message", [
     ({"completion": "a"}, r"row 1: field 'ratings' must be a non-empty"),
     ({"completion": "a", "ratings": [1, 2]}, r"row 1: field 'ratings' must be a non-empty"),
-    ({"completion": "a", "ratings": {"helpful": math.nan}}, r"row 1: field 'ratings.helpful' must be a finite number, got nan"),
-    ({"completion": "a", "ratings": {"helpful": -math.inf}}, r"row 1: field 'ratings.helpful' must be a finite number, got -inf"),
-    ({"completion": "a", "ratings": {"helpful": 11}}, r"row 1: field 'ratings.helpful' = 11 is out of range \[-10, 10\]"),
-    ({"completion": "a", "ratings": {"helpful": "5"}}, r"row 1: field 'ratings.helpful' must be a finite number, got '5'"),
-    ({"completion": "a", "ratings": {"helpful": True}}, r"row 1: field 'ratings.helpful' must be a finite number, got True"),
+    ({"completion": "a", "ratings": {"helpful": math.nan}},
+     r"row 1: field 'ratings.helpful' must be a finite number, got nan"),
+    ({"completion": "a", "ratings": {"helpful": -math.inf}},
+     r"row 1: field 'ratings.helpful' must be a finite number, got -inf"),
+    ({"completion": "a", "ratings": {"helpful": 11}},
+     r"row 1: field 'ratings.helpful' = 11 is out of range \[-10, 10\]"),
+    ({"completion": "a", "ratings": {"helpful": "5"}},
+     r"row 1: field 'ratings.helpful' must be a finite number, got '5'"),
+    ({"completion": "a", "ratings": {"helpful": True}},
+     r"row 1: field 'ratings.helpful' must be a finite number, got True"),
     ({"completion": "a", "ratings": {"helpful": 10**400}}, r"row 1: field 'ratings.helpful' must be a finite number"),
     ({"completion": "a", "ratings": {"funny": 1}}, r"row 1: field 'ratings.funny' rates an objective with no head"),
     ({"completion": "", "ratings": {"helpful": 1}}, r"row 1: field 'completion' is empty"),
@@ -241,8 +260,10 @@ def test_bad_ratings_name_file_row_and_field(tmp_path, row, message):
 
 
 def test_qa_feedback_error_types_must_be_known_names(tmp_path):
-    row = {"question": "q", "prediction 1": "a", "feedback": {"errors": [{"error type": ["Irrelevant"]}], "missing-info": []}}
-    with pytest.raises(RewardDataError, match=r"qa\.jsonl, row 1: field 'feedback.errors\[0\]' has no 'error type' name"):
+    row = {"question": "q", "prediction 1": "a",
+           "feedback": {"errors": [{"error type": ["Irrelevant"]}], "missing-info": []}}
+    with pytest.raises(RewardDataError,
+                       match=r"qa\.jsonl, row 1: field 'feedback.errors\[0\]' has no 'error type' name"):
         load_rated_source("qa_feedback:" + write_jsonl(tmp_path / "qa.jsonl", [row]), ["relevance"], [-10, 10])
 
 
@@ -274,8 +295,10 @@ def test_identical_or_empty_pairs_are_dropped_and_counted_only_when_asked(tmp_pa
     (lambda prompts, completions, **kw: 1 / 0, "reward for objective 'tone' failed at step 7: ZeroDivisionError"),
     (lambda prompts, completions, **kw: [1.0], "failed at step 7: ValueError: returned 1 rewards for 2 completions"),
     (lambda prompts, completions, **kw: 1.0, "failed at step 7: ValueError: returned float; expected a list"),
-    (lambda prompts, completions, **kw: [math.nan, 1.0], "reward for objective 'tone' is nan for completion 0 at step 7"),
-    (lambda prompts, completions, **kw: ["high", 1.0], "failed at step 7: ValueError: returned a value that is not a number"),
+    (lambda prompts, completions, **kw: [math.nan, 1.0],
+     "reward for objective 'tone' is nan for completion 0 at step 7"),
+    (lambda prompts, completions, **kw: ["high", 1.0],
+     "failed at step 7: ValueError: returned a value that is not a number"),
 ])
 def test_a_failing_reward_function_stops_with_the_objective_and_step(function, message):
     builder = RewardVectorBuilder(["tone"], [FunctionSource("tone", function)])
@@ -285,13 +308,14 @@ def test_a_failing_reward_function_stops_with_the_objective_and_step(function, m
 
 
 def test_opted_in_invalid_rewards_drop_their_rows_and_are_counted():
-    builder = RewardVectorBuilder(["tone"], [FunctionSource("tone", lambda prompts, completions, **kw: [math.inf, 1.0, None])],
+    builder = RewardVectorBuilder(["tone"],
+                                  [FunctionSource("tone", lambda prompts, completions, **kw: [math.inf, 1.0, None])],
                                   on_invalid="drop")
     reward_vector, dropped = builder(["p"] * 3, ["c"] * 3, step=7)
     assert dropped.tolist() == [True, False, True] and reward_vector[1, 0] == 1.0
 
 
-# ---------------------------------------------------------------------------------------------- tokenizers, reward models
+# -------------------------------------------------------------------------------------------- tokenizers, reward models
 
 def test_tokenizer_without_pad_uses_eos_and_says_so(tiny_policy_path, caplog):
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
@@ -315,10 +339,12 @@ def reward_model_config(tiny_policy_path, folder: Path, labels: list[str], **ext
 
 @pytest.mark.parametrize("labels, extra, heads, message", [
     (["helpful", "harmless"], {}, {"factual": "factuality"},
-     r"heads \['factuality'\] not found \(read by objective\(s\) \['factual'\]\); the model's heads are \['helpful', 'harmless'\]"),
+     r"heads \['factuality'\] not found \(read by objective\(s\) \['factual'\]\); "
+     r"the model's heads are \['helpful', 'harmless'\]"),
     (["LABEL_0", "LABEL_1"], {}, {"helpful": "helpful"}, "id2label is the transformers default"),
     (["helpful", "helpful"], {}, {"helpful": "helpful"}, r"head name\(s\) \['helpful'\] repeat in id2label"),
-    (["helpful", "harmless"], {HEAD_MEAN_KEY: [0.0, 0.0, 0.0]}, {"helpful": "helpful"}, "'reward_head_mean' has 3 values for 2 heads"),
+    (["helpful", "harmless"], {HEAD_MEAN_KEY: [0.0, 0.0, 0.0]}, {"helpful": "helpful"},
+     "'reward_head_mean' has 3 values for 2 heads"),
 ])
 def test_reward_model_heads_must_match_the_objectives(tiny_policy_path, tmp_path, labels, extra, heads, message):
     path = reward_model_config(tiny_policy_path, tmp_path / "rm", labels, **extra)
@@ -361,7 +387,8 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
     ([PAIR] * 4, ["--num_eval_rows", "1", "--preference_weights", "helpful=0,conciseness=1"], ValueError,
      "the trained objective 'helpful' needs a weight > 0"),
     ([PAIR] * 4, ["--num_eval_rows", "1", "--objectives", "helpful", "factual=rm:factuality", "--preference_weights",
-                  "helpful=1", "--reward_model_name_or_path", "RM"], RewardModelHeadsError, r"heads \['factuality'\] not found"),
+                  "helpful=1", "--reward_model_name_or_path", "RM"], RewardModelHeadsError,
+     r"heads \['factuality'\] not found"),
     ([{**PAIR, "objective": "funny"}], ["--num_eval_rows", "0", "--loss", "mah", "--objectives", "helpful", "harmless",
                                         "--preference_weights", "helpful=1"], PreferenceDataError,
      r"pairs\.jsonl, row 1, field 'objective': 'funny' is not one of"),
@@ -370,7 +397,8 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
     ([PAIR] * 4, ["--num_eval_rows", "1", "--conditioning", "adapter", "--weights_mode", "dirichlet"], ValueError,
      "loss 'modpo' has no per-objective losses"),
     ([PAIR] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives", "helpful", "harmless",
-                  "--weights_mode", "dirichlet"], ValueError, "weights_mode 'dirichlet' without conditioning 'adapter'"),
+                  "--weights_mode", "dirichlet"], ValueError,
+     "weights_mode 'dirichlet' without conditioning 'adapter'"),
     ([PAIR] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives", "helpful", "harmless",
                   "--scalarization", "worst_case"], ValueError, "per-objective DPO combines losses by"),
     ([{**PAIR, "objective_labels": [1, 2]}] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives",
@@ -378,14 +406,16 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
      PreferenceDataError,
      r"pairs\.jsonl, row 1, field 'objective_labels': expected one of -1"),
     ([{**PAIR, "objective": "helpful"}] * 4, ["--num_eval_rows", "1", "--loss", "per_objective", "--objectives",
-                                              "helpful", "funny", "--preference_weights", "helpful=1"], PreferenceDataError,
+                                              "helpful", "funny", "--preference_weights", "helpful=1"],
+     PreferenceDataError,
      "objective 'funny' is neither a reward objective nor the 'objective' of any pair"),
 ])
 def test_dpo_recipe_refuses_bad_input_before_loading_the_policy(tiny_policy_path, tmp_path, rows, argv, error, message):
     rm = reward_model_config(tiny_policy_path, tmp_path / "rm", ["helpful", "harmless"])
     data = write_jsonl(tmp_path / "pairs.jsonl", list(rows))
     with pytest.raises(error, match=message):
-        run_recipe(load_recipe("dpo"), tmp_path / "out", "--dataset", data, *[rm if arg == "RM" else arg for arg in argv])
+        run_recipe(load_recipe("dpo"), tmp_path / "out", "--dataset", data,
+                   *[rm if arg == "RM" else arg for arg in argv])
     assert not (tmp_path / "out").exists()
 
 
@@ -398,10 +428,11 @@ def test_reward_model_recipe_refuses_to_resume_a_checkpoint_with_other_heads(tin
     (checkpoint / "trainer_state.json").write_text("{}")
     data = RewardDataArguments(heads=["helpful", "factuality"],
                                pairwise_train_files=[f"helpful={write_jsonl(tmp_path / 'pairs.jsonl', [RM_PAIR])}"],
-                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl", [{"text": "a", "ratings": {"factuality": 1}}])])
+                               rated_train_files=[write_jsonl(tmp_path / "rated.jsonl",
+                                                              [{"text": "a", "ratings": {"factuality": 1}}])])
     args = MultiHeadRewardConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none")
-    with pytest.raises(ValueError, match=r"checkpoint-5 was trained with objectives \['helpful', 'harmless'\], but this "
-                                         r"run's objectives are \['helpful', 'factuality'\]"):
+    with pytest.raises(ValueError, match=r"checkpoint-5 was trained with objectives \['helpful', 'harmless'\], "
+                                         r"but this run's objectives are \['helpful', 'factuality'\]"):
         main(data, args, ModelConfig(model_name_or_path="does/not-exist"))
 
 
@@ -410,7 +441,8 @@ def test_an_unknown_config_key_is_refused_by_the_parser(tmp_path, recipe):
     argv = ["--output_dir", str(tmp_path), "--no_such_key", "1"]
     with pytest.raises(ValueError, match="no_such_key"):
         if recipe == "reward_model":
-            TrlParser((RewardDataArguments, MultiHeadRewardConfig, ModelConfig)).parse_args_and_config(args=argv + ["--use_cpu", "true"])
+            TrlParser((RewardDataArguments, MultiHeadRewardConfig, ModelConfig)).parse_args_and_config(
+                args=argv + ["--use_cpu", "true"])
         else:
             load_recipe(recipe).parse_args(argv)
 
@@ -561,7 +593,8 @@ def test_random_valid_rows_load_with_their_content(scratch, data):
 @st.composite
 def reward_model_pair(draw):
     chat = draw(st.booleans())
-    response = messages("assistant") if chat else st.one_of(TEXT, TEXT.map(lambda t: f"\n\nHuman: hi\n\nAssistant: {t}"))
+    response = (messages("assistant") if chat
+                else st.one_of(TEXT, TEXT.map(lambda t: f"\n\nHuman: hi\n\nAssistant: {t}")))
     row = {"chosen": draw(response), "rejected": draw(response)}
     if draw(st.booleans()):
         row["prompt"] = draw(messages("user") if chat else TEXT)
@@ -640,7 +673,8 @@ WEIGHT_TEXT = st.one_of(
 
 @settings(FAST, max_examples=300)  # cheap: no files
 @given(weights=st.one_of(WEIGHT_TEXT,
-                         st.dictionaries(st.sampled_from(["conciseness", "sentiment", "x"]), st.one_of(NUMBER, JUNK), max_size=3),
+                         st.dictionaries(st.sampled_from(["conciseness", "sentiment", "x"]), st.one_of(NUMBER, JUNK),
+                                         max_size=3),
                          st.lists(st.one_of(NUMBER, JUNK), max_size=3), JUNK))
 def test_random_weights_parse_onto_the_simplex_or_fail_clearly(weights):
     names = ["conciseness", "sentiment"]
@@ -680,8 +714,8 @@ def _pickle_only_copy(source, target):
         if path.is_file() and path.suffix != ".safetensors":
             shutil.copy(path, target / path.name)
     for path in Path(source).glob("*.safetensors"):
-        torch.save(load_file(str(path)), target / path.name.replace(".safetensors", ".bin").replace("model.", "pytorch_model."
-                   if path.name == "model.safetensors" else "model."))
+        torch.save(load_file(str(path)), target / path.name.replace(".safetensors", ".bin").replace(
+            "model.", "pytorch_model." if path.name == "model.safetensors" else "model."))
 
 
 def test_generate_refuses_pickle_only_checkpoints_and_adapters(tmp_path, tiny_policy_path, random_lora):

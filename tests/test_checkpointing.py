@@ -82,7 +82,8 @@ def uninterrupted(tmp_path_factory):
     return workdir / "uninterrupted"
 
 
-def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_an_uninterrupted_run(tmp_path, uninterrupted):
+def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_an_uninterrupted_run(tmp_path,
+                                                                                                     uninterrupted):
     interrupted = tmp_path / "interrupted"
     killed = run(tmp_path, interrupted, 6, kill_at=4)
     assert killed.returncode == -9  # SIGKILL, halfway through writing checkpoint-4
@@ -91,7 +92,8 @@ def test_kill_while_saving_leaves_the_previous_checkpoint_and_the_rerun_matches_
     assert not (interrupted / "checkpoint-4").exists()
     assert last_checkpoint(str(interrupted)).endswith("checkpoint-2")
     assert global_step(interrupted / "checkpoint-2") == 2
-    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {p.name for p in (interrupted / "checkpoint-2").iterdir()}
+    assert {"optimizer.pt", "scheduler.pt", "rng_state.pth"} <= {
+        p.name for p in (interrupted / "checkpoint-2").iterdir()}
 
     saved_at = (interrupted / "checkpoint-2" / "model.safetensors").stat().st_mtime_ns
     rerun = run(tmp_path, interrupted, 6)  # the same command
@@ -127,7 +129,8 @@ def test_a_checkpoint_trained_on_other_objectives_is_not_resumed(tmp_path):
     (checkpoint / "objectives.json").write_text(json.dumps({"objective_names": ["conciseness", "sentiment"]}))
     assert last_checkpoint(str(tmp_path / "run"), ["conciseness", "sentiment"]) == str(checkpoint)
     for other in (["sentiment", "conciseness"], ["conciseness", "sentiment", "profanity_free"]):
-        with pytest.raises(ValueError, match=r"checkpoint-3 was trained with objectives \['conciseness', 'sentiment'\]"):
+        with pytest.raises(ValueError,
+                           match=r"checkpoint-3 was trained with objectives \['conciseness', 'sentiment'\]"):
             last_checkpoint(str(tmp_path / "run"), other)
     # a policy's config.json carries transformers' default id2label, which names no objectives
     (checkpoint / "objectives.json").unlink()

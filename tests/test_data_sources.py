@@ -49,14 +49,16 @@ def test_a_hub_id_is_loaded_with_its_keywords_once_and_cached_as_jsonl(tmp_path,
 
     def fake_load_dataset(dataset_id, **kwargs):  # stands in for the hub, which this machine cannot reach
         calls.append((dataset_id, kwargs))
-        return Dataset.from_list([{"chosen": "\n\nHuman: hi\n\nAssistant: hello", "rejected": "\n\nHuman: hi\n\nAssistant: no"}])
+        return Dataset.from_list([{"chosen": "\n\nHuman: hi\n\nAssistant: hello",
+                                   "rejected": "\n\nHuman: hi\n\nAssistant: no"}])
 
     monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     spec = "Anthropic/hh-rlhf?data_dir=helpful-base&split=test"
     path = resolve_data(spec)
     assert calls == [("Anthropic/hh-rlhf", {"data_dir": "helpful-base", "split": "test"})]
-    assert path.is_relative_to(tmp_path) and [r["rejected"] for _, r in iter_jsonl(path)] == ["\n\nHuman: hi\n\nAssistant: no"]
+    assert path.is_relative_to(tmp_path) and ([r["rejected"] for _, r in iter_jsonl(path)]
+                                              == ["\n\nHuman: hi\n\nAssistant: no"])
     assert resolve_data(spec) == path and len(calls) == 1  # read from the cache the second time
     assert resolve_data("Anthropic/hh-rlhf?data_dir=harmless-base") != path  # other keywords, other file
 
@@ -91,9 +93,11 @@ def test_recipe_paths_in_yaml_are_relative_to_the_yaml_and_on_the_command_line_t
     assert script_args.dataset_path == "mine.jsonl"
 
     reward_model = load_recipe("reward_model")
-    config.write_text("pairwise_train_files:\n  - helpful=pairs.jsonl[:8]\n  - harmless=hh-harmless[:8]\noutput_dir: out\n")
+    config.write_text("pairwise_train_files:\n  - helpful=pairs.jsonl[:8]\n  - harmless=hh-harmless[:8]\n"
+                      "output_dir: out\n")
     data_args = reward_model.parse_args(["--config", str(config)])[0]
-    assert data_args.pairwise_train_files == [f"helpful={tmp_path / 'configs' / 'pairs.jsonl'}[:8]", "harmless=hh-harmless[:8]"]
+    assert data_args.pairwise_train_files == [f"helpful={tmp_path / 'configs' / 'pairs.jsonl'}[:8]",
+                                              "harmless=hh-harmless[:8]"]
 
 
 def test_records_name_models_and_data_portably(tmp_path, tiny_policy_path):
@@ -104,5 +108,6 @@ def test_records_name_models_and_data_portably(tmp_path, tiny_policy_path):
     user_model = tmp_path / "my-model"
     user_model.mkdir()
     assert build_record(trainer="grpo", base_model=str(user_model), objectives=[])["base_model"] == "my-model"
-    assert build_record(trainer="grpo", base_model="Qwen/Qwen2.5-0.5B", objectives=[])["base_model"] == "Qwen/Qwen2.5-0.5B"
+    assert (build_record(trainer="grpo", base_model="Qwen/Qwen2.5-0.5B", objectives=[])["base_model"]
+            == "Qwen/Qwen2.5-0.5B")
 

@@ -58,8 +58,10 @@ def test_bad_json_line_names_file_and_row(tmp_path):
 @pytest.mark.parametrize("row, fmt, message", [
     ({"prompt": "p", "chosen": "c"}, "pairs", r"row 1, field 'rejected': missing"),
     ({"prompt": "p", "chosen": "", "rejected": "r"}, "pairs", r"row 1, field 'chosen': expected a non-empty string"),
-    ({"prompt": "p", "completions": ["a", "b"], "labels": [1.0]}, "lists", r"row 1, field 'labels': has 1 entries; expected 2"),
-    ({"prompt": "p", "completions": ["a", "b"], "labels": [1.0, "x"]}, "lists", r"field 'labels\[1\]': expected a finite number"),
+    ({"prompt": "p", "completions": ["a", "b"], "labels": [1.0]}, "lists",
+     r"row 1, field 'labels': has 1 entries; expected 2"),
+    ({"prompt": "p", "completions": ["a", "b"], "labels": [1.0, "x"]}, "lists",
+     r"field 'labels\[1\]': expected a finite number"),
     ({"prompt": "p", "completions": ["a", "b"]}, "lists", r"exactly one of 'labels', 'ranks', 'reward_vector'"),
     ({"prompt": "p", "chosen": ["a"], "rejected": "b"}, "groups", r"field 'rejected': expected a non-empty list"),
 ])

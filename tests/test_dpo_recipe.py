@@ -70,7 +70,8 @@ def test_trainer_names_missing_columns_and_bad_weights_before_training(tiny_poli
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)
     pairs = Dataset.from_list([{"prompt": "p", "chosen": "c", "rejected": "r"}])
     args = MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="modpo", use_cpu=True, report_to="none")
-    with pytest.raises(ValueError, match=r"train_dataset: loss 'modpo' needs column\(s\) \['chosen_margins', 'rejected_margins'\]"):
+    with pytest.raises(ValueError,
+                       match=r"train_dataset: loss 'modpo' needs column\(s\) \['chosen_margins', 'rejected_margins'\]"):
         MultiObjectiveDPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer)
     with pytest.raises(PreferenceWeightsError, match="unknown objective"):  # refused by the config already
         MultiObjectiveDPOConfig(output_dir=str(tmp_path), loss="cardinal", use_cpu=True, report_to="none",

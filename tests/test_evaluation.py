@@ -16,7 +16,8 @@ def replies(completions, rewards, tokens):
 
 
 def test_summary_counts_empty_and_repeated_replies_and_weights_the_objectives():
-    held_out = replies(["", "  ", "Sure.", "Sure. "], [[0.0, 0.0], [0.0, 0.0], [-1.0, 0.5], [-1.0, 0.3]], [0.0, 0.0, 2.0, 2.0])
+    held_out = replies(["", "  ", "Sure.", "Sure. "], [[0.0, 0.0], [0.0, 0.0], [-1.0, 0.5], [-1.0, 0.3]],
+                       [0.0, 0.0, 2.0, 2.0])
     means = held_out.means(weights=[0.75, 0.25])
     assert means["empty_replies"] == 0.5
     assert means["distinct_replies"] == 0.5  # "" and "  " are one empty reply, "Sure." twice one reply

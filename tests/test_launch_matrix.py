@@ -105,7 +105,8 @@ def test_every_recipe_trains_saves_whole_checkpoints_and_resumes(backend, tmp_pa
             resumed = json.loads((output_dir / "resumed.json").read_text())
             assert resumed["max_abs_logit_change_vs_uninterrupted"] <= 1e-5, (name, resumed)
     if backend == "ddp":  # MGDA's min-norm weights, solved on the all-reduced gradients, were logged every step
-        history = json.loads((tmp_path / "grpo_mgda" / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+        history = json.loads(
+            (tmp_path / "grpo_mgda" / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
         steps = [e for e in history if "mgda/weight/conciseness" in e]
         assert len(steps) == 2
         for entry in steps:

@@ -96,7 +96,8 @@ def test_unknown_head_weights_are_rejected_by_the_weights_parser(two_head_model)
         HeadMixingLogitsProcessor(two_head_model, "helpful=0.5,concise=0.5")
 
 
-def test_save_load_round_trips_every_head_and_plain_transformers_loads_the_chosen_head(two_head_model, prompt_ids, tmp_path):
+def test_save_load_round_trips_every_head_and_plain_transformers_loads_the_chosen_head(two_head_model, prompt_ids,
+                                                                                      tmp_path):
     expected = per_head_logits(two_head_model, prompt_ids)
     save_multi_head_model(two_head_model, tmp_path / "mah", plain_head="harmless")
 

@@ -1,5 +1,6 @@
-"""Preference adapters (alignment/models/preference_adapter.py): the SVD-LoRA update against its formula, lambda per row,
-peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny policy."""
+"""Preference adapters (alignment/models/preference_adapter.py): the SVD-LoRA update against its formula,
+lambda per row, peft save/load and merging, and (slow) a GRPO-trained adapter that follows its weights on the tiny
+policy."""
 
 import json
 
@@ -228,7 +229,8 @@ def test_generate_cli_sets_lambda_per_request(steerable_checkpoint, adapted, cap
     steerable = load_steerable(str(steerable_checkpoint))
     inputs = steerable.encode(["Hi there"])
     with torch.no_grad(), preference_weights(adapted, "conciseness=0.9,sentiment=0.1"):
-        greedy = adapted.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=steerable.tokenizer.pad_token_id)
+        greedy = adapted.generate(**inputs, max_new_tokens=8, do_sample=False,
+                                  pad_token_id=steerable.tokenizer.pad_token_id)
     expected = steerable.decode(greedy[:, inputs["input_ids"].shape[1]:])[0]
     assert main(["--model", str(steerable_checkpoint), "--prompt", "Hi there", "--max_new_tokens", "8",
                  "--weights", "conciseness=0.9,sentiment=0.1", "--greedy"]) == 0
@@ -257,7 +259,8 @@ def test_publish_bakes_one_preference_into_a_plain_checkpoint(steerable_checkpoi
     assert record["baked_weights"] == {"conciseness": 0.3, "sentiment": 0.7} and record["steering"] == "none"
     assert "Baked at preference weights conciseness=0.3, sentiment=0.7" in (hub / "README.md").read_text()
     with pytest.raises(SystemExit, match="unknown objective"):
-        main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "bad"), "--weights", "helpful=1"])
+        main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "bad"),
+              "--weights", "helpful=1"])
     assert not (tmp_path / "bad").exists()
     # unbaked, the steerable folder is published with its adapter
     assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "steer")]) == 0
@@ -272,7 +275,8 @@ def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_chec
 
     record_path = steerable_checkpoint / "objectives.json"
     record = json.loads(record_path.read_text())
-    record_path.write_text(json.dumps({**record, "prompt_format": PROMPT_FORMAT, "prompt_format_version": FORMAT_VERSION}))
+    record_path.write_text(json.dumps({**record, "prompt_format": PROMPT_FORMAT,
+                                       "prompt_format_version": FORMAT_VERSION}))
     assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "hub"),
                  "--weights", "conciseness=0.8,sentiment=0.2"]) == 0
     card = (tmp_path / "hub" / "README.md").read_text()
@@ -284,7 +288,8 @@ def test_a_baked_both_checkpoint_card_gives_the_header_it_expects(steerable_chec
     assert json.loads((tmp_path / "hub" / "objectives.json").read_text())["baked_prompt_header"] == header
     # an adapter-only checkpoint baked: no header to expect
     record_path.write_text(json.dumps(record))
-    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "plain"), "--weights", "0.5,0.5"]) == 0
+    assert main(["--output_dir", str(steerable_checkpoint), "--target_dir", str(tmp_path / "plain"),
+                 "--weights", "0.5,0.5"]) == 0
     assert "Priorities:" not in (tmp_path / "plain" / "README.md").read_text()
 
 
@@ -347,7 +352,8 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     train, _, _ = load_preference_splits("hh", "pairs", ["helpful"], num_train_rows=DPO_STEPS * 8, num_eval_rows=0,
                                          max_prompt_chars=160)
     labeller = RewardVectorBuilder(NAMES, objective_reward_sources(NAMES)[1])
-    path = train_steerable_dpo(tiny_policy_path, tmp_path / "dpo", seed, label_pairs_per_objective(train, NAMES, labeller))
+    path = train_steerable_dpo(tiny_policy_path, tmp_path / "dpo", seed,
+                               label_pairs_per_objective(train, NAMES, labeller))
 
     record = json.loads((path / "objectives.json").read_text())
     assert record["trainer"] == "dpo:per_objective" and record["steering"] == "adapter"
@@ -369,7 +375,8 @@ def test_adapter_conditioned_dpo_follows_its_weights(tiny_policy_path, tmp_path,
     assert main(["--output_dir", str(path), "--target_dir", str(tmp_path / "baked"), "--weights", "0.9,0.1"]) == 0
     baked = AutoModelForCausalLM.from_pretrained(tmp_path / "baked")
     assert not any("lora_" in name for name in baked.state_dict())
-    assert "Baked at preference weights conciseness=0.9, sentiment=0.1" in (tmp_path / "baked" / "README.md").read_text()
+    assert ("Baked at preference weights conciseness=0.9, sentiment=0.1"
+            in (tmp_path / "baked" / "README.md").read_text())
 
 
 @pytest.mark.parametrize("weights_per", ["row", "batch"])

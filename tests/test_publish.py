@@ -1,4 +1,5 @@
-"""Publishing: output dir -> hub-ready folder -> plain transformers reload; the card comes from the record; no token leaks."""
+"""Publishing: output dir -> hub-ready folder -> plain transformers reload; the card comes from the record;
+no token leaks."""
 
 import json
 import os
@@ -17,7 +18,8 @@ from scripts.publish import main as publish_main
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtoken1234"
-EVALUATION = {"conciseness/before": -0.61, "conciseness/after": -0.12, "sentiment/before": 0.05, "sentiment/after": 0.21}
+EVALUATION = {"conciseness/before": -0.61, "conciseness/after": -0.12,
+              "sentiment/before": 0.05, "sentiment/after": 0.21}
 
 
 def record_for(base_model: str) -> dict:
@@ -75,14 +77,16 @@ def test_model_card_is_rendered_from_the_record(output_dir, tmp_path, tiny_polic
     assert front_matter["datasets"] == ["Anthropic/hh-rlhf (helpful-base)"]
     for expected in ("| conciseness | `builtin:conciseness` |  |", "| sentiment | `builtin:sentiment` | 0.1 |",
                      "## Data", "Fixed preference weights: conciseness=0.7, sentiment=0.3.",
-                     "Advantages: aggregation `normalize_then_sum`", "| conciseness/after | -0.12 |", "![Pareto front](front.png)"):
+                     "Advantages: aggregation `normalize_then_sum`", "| conciseness/after | -0.12 |",
+                     "![Pareto front](front.png)"):
         assert expected in card, expected
 
 
 def test_cards_of_runs_that_ignore_the_weights_say_what_they_optimized():
     objectives = [{"name": "helpful", "source": "rm:helpful"}, {"name": "harmless", "source": "rm:harmless"}]
     lagrangian = render_model_card(build_record(
-        trainer="grpo", base_model="b", objectives=objectives, aggregation="sum_then_normalize", scalarization="lagrangian",
+        trainer="grpo", base_model="b", objectives=objectives, aggregation="sum_then_normalize",
+        scalarization="lagrangian",
         extra={"lagrangian": {"main_objective": "helpful", "constraint_objective": "harmless",
                               "constraint_threshold": 0.5, "final_lambda": 3.21}, "weights_used": False}))
     assert ("Update: maximize `helpful` subject to mean `harmless` >= 0.5 (Lagrangian, final lambda = 3.21). "
@@ -116,7 +120,8 @@ def test_dry_run_fails_where_the_real_run_fails_on_an_existing_target(output_dir
 def test_fake_token_in_the_environment_reaches_no_output(output_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     target = tmp_path / "hub"
-    publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--dry_run", "--push", "--repo_id", "me/x"])
+    publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--dry_run", "--push",
+                  "--repo_id", "me/x"])
     publish_main(["--output_dir", str(output_dir), "--target_dir", str(target)])
     out = capsys.readouterr()
     assert FAKE_TOKEN not in out.out + out.err
@@ -206,7 +211,8 @@ def test_push_uploads_the_built_folder_with_the_configured_token(output_dir, tmp
     assert publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--push", "--repo_id", "me/x",
                          "--private"]) == 0
     assert calls[0] == ("token", FAKE_TOKEN) and calls[1] == ("create_repo", "me/x", True, True)
-    assert calls[2][:2] == ("upload_folder", "me/x") and {"README.md", "objectives.json", "model.safetensors"} <= set(calls[2][2])
+    assert calls[2][:2] == ("upload_folder", "me/x") and ({"README.md", "objectives.json", "model.safetensors"}
+                                                         <= set(calls[2][2]))
     out = capsys.readouterr().out
     assert "uploaded: https://huggingface.co/me/x/commit/abc" in out and FAKE_TOKEN not in out
     assert not [p for p in target.rglob("*") if p.is_file() and FAKE_TOKEN.encode() in p.read_bytes()]

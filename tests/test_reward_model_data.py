@@ -84,7 +84,8 @@ def test_score_gap_must_not_be_negative(tmp_path):
 def test_ultrafeedback_pairs_carry_their_score_gap_as_margin():
     examples = load_pairwise_source("helpful=ultrafeedback-dev[:3]", HEADS)
     rows = [row for _, row in iter_jsonl(resolve_data("ultrafeedback-dev"))][:3]
-    assert [e.margin for e in examples] == [r["metadata"]["score_chosen"] - r["metadata"]["score_rejected"] for r in rows]
+    assert [e.margin for e in examples] == [r["metadata"]["score_chosen"] - r["metadata"]["score_rejected"]
+                                            for r in rows]
     assert examples[0].first[0]["role"] == "user" and examples[0].first[-1]["role"] == "assistant"
 
 
@@ -135,7 +136,8 @@ def test_spearman_correlation_handles_ties_and_constant_sides():
     from reward_models.metrics import spearman_correlation
 
     # Hand-computed: ranks of x = (0.5, 0.5, 2, 3), of y = (0, 1, 2, 3); Pearson of the ranks = 0.9486833.
-    assert spearman_correlation(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0])) == pytest.approx(0.9486833)
+    assert (spearman_correlation(np.array([1.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0]))
+            == pytest.approx(0.9486833))
     assert np.isnan(spearman_correlation(np.array([1.0, 1.0]), np.array([1.0, 2.0])))
 
 

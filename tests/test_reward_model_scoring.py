@@ -61,7 +61,8 @@ def test_decoder_scores_the_last_real_token_whatever_the_padding(decoder_reward_
     short = "Thanks, that helps."
     alone = scorer.score(["Hi"], [short], normalize=False)
     padded = scorer.score(["Hi", "Tell me a long story about dragons and castles"],
-                          [short, "Once upon a time there was a dragon who lived in a castle by the sea."], normalize=False)
+                          [short, "Once upon a time there was a dragon who lived in a castle by the sea."],
+                          normalize=False)
     assert torch.allclose(alone[0], padded[0], atol=1e-5)
 
 
@@ -252,7 +253,8 @@ def test_evaluation_compares_joint_and_single_head_models_with_paired_errors(dec
     config.write_text(f"heads: {HEADS}\npairwise_eval_files: ['harmless={pairs}']\n")
     output = tmp_path / "eval" / "eval.json"
     results = evaluate_reward_model.main(["--model", str(decoder_reward_model), "--config", str(config),
-                                          "--train_single_heads", "--single_dir", str(singles), "--output", str(output)])
+                                          "--train_single_heads", "--single_dir", str(singles),
+                                          "--output", str(output)])
     assert json.loads(output.read_text())["comparison"] == results["comparison"]
     assert output.with_suffix(".png").stat().st_size > 1000
 
@@ -271,4 +273,5 @@ def test_evaluation_compares_joint_and_single_head_models_with_paired_errors(dec
     row = results["comparison"]["harmless"]
     assert row["accuracy_difference"] == pytest.approx((joint - single).mean())
     assert row["accuracy_difference_se"] == pytest.approx(np.std(joint - single, ddof=1) / np.sqrt(12))
-    assert row["joint_within_one_se"] == (joint.mean() >= single.mean() - np.sqrt(joint.mean() * (1 - joint.mean()) / 12))
+    assert row["joint_within_one_se"] == (joint.mean()
+                                          >= single.mean() - np.sqrt(joint.mean() * (1 - joint.mean()) / 12))

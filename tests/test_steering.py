@@ -128,7 +128,8 @@ def test_mod_weight_one_reproduces_that_policy(policies, prompts):
     inputs = steerable.encode(prompts[:4])
     with torch.no_grad():
         expected = torch.log_softmax(model(**inputs).logits[:, -1].float(), dim=-1)
-        greedy = model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=steerable.tokenizer.pad_token_id)
+        greedy = model.generate(**inputs, max_new_tokens=12, do_sample=False,
+                                pad_token_id=steerable.tokenizer.pad_token_id)
     torch.testing.assert_close(steerable.next_token_log_probs(prompts[:4], "verbosity=1"), expected, atol=1e-5, rtol=0)
     # the cached decoding loop follows the same tokens as transformers' generate
     assert steerable.generate(prompts[:4], [0, 1], max_new_tokens=12, do_sample=False) == steerable.decode(
@@ -163,11 +164,13 @@ def test_soup_weight_one_reproduces_that_checkpoint(policies):
         assert torch.equal(soup[name], tensor), name
     other = AutoModelForCausalLM.from_pretrained(policies["verbosity"]).state_dict()
     half = steerable.soup_state_dict(steerable.parse_weights("1,1"))
-    torch.testing.assert_close(half["model.norm.weight"], (reference["model.norm.weight"] + other["model.norm.weight"]) / 2)
+    torch.testing.assert_close(half["model.norm.weight"],
+                               (reference["model.norm.weight"] + other["model.norm.weight"]) / 2)
 
 
 def test_soup_weight_on_conciseness_shortens_replies(policies, prompts):
-    assert_shorter_with_weight_on_conciseness(load_steerable(policies, method="soup"), prompts, "soup", ratio=RATIO_SOUP)
+    assert_shorter_with_weight_on_conciseness(load_steerable(policies, method="soup"), prompts, "soup",
+                                              ratio=RATIO_SOUP)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +188,8 @@ def adapters(tiny_policy_path, tmp_path_factory, random_lora):
 def test_lora_soup_and_mod_with_weight_one_reproduce_that_adapter(adapters, prompts, tiny_policy_path):
     from peft import PeftModel
 
-    single = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_policy_path), str(adapters["verbosity"])).eval()
+    single = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_policy_path),
+                                       str(adapters["verbosity"])).eval()
     soup = load_steerable(adapters, method="soup")
     inputs = soup.encode(prompts[:4])
     with torch.no_grad():
@@ -218,7 +222,8 @@ def multi_head_path(tiny_policy_path, replies, tmp_path_factory):
     model = add_lm_heads(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES)
     for parameter in model.model.parameters():
         parameter.requires_grad_(False)
-    texts = [chat(tokenizer, h, a) for h, a in replies["short"][:200]] + [chat(tokenizer, h, a) for h, a in replies["long"][:200]]
+    texts = ([chat(tokenizer, h, a) for h, a in replies["short"][:200]]
+             + [chat(tokenizer, h, a) for h, a in replies["long"][:200]])
     finetune(model, tokenizer, texts, steps=25, head_ids=[0] * 200 + [1] * 200)
     path = tmp_path_factory.mktemp("heads") / "mah"
     save_multi_head_model(model, path)
@@ -241,7 +246,8 @@ def test_head_mixing_weight_one_reproduces_that_head(multi_head_path, prompts):
 
 
 def test_head_mixing_weight_on_conciseness_shortens_replies(multi_head_path, prompts):
-    assert_shorter_with_weight_on_conciseness(load_steerable(str(multi_head_path)), prompts, "head mixing", ratio=RATIO_HEAD_MIXING)
+    assert_shorter_with_weight_on_conciseness(load_steerable(str(multi_head_path)), prompts, "head mixing",
+                                              ratio=RATIO_HEAD_MIXING)
 
 
 # ------------------------------------------------------------------------------------------------ prompt conditioning
@@ -284,10 +290,12 @@ def test_generate_cli_steers_named_checkpoints_and_rejects_bad_weights(policies,
 
     models = [f"{name}={path}" for name, path in policies.items()]
     args = [arg for m in models for arg in ("--model", m)] + ["--method", "soup", "--prompt", "Hi there",
-                                                              "--max_new_tokens", "8", "--output", str(tmp_path / "out.jsonl")]
+                                                              "--max_new_tokens", "8",
+                                                              "--output", str(tmp_path / "out.jsonl")]
     assert main(args + ["--weights", "conciseness=0.7,verbosity=0.3"]) == 0
     row = json.loads(capsys.readouterr().out.strip())
-    assert row["method"] == "soup" and row["weights"] == "conciseness=0.70,verbosity=0.30" and row["prompt"] == "Hi there"
+    assert (row["method"] == "soup" and row["weights"] == "conciseness=0.70,verbosity=0.30"
+            and row["prompt"] == "Hi there")
     assert json.loads((tmp_path / "out.jsonl").read_text()) == row
     with pytest.raises(SystemExit, match="unknown objective"):
         main(args + ["--weights", "helpful=1"])

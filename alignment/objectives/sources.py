@@ -101,7 +101,8 @@ def _import_function(path: str, name: str) -> Callable:
 
 
 def split_objective_spec(spec: str) -> tuple[str, str]:
-    """'name=source' -> (name, source); a bare name is its own source ('conciseness' -> ('conciseness', 'conciseness'))."""
+    """'name=source' -> (name, source); a bare name is its own source
+    ('conciseness' -> ('conciseness', 'conciseness'))."""
     name, _, target = (part.strip() for part in spec.partition("="))
     return name, target or name
 
