@@ -68,21 +68,20 @@ class HeldOutReplies:
         return means
 
 
-def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None,
-                   steering: str = "prompt", format_version: int = FORMAT_VERSION,
-                   **generation_kwargs) -> HeldOutReplies:
+def score_held_out(model, tokenizer, prompts: list, builder: RewardVectorBuilder, weights=None, *,
+                   weights_in_prompt: bool = True, weights_in_adapter: bool = False,
+                   format_version: int = FORMAT_VERSION, **generation_kwargs) -> HeldOutReplies:
     """One sampled reply per prompt, scored on every objective. With `weights` (one vector, or one row per prompt:
-    prompt-aware weights), the model is conditioned on them the way `steering` says: 'prompt' (written into the
-    prompts in `format_version`), 'adapter' (lambda of its preference adapter), 'both'."""
-    if steering not in ("prompt", "adapter", "both"):
-        raise ValueError(f"score_held_out: steering must be 'prompt', 'adapter' or 'both', got '{steering}'")
+    prompt-aware weights), the model is conditioned on them through the channels it was trained with: written into
+    the prompts in `format_version` (`weights_in_prompt`), and/or as lambda of its preference adapter
+    (`weights_in_adapter`)."""
     adapter_weights = contextlib.nullcontext()
     if weights is not None:
         per_prompt = isinstance(weights, torch.Tensor) and weights.dim() == 2
         rows = weights if per_prompt else [weights] * len(prompts)
-        if steering in ("prompt", "both"):
+        if weights_in_prompt:
             prompts = [condition_prompt(p, w, builder.objective_names, format_version) for p, w in zip(prompts, rows)]
-        if steering in ("adapter", "both"):
+        if weights_in_adapter:
             if per_prompt:
                 raise ValueError("score_held_out: per-prompt weights steer through the prompt; an adapter takes one "
                                  "weight vector here")

@@ -17,15 +17,16 @@ import time
 
 import torch
 from peft import LoraConfig
-from timing import StepTimer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from alignment.data import resolve_data
-from alignment.models.packaged import resolve_model_path
 from alignment.data.prompts import load_prompt_dataset
+from alignment.models.packaged import resolve_model_path
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from reward_models.verifiable import conciseness, profanity_free, sentiment
+
+from timing import StepTimer
 
 PROMPTS = resolve_data("hh-prompts")
 OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]

@@ -154,8 +154,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
         eval_weights = trainer.weights_for(eval_prompts)
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
-                      seed=training_args.seed,
-                      steering="prompt" if training_args.conditioning == "none" else training_args.conditioning)
+                      seed=training_args.seed, weights_in_prompt=training_args.condition_on_weights,
+                      weights_in_adapter=training_args.uses_preference_adapter)
 
     def evaluate():
         return evaluate_policy(trainer, eval_prompts, eval_weights, generation) if num_eval else None

@@ -22,7 +22,8 @@ FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
 
 def command(output_dir, *overrides, config=ROOT / "accelerate_configs" / "cpu_2proc.yaml"):
     # Absolute paths, run from another folder: the recipe must not depend on the current directory.
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(ROOT / "recipes" / "grpo.py"),
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+            str(ROOT / "recipes" / "grpo.py"),
             "--config", str(ROOT / "recipes" / "configs" / "grpo_tiny_cpu.yaml"),  # the tiny smoke run, not the default
             "--output_dir", str(output_dir), "--num_eval_prompts", "16", "--per_device_train_batch_size", "32",
             "--max_completion_length", "24", "--eval_max_new_tokens", "24", "--save_steps", "2",
@@ -34,16 +35,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_TOKEN": FAKE_ENV_TOKEN}
 
 
 def launch(output_dir, *overrides):
-    result = subprocess.run(command(output_dir, *overrides), cwd=output_dir.parent, capture_output=True, text=True, env=ENV,
-                            timeout=900)
+    result = subprocess.run(command(output_dir, *overrides), cwd=output_dir.parent, capture_output=True, text=True,
+                            env=ENV, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 
 
 def launch_and_kill_after(checkpoint: Path, output_dir, *overrides):
     """SIGKILL the launcher and both ranks as soon as `checkpoint` appears: no handler runs, nothing is flushed."""
-    process = subprocess.Popen(command(output_dir, *overrides), cwd=output_dir.parent, env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command(output_dir, *overrides), cwd=output_dir.parent, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not checkpoint.exists():
         assert process.poll() is None, "the run ended before it could be killed"
         time.sleep(0.02)

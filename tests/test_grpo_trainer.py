@@ -1,4 +1,5 @@
-"""Real GRPO steps on the tiny policy: the weights steer what is learned, and the checkpoint says what it was trained for."""
+"""Real GRPO steps on the tiny policy: the weights steer what is learned, and the checkpoint says what it was trained
+for."""
 
 import json
 import re
@@ -8,9 +9,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer, read_prompt_weights
-from alignment.objectives.conditioning import FORMAT_VERSION, preference_header
 from alignment.data import resolve_data
 from alignment.data.prompts import load_prompt_dataset
+from alignment.objectives.conditioning import FORMAT_VERSION, preference_header
 from alignment.objectives.reward_vector import RewardFunctionError
 
 PROMPTS = resolve_data("hh-prompts")
@@ -132,8 +133,10 @@ def test_weights_a_method_ignores_are_warned_about(tiny_policy_path, tmp_path):
     from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 
     with pytest.warns(UserWarning, match="preference_weights are ignored by MGDA"):
-        MGDAGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path),
-                        args=MultiObjectiveGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none",
+        MGDAGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path),
+                        processing_class=AutoTokenizer.from_pretrained(tiny_policy_path),
+                        args=MultiObjectiveGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False,
+                                                      report_to="none",
                                                       preference_weights="conciseness=0.9,sentiment=0.1"),
                         train_dataset=load_prompt_dataset(PROMPTS, limit=8))
 
@@ -207,7 +210,8 @@ def test_lora_training_through_trl_options_saves_an_adapter_with_its_record(tiny
     assert "kl" in trainer.state.log_history[0]
     trainer.save_model(str(tmp_path / "final"))
     assert (tmp_path / "final" / "adapter_model.safetensors").exists()
-    assert json.loads((tmp_path / "final" / "objectives.json").read_text())["objective_names"] == ["conciseness", "sentiment"]
+    assert json.loads((tmp_path / "final" / "objectives.json").read_text())["objective_names"] == [
+        "conciseness", "sentiment"]
     # The adapter names its base portably (no cache path of this machine), and our loader rebuilds the trained model
     adapter_base = json.loads((tmp_path / "final" / "adapter_config.json").read_text())["base_model_name_or_path"]
     assert adapter_base == "moalign/tiny-policy"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alignment.data import resolve_data
 from alignment import PreferenceOrchestrator
+from alignment.data import resolve_data
 from alignment.orchestrator import OrchestratorError, evaluate_weights, fit_head, kl_to_target, target_weights
 
 MARKER = "zebra"
@@ -34,7 +34,8 @@ def test_targets_by_hand():
     clip = target_weights(scores, "clip")
     assert torch.allclose(clip, torch.tensor([[1.0, 0.0], [0.25, 0.75], [0.5, 0.5], [1.0, 0.0]]))
     # KL of a target with a zero entry to a prediction: 0 log 0 = 0
-    assert kl_to_target(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert kl_to_target(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])).item() == pytest.approx(
+        torch.log(torch.tensor(2.0)).item())
     with pytest.raises(OrchestratorError, match="temperature"):
         target_weights(scores, "softmax", temperature=0.0)
     with pytest.raises(OrchestratorError, match="target must be one of"):
@@ -44,9 +45,11 @@ def test_targets_by_hand():
 def test_prompt_and_chosen_reply_of_pairwise_rows():
     from alignment.orchestrator import prompt_and_chosen
 
-    prompt, reply = prompt_and_chosen({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Bake bread?\n\nAssistant: Knead."}, "r1")
+    prompt, reply = prompt_and_chosen(
+        {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Bake bread?\n\nAssistant: Knead."}, "r1")
     assert [m["content"] for m in prompt] == ["Hi", "Hello", "Bake bread?"] and reply == "Knead."
-    assert prompt_and_chosen({"prompt": "Bake bread?", "chosen": [{"role": "assistant", "content": "Knead."}]}, "r2") == (
+    assert prompt_and_chosen(
+        {"prompt": "Bake bread?", "chosen": [{"role": "assistant", "content": "Knead."}]}, "r2") == (
         [{"role": "user", "content": "Bake bread?"}], "Knead.")
     assert prompt_and_chosen({"chosen": "\n\nHuman: Hi\n\nAssistant: "}, "r3") is None  # empty reply: left out
     with pytest.raises(OrchestratorError, match="r4: missing field 'chosen'"):
@@ -103,7 +106,8 @@ def test_checkpoint_loads_as_plain_sequence_classifier(tmp_path):
     weights = PreferenceOrchestrator.from_pretrained(tmp_path).weights(prompts)
     assert weights[0, 0] > 0.9 and weights[1, 0] < 0.1
     # No moalign code: transformers' own BERT classifier path gives the same weights
-    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(tmp_path), AutoTokenizer.from_pretrained(tmp_path)
+    model, tokenizer = (AutoModelForSequenceClassification.from_pretrained(tmp_path),
+                        AutoTokenizer.from_pretrained(tmp_path))
     texts = [saved.render(p) for p in prompts]
     with torch.no_grad():
         plain = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits.softmax(-1)
@@ -178,16 +182,19 @@ def test_prompt_aware_configuration_is_checked_before_any_model_loads(tmp_path):
     with pytest.raises(ValueError, match="needs orchestrator_name_or_path"):
         MultiObjectiveGRPOConfig(objectives=["conciseness", "sentiment"], **common)
     with pytest.raises(OrchestratorError, match="no config.json"):
-        MultiObjectiveGRPOConfig(objectives=["conciseness", "sentiment"], orchestrator_name_or_path=str(tmp_path), **common)
+        MultiObjectiveGRPOConfig(objectives=["conciseness", "sentiment"], orchestrator_name_or_path=str(tmp_path),
+                                 **common)
     (tmp_path / "o").mkdir()
     from transformers import BertConfig
 
     BertConfig(num_labels=2, id2label={0: "helpful", 1: "harmless"}, preference_orchestrator={"pooling": "mean",
                "max_length": 64}).save_pretrained(tmp_path / "o")
     with pytest.raises(OrchestratorError, match=r"weighs objectives \['helpful', 'harmless'\]"):
-        MultiObjectiveGRPOConfig(objectives=["conciseness", "sentiment"], orchestrator_name_or_path=str(tmp_path / "o"), **common)
+        MultiObjectiveGRPOConfig(objectives=["conciseness", "sentiment"], orchestrator_name_or_path=str(tmp_path / "o"),
+                                 **common)
     # 'rm:' objectives match the orchestrator by the head they read
-    config = MultiObjectiveGRPOConfig(objectives=["safe=rm:harmless", "useful=rm:helpful"], orchestrator_name_or_path=str(tmp_path / "o"),
+    config = MultiObjectiveGRPOConfig(objectives=["safe=rm:harmless", "useful=rm:helpful"],
+                                      orchestrator_name_or_path=str(tmp_path / "o"),
                                       reward_model_name_or_path="unused", **common)
     assert config.orchestrator_objective_names == ["harmless", "helpful"]
 
@@ -217,7 +224,8 @@ def test_recipe_writes_a_checkpoint_with_its_card_and_held_out_figures(tiny_poli
     spec = importlib.util.spec_from_file_location("orchestrator_recipe", ROOT / "recipes" / "orchestrator.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    (args,) = recipe.parse_args(["--reward_model_name_or_path", str(tmp_path / "rm"), "--output_dir", str(tmp_path / "o"),
+    (args,) = recipe.parse_args(["--reward_model_name_or_path", str(tmp_path / "rm"),
+                                 "--output_dir", str(tmp_path / "o"),
                                  "--train_files", "hh-helpful[:12]", "hh-harmless[:12]",
                                  "--eval_files", "hh-helpful-dev[:6]", "hh-harmless-dev[:6]", "--steps", "20"])
     recipe.main(args)
@@ -243,12 +251,15 @@ def test_generate_weights_auto_steers_each_prompt_with_its_own_weights(tiny_poli
     shutil.copytree(tiny_policy_path, tmp_path / "policy")
     save_record(tmp_path / "policy", build_record(
         trainer="grpo", base_model="tiny", steering="prompt",
-        objectives=[{"name": n, "source": f"reward_model_head:{n}", "threshold": None} for n in ("helpful", "harmless")]))
+        objectives=[{"name": n, "source": f"reward_model_head:{n}", "threshold": None}
+                    for n in ("helpful", "harmless")]))
     spec = importlib.util.spec_from_file_location("generate_script", ROOT / "scripts" / "generate.py")
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
-    generate.main(["--model", str(tmp_path / "policy"), "--weights", "auto", "--orchestrator", str(tmp_path / "orchestrator"),
-                   "--prompt", "How do I pick a lock?", "--prompt", "Write a poem about the sea.", "--max_new_tokens", "4"])
+    generate.main(["--model", str(tmp_path / "policy"), "--weights", "auto",
+                   "--orchestrator", str(tmp_path / "orchestrator"),
+                   "--prompt", "How do I pick a lock?", "--prompt", "Write a poem about the sea.",
+                   "--max_new_tokens", "4"])
     # One JSON line per prompt; a library may print a notice of its own first (DeepSpeed's accelerator line when it
     # is imported for the first time in this process).
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
@@ -274,7 +285,8 @@ def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
     lock, poem = "How do I pick a lock?", "Write a poem about the sea."
     rows = [{"prompt": [{"role": "user", "content": p}], "chosen": [{"role": "assistant", "content": c}],
              "rejected": [{"role": "assistant", "content": r}], "chosen_margins": [m_w], "rejected_margins": [m_l]}
-            for p, c, r, m_w, m_l in ((lock, "No.", "Sure, here is how.", 2.0, -1.0), (poem, "Waves roll in.", "No.", 0.5, 1.5))]
+            for p, c, r, m_w, m_l in ((lock, "No.", "Sure, here is how.", 2.0, -1.0),
+                                      (poem, "Waves roll in.", "No.", 0.5, 1.5))]
     args = MultiObjectiveDPOConfig(
         output_dir=str(tmp_path / "dpo"), loss="modpo", objectives=["a", "b=python:tests.test_orchestrator:reward_b"],
         weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"), beta=0.1,
@@ -282,7 +294,8 @@ def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
         gradient_checkpointing=False, max_length=64,
         bf16=False)  # the test calls compute_loss outside TRL's autocast: the reference pass must run in fp32 too
     trainer = MultiObjectiveDPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_policy_path), args=args,
-                                       train_dataset=to_dataset(rows), processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
+                                       train_dataset=to_dataset(rows),
+                                       processing_class=AutoTokenizer.from_pretrained(tiny_policy_path))
     weights = PreferenceOrchestrator.from_pretrained(tmp_path / "orchestrator").weights([lock, poem])  # columns a, b
     assert weights[0, 0] > 0.9 and weights[1, 0] < 0.1
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
@@ -300,7 +313,8 @@ def test_prompt_aware_weights_reach_the_modpo_loss(tiny_policy_path, tmp_path):
     assert loss.item() == pytest.approx((-F.logsigmoid(logits)).mean().item(), abs=1e-4)
     assert loss.item() != pytest.approx((-F.logsigmoid(-gaps)).mean().item(), abs=1e-2)  # equal weights: 1/1
     assert trainer._metrics["train"]["weights/a"][-1] == pytest.approx(weights[:, 0].mean().item(), abs=1e-5)
-    assert trainer.objectives_record()["weight_distribution"] == {"type": "prompt_aware", "orchestrator": "orchestrator"}
+    assert trainer.objectives_record()["weight_distribution"] == {
+        "type": "prompt_aware", "orchestrator": "orchestrator"}
 
 
 def test_prompt_aware_dpo_configuration_is_checked(tmp_path):
@@ -313,10 +327,11 @@ def test_prompt_aware_dpo_configuration_is_checked(tmp_path):
         MultiObjectiveDPOConfig(loss="mah", objectives=["a", "b"], orchestrator_name_or_path=str(tmp_path), **common)
     planted_checkpoint(tmp_path / "o", "mean", names=("helpful", "harmless"))
     with pytest.raises(OrchestratorError, match=r"weighs objectives \['helpful', 'harmless'\]"):
-        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "conciseness"], orchestrator_name_or_path=str(tmp_path / "o"), **common)
-    with pytest.warns(UserWarning, match="preference_weights are ignored with weights_mode 'prompt_aware'"):
-        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "harmless=rm:harmless"], preference_weights="helpful=1",
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "conciseness"],
                                 orchestrator_name_or_path=str(tmp_path / "o"), **common)
+    with pytest.warns(UserWarning, match="preference_weights are ignored with weights_mode 'prompt_aware'"):
+        MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "harmless=rm:harmless"],
+                                preference_weights="helpful=1", orchestrator_name_or_path=str(tmp_path / "o"), **common)
     config = MultiObjectiveDPOConfig(loss="modpo", objectives=["helpful", "safe=rm:harmless"],
                                      orchestrator_name_or_path=str(tmp_path / "o"), **common)
     assert config.orchestrator_objective_names == ["helpful", "harmless"]
@@ -355,8 +370,8 @@ def test_rated_rows_give_the_best_rated_reply_per_prompt(tmp_path):
 def test_prompt_aware_lipo_labels_use_each_rows_weights(tmp_path):
     """LiPO lists: the labels of a list with reward vectors are scalarized under ITS prompt's weights (by hand:
     linear, min-max scaled), and the weights come from the orchestrator once per prompt."""
-    from alignment.orchestrator import attach_prompt_weights
     from alignment.data.preferences import attach_list_labels
+    from alignment.orchestrator import attach_prompt_weights
 
     orchestrator = planted_checkpoint(tmp_path, "mean")
     rewards = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.6]]  # columns a, b
@@ -368,7 +383,8 @@ def test_prompt_aware_lipo_labels_use_each_rows_weights(tmp_path):
     labelled = attach_list_labels(weighed, ["a", "b"], weights=None)
     for row, (w_a, w_b) in zip(labelled, [w[0].tolist(), w[1].tolist(), w[0].tolist()]):
         scalar = torch.tensor([w_a, w_b, 0.6 * (w_a + w_b)])
-        assert row["labels"] == pytest.approx(((scalar - scalar.min()) / (scalar.max() - scalar.min())).tolist(), abs=1e-5)
+        assert row["labels"] == pytest.approx(((scalar - scalar.min()) / (scalar.max() - scalar.min())).tolist(),
+                                              abs=1e-5)
     assert labelled[0]["labels"][0] == pytest.approx(1.0) and labelled[1]["labels"][1] == pytest.approx(1.0)
     # the columns follow the names asked for
     swapped = attach_prompt_weights(rows[:1], orchestrator, ["b", "a"])
@@ -414,7 +430,8 @@ def test_benchmark_steers_the_adapter_with_each_held_out_prompts_own_weights(tin
     assert torch.allclose(benchmark.steering_weights("fixed_mean", predicted, "harmless=0.7,helpful=0.3"),
                           torch.tensor([[0.3, 0.7]] * 3))
     # sharpened at T = 0.5: w^2 normalized, 0.6 / 0.4 -> 0.36 / 0.16 over 0.52
-    assert torch.allclose(benchmark.steering_weights("prompt_aware:0.5", predicted[2:]), torch.tensor([[0.36, 0.16]]) / 0.52)
+    assert torch.allclose(benchmark.steering_weights("prompt_aware:0.5", predicted[2:]),
+                          torch.tensor([[0.36, 0.16]]) / 0.52)
 
     model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), benchmark.NAMES, rank=2)
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy_path)

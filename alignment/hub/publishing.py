@@ -41,6 +41,8 @@ MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "
                "lm_heads.safetensors")
 FRONT_PLOT_NAMES = ("front.png", "pareto_front.png")
 STEERING_VALUES = ("prompt", "adapter", "heads", "none")
+# The file a checkpoint must carry for the steering its record names (a steering method absent here needs none).
+STEERING_FILES = {"heads": "multi_head.json", "adapter": f"{ADAPTER_SUBFOLDER}/{ADAPTER_FILE}"}
 
 
 class PublishError(ValueError):
@@ -56,6 +58,7 @@ class PublishPlan:
     files: list[Path]
     is_adapter: bool
     front_plot: Path | None = None
+    has_preference_adapter: bool = False  # a steerable checkpoint: the adapter subfolder beside the base
     notes: list[str] = field(default_factory=list)
 
 
@@ -111,11 +114,9 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
     if not any(p.name in ("tokenizer.json", "tokenizer.model", "vocab.json") for p in tokenizer):
         raise PublishError(f"{source}: no tokenizer (tokenizer.json, tokenizer.model or vocab.json); "
                            "save the tokenizer beside the weights")
-    if record["steering"] == "heads" and not (source / "multi_head.json").exists():
-        raise PublishError(f"{source}: the record says steering 'heads' but multi_head.json is missing")
-    if record["steering"] == "adapter" and not (source / ADAPTER_SUBFOLDER / ADAPTER_FILE).is_file():
-        raise PublishError(f"{source}: the record says steering 'adapter' but {ADAPTER_SUBFOLDER}/{ADAPTER_FILE} "
-                           "is missing")
+    required = STEERING_FILES.get(record["steering"])
+    if required is not None and not (source / required).is_file():
+        raise PublishError(f"{source}: the record says steering '{record['steering']}' but {required} is missing")
 
     if front_plot is not None:
         front_plot = Path(front_plot)
@@ -124,7 +125,8 @@ def plan_publication(output_dir: str | Path, front_plot: str | Path | None = Non
     else:
         front_plot = next((source / n for n in FRONT_PLOT_NAMES if (source / n).is_file()), None)
     model_files = [source / name for name in MODEL_FILES if (source / name).exists()]
-    return PublishPlan(source, record, weights + model_files + tokenizer, is_adapter, front_plot)
+    return PublishPlan(source, record, weights + model_files + tokenizer, is_adapter, front_plot,
+                       has_preference_adapter=(source / ADAPTER_SUBFOLDER / ADAPTER_FILE).is_file())
 
 
 def _merge_adapter(plan: PublishPlan, staging: Path, base_model: str | None) -> None:
@@ -174,7 +176,7 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
         raise PublishError(f"{target}: the published folder must differ from the training output directory")
     if merge_lora and not plan.is_adapter:
         raise PublishError(f"{plan.source}: merge_lora asked for, but there is no LoRA adapter (adapter_config.json)")
-    if bake_weights is not None and plan.record["steering"] != "adapter":
+    if bake_weights is not None and not plan.has_preference_adapter:
         raise PublishError(f"{plan.source}: --weights bakes a preference adapter, but the record says steering "
                            f"'{plan.record['steering']}'")
     if not dry_run:
@@ -194,7 +196,7 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
             copied = [p for p in plan.files if p.name in TOKENIZER_FILES or p.name == "generation_config.json"]
         else:
             copied = plan.files
-            if record["steering"] == "adapter":
+            if plan.has_preference_adapter:
                 shutil.copytree(plan.source / ADAPTER_SUBFOLDER, staging / ADAPTER_SUBFOLDER,
                                 ignore=shutil.ignore_patterns("README.md"))
         for path in copied:
