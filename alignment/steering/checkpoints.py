@@ -100,6 +100,13 @@ def load_shared_tokenizer(named: dict[str, Path]):
     return AutoTokenizer.from_pretrained(next(iter(named.values())))
 
 
+def open_checkpoints(named: dict[str, Path], objective_names: Sequence[str] | None):
+    """K checkpoints that one method mixes: (named paths in objective order, whether they are LoRA adapters, their
+    shared tokenizer), each checked."""
+    named = in_objective_order(named, objective_names)
+    return named, are_lora_adapters(named), load_shared_tokenizer(named)
+
+
 def load_peft_adapters(named: dict[str, Path], base_model: str | None, dtype, device) -> tuple[PeftModel, str]:
     """(one peft model holding every adapter under its objective's name, in eval mode; the base model's name).
 

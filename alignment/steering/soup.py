@@ -11,11 +11,9 @@ import torch
 
 from alignment.steering.base import Steerable, SteeringError
 from alignment.steering.checkpoints import (
-    are_lora_adapters,
-    in_objective_order,
     load_causal_lm,
     load_peft_adapters,
-    load_shared_tokenizer,
+    open_checkpoints,
 )
 
 
@@ -36,10 +34,8 @@ class Soup(Steerable):
         named_paths: {objective: path}, put in `objective_names`' order when given; every checkpoint must share
         one tokenizer. `base_model`: the adapters' base when their adapter_config.json files do not name one.
         """
-        named_paths = in_objective_order(named_paths, objective_names)
+        named_paths, adapters, tokenizer = open_checkpoints(named_paths, objective_names)
         names = list(named_paths)
-        adapters = are_lora_adapters(named_paths)
-        tokenizer = load_shared_tokenizer(named_paths)
         if adapters:
             peft_model, _ = load_peft_adapters(named_paths, base_model, dtype, device)
             return AdapterSoup(peft_model, tokenizer, names, device)
