@@ -17,7 +17,7 @@ against TRL's own trainer in tests/test_peer_equivalence.py; `alignment.objectiv
 Scalarizations (every one but `linear` works on each objective z-scored within its group, so a weight means the same
 whatever the objective's units):
 - `linear`: sum_k w_k r_k;
-- `tchebycheff`: -max_k w_k (z*_k - z_k), z*_k the best z-score of objective k in the group (the ideal point);
+- `tchebycheff`: `-max_k w_k (z*_k - z_k)`, `z*_k` the best z-score of objective k in the group (the ideal point);
 - `worst_case`: min_{k: w_k > 0} (z_k - z^nad_k) / w_k, z^nad_k the worst z-score of objective k in the group (the
   nadir point): the weighted max-min, where an objective with twice the weight must sit twice as far above its
   group's worst to stop being the bottleneck.

@@ -5,7 +5,7 @@ Three row formats, all conversational (TRL's prompt / completion message lists) 
           + "chosen_margins"/"rejected_margins" for MODPO, added by `add_margin_rewards`; or, for per-objective DPO,
           "objective_labels": [num_objectives] in {-1, 0, 1}, given or added by `label_pairs_per_objective`)
 - lists:  {"prompt", "completions": [K], and one of "labels": [K] (higher is better), "ranks": [K] (1 = best) or
-          "reward_vector": [K][num_objectives] (turned into labels under preference weights)}
+          "reward_vector": [K, num_objectives] (turned into labels under preference weights)}
 - groups: {"prompt", "chosen": [k], "rejected": [k]}
 
 One module per job:
