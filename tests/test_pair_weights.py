@@ -184,3 +184,20 @@ def test_a_schedule_is_logged_and_recorded_by_the_dpo_trainer(tiny_policy_path, 
     assert record["weights"] == {"helpful": 0.5, "conciseness": 0.5}  # in force from the saved step (2) on
     assert record["weights_schedule"]["spec"] == "0:helpful=0.9,conciseness=0.1;1:helpful=0.5,conciseness=0.5"
     assert "Preference weights scheduled over training" in (tmp_path / "final" / "README.md").read_text()
+
+
+def test_per_objective_dpo_weighs_its_pairs_and_takes_each_pairs_own_weights():
+    loss = MultiObjectiveDPOConfig(output_dir="/tmp/unused", loss="per_objective", objectives=["a", "b"],
+                                   use_cpu=True, report_to="none").loss_component
+    chosen, rejected = torch.tensor([1.0, 0.5, -0.5]), torch.zeros(3)
+    labels = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+    per = -torch.nn.functional.logsigmoid(0.1 * (chosen - rejected).unsqueeze(1) * labels)  # DPO loss per objective
+    inputs = {"objective_labels": labels, "pair_weight": torch.tensor([1.0, 0.0, 2.0])}
+    # fixed weights: each objective's weighted mean (a: rows 0-1 weigh 1 and 0; b: rows 1-2 weigh 0 and 2), then
+    # one linear scalarization (the trainer hands a loss with weights per pair one row of weights per pair)
+    value, _ = loss.compute(torch.cat([chosen, rejected]), inputs, torch.tensor([[0.3, 0.7]]).expand(3, -1))
+    assert value.item() == pytest.approx((0.3 * per[0, 0] + 0.7 * per[2, 1]).item())
+    # each pair's own weights: every pair scalarized under its own, then the weighted mean over pairs
+    own = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    value, _ = loss.compute(torch.cat([chosen, rejected]), {**inputs, "preference_weights": own}, own)
+    assert value.item() == pytest.approx(((per[0, 0] + 2 * per[2, 1]) / 3).item())

@@ -176,3 +176,16 @@ def test_grpo_weights_follow_the_schedule_step_by_step(tiny_policy_path, tmp_pat
         assert torch.allclose(trainer.weights_for(["a", "b"]), torch.tensor([weights, weights]))
     assert trainer.objectives_record()["weights_schedule"]["weights_at_step"] == {"conciseness": 0.0,
                                                                                    "sentiment": 1.0}
+
+
+def test_grpo_dirichlet_draws_centre_on_the_scheduled_weights(tiny_policy_path, tmp_path):
+    trainer = make_trainer(tiny_policy_path, tmp_path, max_steps=2, per_device_train_batch_size=8, num_generations=4,
+                           weights_mode="dirichlet", dirichlet_alpha="2.0",
+                           weights_schedule="0:conciseness=0.9,sentiment=0.1;1:conciseness=0.1,sentiment=0.9")
+    prompts = [f"prompt {i}" for i in range(2000)]
+    for step, centre in ((0, [0.9, 0.1]), (1, [0.5, 0.5]), (2, [0.1, 0.9])):
+        trainer.state.global_step = step
+        draws = trainer.weights_for(prompts)
+        # alpha_t = 4 * w_t: the draws' mean is w_t (standard error of the mean < 0.004 here)
+        assert draws.mean(dim=0).tolist() == pytest.approx(centre, abs=0.02)
+        assert trainer.mean_weights.tolist() == pytest.approx(centre)
