@@ -28,11 +28,12 @@ import importlib
 _PUBLIC_API = {
     # objectives: the multi-objective core (pure functions of torch tensors)
     "alignment.objectives.weights": ["PreferenceWeightsError", "format_preference_weights", "parse_preference_weights"],
-    "alignment.objectives.sources": ["FunctionSource", "Objective", "ObjectiveSpecError", "RewardSource",
+    "alignment.objectives.sources": ["FunctionSource", "Gate", "Objective", "ObjectiveSpecError", "RewardSource",
                                      "parse_objective_specs", "register_reward"],
+    "alignment.objectives.schedules": ["WeightSchedule", "parse_weight_schedule"],
     "alignment.objectives.reward_vector": ["RewardVectorBuilder"],
-    "alignment.objectives.scalarize": ["group_normalize", "labels_from_ranks", "labels_from_reward_vector",
-                                       "scalarize"],
+    "alignment.objectives.scalarize": ["AGGREGATIONS", "group_normalize", "labels_from_ranks",
+                                       "labels_from_reward_vector", "scalarize"],
     "alignment.objectives.advantages": ["ADVANTAGE_ESTIMATORS", "compute_advantages"],
     "alignment.objectives.conditioning": ["condition_prompt", "read_prompt_weights"],
     "alignment.pareto": ["controllability", "hypervolume", "min_norm_weights", "non_dominated"],

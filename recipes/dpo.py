@@ -102,9 +102,9 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     train_rows, eval_rows, dataset_names = load_preference_splits(
         script_args.dataset, loss.data_format, loss.data_objectives(script_args.dataset), script_args.num_train_rows,
         script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
-        required=loss.row_fields,
+        required=loss.row_fields, pair_weight_field=training_args.pair_weight_column,
+        weight_objectives=training_args.objective_names,
     )
-    weights = training_args.fixed_weight_vector()  # checked when the config was parsed
     if training_args.weights_mode == "prompt_aware":  # each row's weights, once per prompt, before labels use them
         orchestrator = PreferenceOrchestrator.from_pretrained(training_args.orchestrator_name_or_path)
         names = training_args.orchestrator_objective_names
@@ -118,9 +118,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     loss.extend_policy(model)
 
     # Trainer
+    row_columns = (training_args.pair_weight_column,)  # each row's weight on its loss, where the data carry one
     trainer = MultiObjectiveDPOTrainer(
-        model=model, args=training_args, train_dataset=to_dataset(train_rows),
-        eval_dataset=to_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
+        model=model, args=training_args, train_dataset=to_dataset(train_rows, row_columns),
+        eval_dataset=to_dataset(eval_rows, row_columns) if eval_rows else None, processing_class=tokenizer,
         peft_config=get_peft_config(model_args), dataset_names=dataset_names,
     )
 
@@ -130,11 +131,10 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         reply_objectives, reply_sources = objective_reward_sources(
             script_args.eval_objectives, script_args.reward_model_name_or_path,
             trust_remote_code=training_args.trust_remote_code)
-        reply_builder = RewardVectorBuilder([o.name for o in reply_objectives], reply_sources)
+        reply_builder = RewardVectorBuilder.from_objectives(reply_objectives, reply_sources)
     distinct_prompts = {str(row["prompt"]): row["prompt"] for row in eval_rows}
     eval_prompts = list(distinct_prompts.values())[:script_args.num_eval_prompts]
     same_objectives = reply_builder is not None and reply_builder.objective_names == training_args.objective_names
-    reply_weights = weights if same_objectives else None
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=script_args.eval_temperature,
                       seed=training_args.seed)
 
@@ -165,6 +165,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
         (implicit_before, replies_before), (implicit_after, replies_after) = before, after
         if replies_before is None:
             return implicit_before, implicit_after, None
+        # the weights the run ended with (the fixed weights, or where a weight schedule arrived)
+        reply_weights = trainer.current_weights() if same_objectives else None
         errors = paired_standard_errors(replies_before.per_prompt(reply_weights),
                                         replies_after.per_prompt(reply_weights))
         return ({**replies_before.means(reply_weights), **implicit_before},

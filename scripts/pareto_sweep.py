@@ -69,8 +69,8 @@ def build_reward_vector(record: dict, reward_model: str | None = None) -> Reward
     if any(spec.partition("=")[2].startswith("rm:") for spec in specs) and not reward_model:
         raise ValueError("some objectives are reward-model heads, but objectives.json names no reward model; "
                          "pass --reward_model")
-    _, sources = objective_reward_sources(specs, reward_model)
-    return RewardVectorBuilder(record["objective_names"], sources)
+    objectives, sources = objective_reward_sources(specs, reward_model)
+    return RewardVectorBuilder.from_objectives(objectives, sources)  # the gates recorded with the objectives
 
 
 def _score(prompts, completions, builder: RewardVectorBuilder, tokenizer) -> dict[str, float]:

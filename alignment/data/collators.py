@@ -11,23 +11,27 @@ from typing import Any
 import torch
 from trl.trainer.utils import pad
 
-PROMPT_WEIGHTS_COLUMN = "preference_weights"  # prompt_aware: each row's weights [K], in objective order
 INTEGER_COLUMNS = frozenset({"head_id"})  # indices (multi-head DPO's head of each pair); every other extra is a float
 
 
+def _extra_tensors(examples: list[dict[str, Any]], fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The per-row columns `fields` of the examples as tensors; a field the examples do not carry (an evaluation set
+    without pair weights) is left out of the batch."""
+    return {name: torch.tensor([example[name] for example in examples],
+                               dtype=torch.long if name in INTEGER_COLUMNS else torch.float32)
+            for name in fields if name in examples[0]}
+
+
 class _PairCollatorWithExtras:
-    """TRL's pair collator, plus the per-pair float columns a multi-objective loss reads (head ids as integers)."""
+    """TRL's pair collator, plus the per-pair float columns a multi-objective loss reads (head ids as integers): its
+    own columns, each row's preference weights, its pair weight."""
 
     def __init__(self, collator, fields: tuple[str, ...]):
         self.collator = collator
         self.fields = fields
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = self.collator(examples)
-        for name in self.fields:
-            dtype = torch.long if name in INTEGER_COLUMNS else torch.float32
-            batch[name] = torch.tensor([example[name] for example in examples], dtype=dtype)
-        return batch
+        return {**self.collator(examples), **_extra_tensors(examples, self.fields)}
 
 
 class _ListCollator:
@@ -35,8 +39,8 @@ class _ListCollator:
     than K_max are padded with prompt-only rows that `list_mask` leaves out of every loss."""
 
     def __init__(self, pad_token_id: int, max_length: int | None, truncation_mode: str, pad_to_multiple_of: int | None,
-                 with_weights: bool = False):
-        self.with_weights = with_weights  # prompt_aware: pass each list's preference_weights on (logged)
+                 fields: tuple[str, ...] = ()):
+        self.fields = fields  # per-list columns passed on: preference_weights (logged), the list's weight
         self.pad_token_id = pad_token_id
         self.max_length = max_length
         self.truncation_mode = truncation_mode
@@ -61,12 +65,8 @@ class _ListCollator:
             labels.append(example["list_labels"] + [0.0] * padding)
             list_mask.append([1.0] * len(completions) + [0.0] * padding)
         attention = [torch.ones_like(ids) for ids in input_ids]
-        weights = {}
-        if self.with_weights:
-            weights[PROMPT_WEIGHTS_COLUMN] = torch.tensor([e[PROMPT_WEIGHTS_COLUMN] for e in examples],
-                                                          dtype=torch.float32)
         return {
-            **weights,
+            **_extra_tensors(examples, self.fields),
             "input_ids": pad(input_ids, self.pad_token_id, "right", self.pad_to_multiple_of),
             "attention_mask": pad(attention, 0, "right", self.pad_to_multiple_of),
             "completion_mask": pad(completion_masks, 0, "right", self.pad_to_multiple_of),

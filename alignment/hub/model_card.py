@@ -60,6 +60,12 @@ def _optimized_lines(record: dict) -> list[str]:
         lines.append(f"Update: maximize `{lagrangian['main_objective']}` subject to mean "
                      f"`{lagrangian['constraint_objective']}` >= {lagrangian['constraint_threshold']:g} (Lagrangian, "
                      f"final lambda = {lagrangian['final_lambda']:.4g}). The preference weights were not used.")
+    elif record.get("weights_schedule"):
+        schedule = record["weights_schedule"]
+        at_step = ", ".join(f"{k}={v:.3g}" for k, v in schedule["weights_at_step"].items())
+        lines.append(f"Preference weights scheduled over training (`{schedule['spec']}`, positions as "
+                     f"{schedule['unit']}s, {schedule['interpolation']} interpolation); at step {schedule['step']}: "
+                     f"{at_step}.")
     elif record.get("weights") and not record.get("baked_weights"):  # baked weights were chosen after training
         fixed = ", ".join(f"{k}={v:.3g}" for k, v in record["weights"].items())
         lines.append(f"Fixed preference weights: {fixed}.")
@@ -88,10 +94,14 @@ def render_model_card(record: dict) -> str:
     lines = ["---", yaml.safe_dump(front_matter, sort_keys=False).strip(), "---", ""]
     lines += [f"# {record.get('trainer', 'moalign')} checkpoint on {len(names)} objectives", ""]
     lines += [f"Base model: `{record.get('base_model')}`. Trainer: `{record.get('trainer')}`.", ""]
-    lines += ["## Objectives", "", "| objective | source | threshold |", "|---|---|---|"]
+    gated = any(objective.get("gate") for objective in record.get("objectives", []))
+    lines += ["## Objectives", "", "| objective | source | threshold |" + (" gate |" if gated else ""),
+              "|---|---|---|" + ("---|" if gated else "")]
     for objective in record.get("objectives", []):
         threshold = objective.get("threshold")
-        lines.append(f"| {objective['name']} | `{objective['source']}` | {'' if threshold is None else threshold} |")
+        gate = f" `{objective['gate']}` |" if objective.get("gate") else " |" if gated else ""
+        lines.append(f"| {objective['name']} | `{objective['source']}` | {'' if threshold is None else threshold} |"
+                     + gate)
     lines.append("")
     if record.get("datasets"):
         lines += ["## Data", "", *[f"- `{name}`" for name in record["datasets"]], ""]

@@ -96,20 +96,22 @@ def load_record(path: str | Path) -> dict:
 
 def objective_specs_from_record(record: dict) -> list[str]:
     """Turn the sources recorded in objectives.json back into objective specs (`alignment.objectives.sources`):
-    builtin:NAME -> name=NAME, reward_model_head:HEAD -> name=rm:HEAD, python:MODULE:FUNCTION as is."""
+    builtin:NAME -> name=NAME, reward_model_head:HEAD -> name=rm:HEAD, python:MODULE:FUNCTION as is; a gated
+    objective gets its gate back ('@correct>=1')."""
     specs = []
     for objective in record["objectives"]:
         name, source = objective["name"], objective["source"]
         kind, _, target = source.partition(":")
         if kind == "builtin":
-            specs.append(f"{name}={target}")
+            spec = f"{name}={target}"
         elif kind == "python":
-            specs.append(f"{name}={source}")
+            spec = f"{name}={source}"
         elif kind == "reward_model_head":
-            specs.append(f"{name}=rm:{target}")
+            spec = f"{name}=rm:{target}"
         else:
             raise ValueError(f"objectives.json: objective '{name}' has source '{source}', which this sweep cannot "
                              "rebuild")
+        specs.append(f"{spec}@{objective['gate']}" if objective.get("gate") else spec)
     return specs
 
 

@@ -37,14 +37,12 @@ from alignment.objectives.scalarize import (
     PARTIAL_REWARDS,
     SCALARIZATIONS,
     SCALE_REWARDS,
-    batch_whiten,
     broadcast_weights,
     drop_partial_rows,
     group_normalize,
     lagrangian_advantages,
     pama_advantages,
     pama_step_weights,
-    scalarize,
     update_log_lagrange_multiplier,
 )
 
@@ -90,7 +88,8 @@ class AdvantageEstimator:
         """[N, K] rewards (NaN: missing) and [N, K] or [K] weights -> [N] advantages, G = `group_size` consecutive
         rows per prompt. Reads the estimator's state and leaves it as it is (`update` moves it)."""
         if aggregation not in AGGREGATIONS:
-            raise ValueError(f"compute_advantages: unknown aggregation '{aggregation}'; expected one of {AGGREGATIONS}")
+            raise ValueError(f"compute_advantages: unknown aggregation '{aggregation}'; expected one of "
+                             f"{tuple(AGGREGATIONS)}")
         if scale_rewards not in SCALE_REWARDS:
             raise ValueError(f"compute_advantages: unknown scale_rewards {scale_rewards!r}; "
                              f"expected one of {SCALE_REWARDS}")
@@ -140,9 +139,12 @@ class AdvantageEstimator:
 class WeightedEstimator(AdvantageEstimator):
     """The preference weights combine the objectives through a scalarization (linear, tchebycheff, worst_case).
 
+    The aggregation (`alignment.objectives.scalarize.AGGREGATIONS`) says where the scalarization sits:
     `sum_then_normalize` (TRL's default): scalarize the rewards, then normalize within each group (`scale_rewards`).
     `normalize_then_sum` (GDPO): z-score each objective within its group (always, as TRL does), scalarize, then
-    whiten over the batch.
+    whiten over the batch. `rdpo`: quantile-normalize each objective within its group, whiten the objectives against
+    each other, scalarize, whiten over the batch. `variance_weighted` (MO-GRPO): divide each objective by its group
+    std, scalarize under K * weights, no batch whitening.
     """
 
     name = "weighted"
@@ -161,11 +163,7 @@ class WeightedEstimator(AdvantageEstimator):
         return cls(scalarization)
 
     def _combine(self, rewards, weights, group_size, aggregation, scale_rewards):
-        if aggregation == "sum_then_normalize":
-            scalar = scalarize(rewards, weights, self.scalarization, group_size)
-            return group_normalize(scalar, group_size, scale=scale_rewards)
-        per_objective = group_normalize(rewards, group_size, scale="group")  # TRL: always, whatever scale_rewards
-        return batch_whiten(scalarize(per_objective, weights, self.scalarization, group_size))
+        return AGGREGATIONS[aggregation](rewards, weights, self.scalarization, group_size, scale_rewards)
 
 
 class LagrangianEstimator(AdvantageEstimator):

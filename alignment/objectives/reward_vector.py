@@ -1,13 +1,14 @@
-"""The reward vector: every reward source run once on a batch, giving an [N, K] tensor in objective order."""
+"""The reward vector: every reward source run once on a batch, giving an [N, K] tensor in objective order, with the
+objectives' gates applied (`alignment.objectives.sources.Gate`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
-from alignment.objectives.sources import RewardSource
+from alignment.objectives.sources import Gate, Objective, RewardSource, gate_order
 
 
 class RewardFunctionError(RuntimeError):
@@ -22,9 +23,16 @@ class RewardVectorBuilder:
     decides what the row is worth (`alignment.objectives.scalarize`, `partial_rewards`: drop the whole row, or sum the
     objectives present). A source that raises or returns the wrong number of rewards always stops: that is a bug
     in the reward function, not a bad completion.
+
+    `gates` {gated objective: Gate}: after scoring, a gated objective's reward is kept where its gate holds on the
+    gate objective's reward and replaced by the gate's floor elsewhere; where either reward is missing (NaN) the gated
+    reward is missing too (whether the gate holds is unknown). Gates are applied in dependency order, each reading the
+    gate objective's gated reward. Every trainer that reads objectives builds its rewards here (GRPO's reward vector,
+    the DPO family's MODPO margins and per-objective labels), so a gate means the same everywhere.
     """
 
-    def __init__(self, objective_names: Sequence[str], sources: Sequence[RewardSource], on_invalid: str = "raise"):
+    def __init__(self, objective_names: Sequence[str], sources: Sequence[RewardSource], on_invalid: str = "raise",
+                 gates: Mapping[str, Gate] | None = None):
         if on_invalid not in ("raise", "drop"):
             raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
         self.objective_names = list(objective_names)
@@ -40,6 +48,31 @@ class RewardVectorBuilder:
             raise ValueError(f"reward vector: objective(s) {duplicated} are provided by more than one source")
         self._columns = [[self.objective_names.index(name) for name in source.objective_names]
                          for source in self.sources]
+        self.gates = dict(gates or {})
+        for name, gate in self.gates.items():
+            for role, objective in (("gated", name), ("gate", gate.objective)):
+                if objective not in self.objective_names:
+                    raise ValueError(f"reward vector: the gate '{name}@{gate}' needs the {role} objective "
+                                     f"'{objective}' in the reward vector, which scores {self.objective_names}")
+        self._gate_order = gate_order(self.gates)
+
+    @classmethod
+    def from_objectives(cls, objectives: Sequence[Objective], sources: Sequence[RewardSource],
+                        on_invalid: str = "raise") -> RewardVectorBuilder:
+        """A builder for parsed objectives (`parse_objective_specs`), their gates included."""
+        return cls([o.name for o in objectives], sources, on_invalid=on_invalid,
+                   gates={o.name: o.gate for o in objectives if o.gate is not None})
+
+    def apply_gates(self, reward_vector: torch.Tensor) -> torch.Tensor:
+        """The reward vector [N, K] with every gate applied (see the class docstring); a new tensor."""
+        gated = reward_vector.clone()
+        for name in self._gate_order:
+            gate = self.gates[name]
+            column, gate_column = self.objective_names.index(name), self.objective_names.index(gate.objective)
+            values, gate_values = gated[:, column], gated[:, gate_column]
+            kept = torch.where(gate.holds(gate_values), values, torch.full_like(values, gate.floor))
+            gated[:, column] = kept.masked_fill(torch.isnan(values) | torch.isnan(gate_values), math.nan)
+        return gated
 
     def __call__(self, prompts: list, completions: list, step: int | None = None,
                  **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,4 +109,4 @@ class RewardVectorBuilder:
                 "fix the reward function, or set drop_invalid_rewards=true to drop such rows"
             )
         reward_vector[invalid] = math.nan
-        return reward_vector, invalid.any(dim=1)
+        return self.apply_gates(reward_vector), invalid.any(dim=1)

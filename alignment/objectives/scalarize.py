@@ -7,13 +7,20 @@ or [K]. A NaN is a missing reward. `partial_rewards` says what a row with some (
 `drop_row` (default) drops the whole row; `sum_present` (TRL's behaviour) scalarizes the objectives present. A
 row with no reward left is out of every statistic and gets advantage 0, so it cannot move the policy.
 
-Aggregations, as TRL 1.16's GRPOTrainer computes them (`linear` reproduces TRL's advantages exactly, tested
-against TRL's own trainer in tests/test_peer_equivalence.py; `alignment.objectives.advantages` applies them):
+Aggregations (`AGGREGATIONS`, the one table GRPO's `multi_objective_aggregation` is looked up in). The first two
+are TRL 1.16's GRPOTrainer's (`linear` reproduces TRL's advantages exactly, tested against TRL's own trainer in
+tests/test_peer_equivalence.py; `alignment.objectives.advantages` applies them):
 - `sum_then_normalize` (TRL's default): R = scalarize(r, w); A = R - mean_g R, divided by std_g R + eps
   (`scale_rewards: group`), by the batch std of R + eps (`batch`), or not at all (`none`).
 - `normalize_then_sum` (GDPO): A_k = (r_k - mean_g r_k) / (std_g r_k + eps) ALWAYS (TRL ignores `scale_rewards`
   here too: without the per-objective sigma the high-variance objective dominates again); A = scalarize(A_k, w),
   whitened over the batch.
+- `rdpo` (RDPO, arXiv 2605.13641; TRL issue #5886): per-objective quantile normalization within the group, then
+  whitening of the objectives against each other, then `normalize_then_sum`'s weighted sum and batch whitening
+  (`rdpo_advantages`).
+- `variance_weighted` (MO-GRPO, arXiv 2509.22047): each objective's group-centred reward divided by its own group
+  std before weighting, A = scalarize(K w_k (r_k - mean_g r_k) / (std_g r_k + eps)), no batch whitening
+  (`variance_weighted_advantages`).
 Scalarizations (every one but `linear` works on each objective z-scored within its group, so a weight means the same
 whatever the objective's units):
 - `linear`: sum_k w_k r_k;
@@ -31,10 +38,10 @@ The estimators themselves, and `compute_advantages`, are in `alignment.objective
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
-AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 SCALARIZATIONS = ("linear", "tchebycheff", "worst_case")
 SCALE_REWARDS = ("group", "batch", "none")  # TRL's GRPOConfig.scale_rewards
 PARTIAL_REWARDS = ("drop_row", "sum_present")
@@ -95,6 +102,54 @@ def batch_whiten(values: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     return (values - torch.nanmean(values)) / (std + eps)
 
 
+def quantile_normalize(values: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Each column's mid-rank quantile within its group, centred: q = (#below + #equal / 2) / n - 1/2, n the group's
+    present (non-NaN) values. In (-1/2, 1/2), zero mean within the group, ties share their mean rank (a constant
+    group gives 0), NaN stays NaN. values: [N] or [N, K].
+
+    A rare binary success (k of n) gets (1 - k/n) / 2 instead of the z-score's (1 - k/n) / sigma, which grows without
+    bound as k/n -> 0: no single prompt's group can dominate the batch's advantages.
+    """
+    grouped = _grouped(values, group_size)  # [P, G, K]
+    mine, others = grouped.unsqueeze(2), grouped.unsqueeze(1)  # compare every row of a group with every other
+    below = (others < mine).sum(dim=2).to(values.dtype)
+    equal = (others == mine).sum(dim=2).to(values.dtype)
+    present = (~torch.isnan(grouped)).sum(dim=1, keepdim=True).to(values.dtype)
+    quantiles = ((below + equal / 2) / present.clamp(min=1) - 0.5).masked_fill(torch.isnan(grouped), math.nan)
+    quantiles = quantiles.reshape(values.shape[0], -1)
+    return quantiles.squeeze(1) if values.dim() == 1 else quantiles
+
+
+def mahalanobis_whiten(values: torch.Tensor, tolerance: float = 1e-6) -> torch.Tensor:
+    """ZCA (Mahalanobis) whitening of the columns of [N, K] values against each other, within each active subspace.
+
+    The rows are split by which objectives they carry (their non-NaN columns: a row's active reward subspace). In
+    each part, M = U^T U / n is the second moment of its rows U about 0 (the inputs are centred within every group
+    already, so M is their covariance) and the rows become U M^{-1/2}, M^{-1/2} = V diag(lambda^{-1/2}) V^T over the
+    eigenvalues above `tolerance` * the largest (directions without variance stay 0). ZCA keeps each whitened column
+    as close as possible to its own objective (so the weights still mean what they say) while removing what the
+    columns share: two objectives that measure the same thing count once, not twice. A part with fewer than 2 rows
+    is left as it is; NaN stays NaN.
+    """
+    if values.dim() != 2:
+        raise ValueError(f"mahalanobis_whiten: expected [N, K] values, got shape {tuple(values.shape)}")
+    whitened = values.clone()
+    present = ~torch.isnan(values)
+    for pattern in torch.unique(present, dim=0):
+        rows = (present == pattern).all(dim=1)
+        columns = pattern.nonzero().squeeze(1)
+        if rows.sum() < 2 or len(columns) == 0:
+            continue
+        block = values[rows][:, columns].double()
+        eigenvalues, eigenvectors = torch.linalg.eigh(block.T @ block / block.shape[0])
+        keep = eigenvalues > tolerance * eigenvalues.max().clamp(min=torch.finfo(torch.float64).tiny)
+        inverse_root = torch.where(keep, eigenvalues.clamp(min=torch.finfo(torch.float64).tiny).rsqrt(),
+                                   torch.zeros_like(eigenvalues))
+        block = block @ (eigenvectors * inverse_root) @ eigenvectors.T
+        whitened[rows.nonzero().squeeze(1).unsqueeze(1), columns.unsqueeze(0)] = block.to(values.dtype)
+    return whitened
+
+
 def scalarize(reward_vector: torch.Tensor, weights: torch.Tensor, method: str = "linear",
               group_size: int | None = None, ideal: torch.Tensor | None = None) -> torch.Tensor:
     """[N, K] rewards (or per-objective advantages) and weights -> [N] scalar rewards.
@@ -136,6 +191,80 @@ def _tchebycheff(values: torch.Tensor, weights: torch.Tensor, ideal: torch.Tenso
     """-max_k w_k (ideal_k - v_k) over the present objectives of each row (all [N, K])."""
     gap = (weights * (ideal - values)).masked_fill(missing, -math.inf)
     return -gap.max(dim=1).values
+
+
+# ---- aggregations: [N, K] rewards (partial rows already dropped) and weights -> [N] advantages ----
+def sum_then_normalize(rewards: torch.Tensor, weights: torch.Tensor, scalarization: str, group_size: int,
+                       scale_rewards: str) -> torch.Tensor:
+    """TRL's default: scalarize the rewards, then normalize within each group as `scale_rewards` says."""
+    return group_normalize(scalarize(rewards, weights, scalarization, group_size), group_size, scale=scale_rewards)
+
+
+def normalize_then_sum(rewards: torch.Tensor, weights: torch.Tensor, scalarization: str, group_size: int,
+                       scale_rewards: str) -> torch.Tensor:
+    """GDPO (TRL's `normalize_then_sum`): z-score each objective within its group (always, as TRL does), scalarize,
+    whiten over the batch."""
+    per_objective = group_normalize(rewards, group_size, scale="group")
+    return batch_whiten(scalarize(per_objective, weights, scalarization, group_size))
+
+
+def rdpo_advantages(rewards: torch.Tensor, weights: torch.Tensor, scalarization: str, group_size: int,
+                    scale_rewards: str = "group") -> torch.Tensor:
+    """RDPO (Reward-Decorrelated Policy Optimization, arXiv 2605.13641, proposed for TRL in issue #5886): GDPO with
+    its per-objective z-score replaced by a quantile normalization and a whitening of the objectives against each
+    other added before the aggregation:
+
+        u_k = quantile_normalize(r_k) within the group;  z = mahalanobis_whiten(u) within each active subspace;
+        A = batch_whiten(scalarize(z, w)).
+
+    Source: the paper's abstract and the issue (both stored copies we could read) describe the method as
+    "Magnitude-Aware Quantile normalization" per reward, then "Mahalanobis whitening within each active reward
+    subspace" before aggregation; we could not read the paper's equations, so the quantile map (mid-rank, centred),
+    the whitening (ZCA of the second moment, per pattern of present objectives) and the final batch whitening
+    (kept from GDPO, of which RDPO is the successor) are our definitions, and the paper's magnitude-aware correction
+    of the quantiles is not reproduced. `scale_rewards` is not used (quantiles have no scale to choose).
+
+    When it helps: binary or skewed rewards, where one success in a group gets a z-score that dominates the batch
+    (quantiles are bounded); objectives that largely measure the same thing (two reward-model heads for helpfulness),
+    which a weighted sum would count twice. It needs batches with clearly more rows than objectives (the covariance
+    is estimated on each batch), and ranks forget how far apart two replies are.
+    """
+    whitened = mahalanobis_whiten(quantile_normalize(rewards, group_size))
+    return batch_whiten(scalarize(whitened, weights, scalarization, group_size))
+
+
+def variance_weighted_advantages(rewards: torch.Tensor, weights: torch.Tensor, scalarization: str, group_size: int,
+                                 scale_rewards: str = "group") -> torch.Tensor:
+    """MO-GRPO (Ichihara et al., arXiv 2509.22047): every reward divided by its own standard deviation before the
+    weighting, so each objective contributes to the advantage in proportion to its weight, whatever its variance:
+
+        A_i = sum_k (K w_k) (r_ik - mean_g r_k) / (std_g r_k + eps)
+
+    with mean and std over the G completions of the prompt's group (`scale_rewards: group`, the default and the
+    paper's setting; 'batch' takes each objective's std over the batch, 'none' leaves the rewards unscaled). The
+    weights are scaled by K so that equal weights give the paper's unweighted sum over reward functions. Other
+    scalarizations (tchebycheff, worst_case) combine the same standardized rewards under K w; their result is
+    centred within the group. No batch whitening: unlike `normalize_then_sum` (GDPO) each prompt's advantages stand
+    on their own. Source: the paper's abstract ("reweight the reward functions automatically according to the
+    variances of their values") and public readings of its method (per-reward advantages normalized within the
+    group, then summed); we could not read its equation in the stored copies, so the docstring gives ours.
+
+    When it helps: objectives on very different scales or noise levels (a reward-model score with a wide spread
+    beside a 0/1 check), where GRPO's sum is driven by the high-variance objective and the policy games it while
+    the other objectives are ignored (MO-GRPO's reward hacking).
+    """
+    per_objective = group_normalize(rewards, group_size, scale=scale_rewards)
+    scaled = broadcast_weights(weights, rewards) * rewards.shape[1]
+    return group_normalize(scalarize(per_objective, scaled, scalarization, group_size), group_size, scale="none")
+
+
+# The aggregations by name: GRPO's `multi_objective_aggregation` picks one of these.
+AGGREGATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "sum_then_normalize": sum_then_normalize,
+    "normalize_then_sum": normalize_then_sum,
+    "rdpo": rdpo_advantages,
+    "variance_weighted": variance_weighted_advantages,
+}
 
 
 def drop_partial_rows(reward_vector: torch.Tensor) -> torch.Tensor:

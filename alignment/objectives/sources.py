@@ -11,11 +11,19 @@ Objective specs, as written in YAML or on the command line:
 - `brevity=conciseness`              a built-in reward under another name
 - `polite=python:my_pkg.rewards:polite` any importable reward function
 - `helpful=rm:helpful`               head `helpful` of the reward model given by `reward_model_name_or_path`
+
+Any spec may end in a gate, `@OBJECTIVE OP THRESHOLD[:floor=FLOOR]` with OP one of >=, >, <=, <, e.g.
+`format=format_ok@correct>=1`: the objective's reward counts only where the gate holds (another objective of the same
+spec list, compared with the threshold) and is replaced by its floor (default 0.0) elsewhere (`Gate`, applied by
+`alignment.objectives.reward_vector.RewardVectorBuilder`). Unknown gate objectives, self-gates and cycles are refused
+when the specs are parsed (`parse_gates`).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -78,13 +86,47 @@ class FunctionSource:
         return torch.tensor(values, dtype=torch.float32).unsqueeze(1)
 
 
+# The comparisons a gate may make, by their operator.
+GATE_OPERATORS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    ">=": torch.ge, ">": torch.gt, "<=": torch.le, "<": torch.lt,
+}
+_GATE = re.compile(r"^\s*(?P<objective>\w+)\s*(?P<op>>=|<=|>|<)\s*(?P<threshold>[^:\s]+)\s*"
+                   r"(?::\s*floor\s*=\s*(?P<floor>\S+))?\s*$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """`objective OP threshold`: where it does not hold, the gated objective's reward is replaced by `floor`.
+
+    The floor is a fixed number (default 0.0, the reward of "not rewarded"), not a statistic of the batch: in a
+    distributed run each process builds the reward vector of its own rows, and a batch minimum would differ from
+    process to process. Pick the floor on the gated reward's own scale, e.g. its minimum (`:floor=-1` for a reward
+    in [-1, 1]) so that failing the gate is never better than passing it.
+    """
+
+    objective: str
+    op: str
+    threshold: float
+    floor: float = 0.0
+
+    def holds(self, values: torch.Tensor) -> torch.Tensor:
+        """Where the gate holds, for the gate objective's rewards `values` [N] (False where NaN)."""
+        return GATE_OPERATORS[self.op](values, self.threshold)
+
+    def __str__(self) -> str:
+        floor = f":floor={self.floor:g}" if self.floor != 0.0 else ""
+        return f"{self.objective}{self.op}{self.threshold:g}{floor}"
+
+
 @dataclass
 class Objective:
-    """A named objective: where its reward comes from, and an optional lower bound for constrained training."""
+    """A named objective: where its reward comes from, an optional lower bound for constrained training, and an
+    optional gate on another objective."""
 
     name: str
     source: str  # human-readable origin, recorded in checkpoints ("builtin:conciseness", "rm:helpful", ...)
     threshold: float | None = None
+    gate: Gate | None = None
 
 
 def _import_function(path: str, name: str) -> Callable:
@@ -102,9 +144,76 @@ def _import_function(path: str, name: str) -> Callable:
 
 def split_objective_spec(spec: str) -> tuple[str, str]:
     """'name=source' -> (name, source); a bare name is its own source
-    ('conciseness' -> ('conciseness', 'conciseness'))."""
-    name, _, target = (part.strip() for part in spec.partition("="))
+    ('conciseness' -> ('conciseness', 'conciseness')). A gate ('@...') is not part of either."""
+    name, _, target = (part.strip() for part in spec.partition("@")[0].partition("="))
     return name, target or name
+
+
+def _number(text: str, what: str, spec: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ObjectiveSpecError(f"objective spec '{spec}': the gate's {what} {text!r} is not a finite number")
+    return value
+
+
+def parse_gate(spec: str) -> Gate | None:
+    """The gate of one spec ('...@correct>=1' -> Gate('correct', '>=', 1.0)), or None; a malformed gate is refused."""
+    _, at, text = spec.partition("@")
+    if not at:
+        return None
+    match = _GATE.match(text)
+    if match is None:
+        raise ObjectiveSpecError(f"objective spec '{spec}': the gate '{text}' must look like OBJECTIVE OP THRESHOLD "
+                                 f"with OP one of {list(GATE_OPERATORS)}, optionally ':floor=VALUE' "
+                                 "(e.g. 'format=format_ok@correct>=1')")
+    floor = _number(match["floor"], "floor", spec) if match["floor"] is not None else 0.0
+    return Gate(match["objective"], match["op"], _number(match["threshold"], "threshold", spec), floor)
+
+
+def parse_gates(specs: Sequence[str]) -> dict[str, Gate]:
+    """{gated objective: its gate} of specs, checked: every gate names another objective of the same list, and
+    gates form no cycle. Sources are not resolved (a DPO objective may be a data label)."""
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    names = objective_names_of(specs)
+    gates = {}
+    for name, spec in zip(names, specs):
+        gate = parse_gate(spec)
+        if gate is None:
+            continue
+        if gate.objective == name:
+            raise ObjectiveSpecError(f"objective '{name}' is gated on itself ('{spec}'); a gate reads another "
+                                     "objective")
+        if gate.objective not in names:
+            raise ObjectiveSpecError(f"objective '{name}': its gate reads '{gate.objective}', which is not one of "
+                                     f"the objectives {names}")
+        gates[name] = gate
+    gate_order(gates)  # refuses cycles
+    return gates
+
+
+def gate_order(gates: dict[str, Gate]) -> list[str]:
+    """The gated objectives in the order their gates are applied: an objective's gate reads the gate objective's
+    final (gated) reward, so the gate objective comes first. Raises on a cycle, naming it."""
+    order, state = [], {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == "done" or name not in gates:
+            return
+        if state.get(name) == "visiting":
+            cycle = path[path.index(name):] + [name]
+            raise ObjectiveSpecError(f"objective gates form a cycle: {' -> '.join(cycle)} (each gated on the next)")
+        state[name] = "visiting"
+        visit(gates[name].objective, path + [name])
+        state[name] = "done"
+        order.append(name)
+
+    for name in gates:
+        visit(name, [])
+    return order
 
 
 def objective_names_of(specs: Sequence[str]) -> list[str]:
@@ -141,22 +250,26 @@ def parse_objective_specs(specs: Sequence[str]) -> tuple[list[Objective], list[F
             raise ObjectiveSpecError(f"objective name '{name}' (from spec '{spec}') must be an identifier")
         if name in (o.name for o in objectives):
             raise ObjectiveSpecError(f"objective '{name}' is defined twice")
+        gate = parse_gate(spec)
         if target.startswith("rm:"):
             reward_model_heads[name] = target[3:] or name
-            objectives.append(Objective(name, f"reward_model_head:{reward_model_heads[name]}"))
+            objectives.append(Objective(name, f"reward_model_head:{reward_model_heads[name]}", gate=gate))
         elif target.startswith("python:"):
             function_sources.append(FunctionSource(name, _import_function(target[7:], name)))
-            objectives.append(Objective(name, target))
+            objectives.append(Objective(name, target, gate=gate))
         elif target in REGISTERED_REWARDS:
             function_sources.append(FunctionSource(name, REGISTERED_REWARDS[target]))
-            objectives.append(Objective(name, f"builtin:{target}"))
+            objectives.append(Objective(name, f"builtin:{target}", gate=gate))
         else:
             raise ObjectiveSpecError(
                 f"objective '{name}': unknown source '{target}'; use a registered reward {sorted(REGISTERED_REWARDS)} "
                 "(`import reward_models` registers the built-in ones), 'python:module:function' or 'rm:HEAD'"
             )
+    parse_gates(specs)  # gates name objectives of this list, no cycle
     return objectives, function_sources, reward_model_heads
 
 
 def objectives_to_dict(objectives: Sequence[Objective]) -> list[dict[str, Any]]:
-    return [{"name": o.name, "source": o.source, "threshold": o.threshold} for o in objectives]
+    """The record's objectives table: name, source, threshold, and the gate of a gated objective."""
+    return [{"name": o.name, "source": o.source, "threshold": o.threshold, **({"gate": str(o.gate)} if o.gate else {})}
+            for o in objectives]

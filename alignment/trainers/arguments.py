@@ -1,9 +1,10 @@
 """Field groups shared by the trainer configs (TRL's mixin pattern): one place for one idea.
 
 - `PreferenceWeightsArguments`: which preference weights a run trains under (fixed, sampled per prompt from a
-  Dirichlet, or inferred per prompt by a Preference Orchestrator), and how the policy is shown them (`conditioning`).
-  It gives the one objective-name parser, the one weight-vector builder and the one Dirichlet-alpha parser that
-  GRPO and the DPO family use.
+  Dirichlet, or inferred per prompt by a Preference Orchestrator), how they move during training (a weight schedule,
+  `alignment.objectives.schedules`), and how the policy is shown them (`conditioning`). It gives the one
+  objective-name parser, the one weight-vector builder, the one schedule parser and the one Dirichlet-alpha parser
+  that GRPO and the DPO family use.
 - `PreferenceAdapterArguments`: the Panacea-style preference adapter's settings (`alignment.models.preference_adapter`).
 
 A config inherits both and calls `check_preference_weights()` from its `__post_init__`, so bad weights stop a run
@@ -19,8 +20,9 @@ import torch
 
 from alignment.models.packaged import model_display_name
 from alignment.models.preference_adapter import ADAPTER_SUBFOLDER, DEFAULT_TARGET_MODULES
-from alignment.objectives.sources import objective_names_of, reward_model_heads_or_names
-from alignment.objectives.weights import parse_dirichlet_alpha, parse_preference_weights
+from alignment.objectives.schedules import INTERPOLATIONS, SCHEDULE_UNITS, WeightSchedule, parse_weight_schedule
+from alignment.objectives.sources import objective_names_of, parse_gates, reward_model_heads_or_names
+from alignment.objectives.weights import PreferenceWeightsError, parse_dirichlet_alpha, parse_preference_weights
 from alignment.orchestrator import check_orchestrator_objectives
 
 WEIGHTS_MODES = ("fixed", "dirichlet", "prompt_aware")
@@ -30,7 +32,9 @@ CONDITIONING = ("none", "prompt", "adapter", "both")
 
 @dataclass
 class PreferenceWeightsArguments:
-    """Preference weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`.
+    """Preference weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`, and a
+    schedule that moves them during training: `weights_schedule`, `weights_schedule_interpolation`,
+    `weights_schedule_unit`.
 
     The config that inherits this defines `objectives` (a list of objective specs) and `conditioning`.
     """
@@ -59,6 +63,30 @@ class PreferenceWeightsArguments:
                           "objectives are these objectives (for a 'name=rm:HEAD' objective: the head it reads)."},
     )
 
+    weights_schedule: str | None = field(
+        default=None,
+        metadata={"help": "Weights that move during training: 'POSITION:WEIGHTS;POSITION:WEIGHTS;...', e.g. "
+                          "'0:conciseness=1,sentiment=0;0.5:conciseness=0.2,sentiment=0.8'. Each vector is checked "
+                          "like preference_weights; between points the weights are interpolated, before the first "
+                          "and after the last they hold. Positions are fractions of max_steps or global steps (see "
+                          "weights_schedule_unit). Replaces preference_weights (fixed mode); moves the Dirichlet "
+                          "mean (alpha_t = sum(dirichlet_alpha) * w_t) or tilts each prompt's orchestrator weights "
+                          "(w_prompt * w_t / w_first, renormalized). Logged per step as weights/<objective>, recorded "
+                          "in objectives.json; a pure function of the global step, so a resumed run continues it "
+                          "exactly. Unset: no schedule."},
+    )
+    weights_schedule_interpolation: str = field(
+        default="linear",
+        metadata={"help": f"weights_schedule: how weights move between two points, one of {tuple(INTERPOLATIONS)} "
+                          "('cosine' eases in and out: share (1 - cos(pi t)) / 2 of the next point at t of the way)."},
+    )
+    weights_schedule_unit: str = field(
+        default="auto",
+        metadata={"help": f"weights_schedule: what positions count, one of {SCHEDULE_UNITS}. 'fraction': of "
+                          "max_steps (0 start, 1 end); 'step': global optimizer steps; 'auto': fractions when every "
+                          "position is in [0, 1], else steps (then all must be whole numbers; a mix is refused)."},
+    )
+
     @property
     def objective_names(self) -> list[str]:
         """The objective names, in weight order."""
@@ -78,6 +106,13 @@ class PreferenceWeightsArguments:
         """`preference_weights` on the simplex, in objective order (equal weights when unset)."""
         names = self.objective_names
         return parse_preference_weights(self.preference_weights or [1.0] * len(names), names)
+
+    def weight_schedule(self) -> WeightSchedule | None:
+        """`weights_schedule` parsed over the objectives (None when unset)."""
+        if not self.weights_schedule:
+            return None
+        return parse_weight_schedule(self.weights_schedule, self.objective_names, self.weights_schedule_unit,
+                                     self.weights_schedule_interpolation)
 
     def dirichlet_alpha_vector(self) -> torch.Tensor:
         """`dirichlet_alpha` as one concentration per objective."""
@@ -109,6 +144,29 @@ class PreferenceWeightsArguments:
             warnings.warn(f"preference_weights are ignored with weights_mode '{self.weights_mode}': each prompt's "
                           "weights are sampled or inferred", UserWarning, stacklevel=3)
         self.fixed_weight_vector()
+        self._check_weight_schedule()
+        parse_gates(self.objectives)  # gate syntax, unknown gate objectives, self-gates and cycles
+
+    def _check_weight_schedule(self) -> None:
+        """The schedule parses, and fits the weights mode: Dirichlet needs every scheduled weight > 0 (alpha_t =
+        sum(alpha) * w_t), prompt-aware needs the first vector > 0 (each prompt is tilted by w_t / w_first)."""
+        schedule = self.weight_schedule()
+        if schedule is None:
+            return
+        if self.preference_weights and self.weights_mode == "fixed":
+            warnings.warn("preference_weights are ignored: weights_schedule sets the weights at every step",
+                          UserWarning, stacklevel=4)
+        positive = {"dirichlet": (schedule.weights, "every point's weights", "alpha_t = sum(dirichlet_alpha) * w_t"),
+                    "prompt_aware": (schedule.start, "the first point's weights",
+                                     "each prompt's weights are tilted by w_t / w_first")}.get(self.weights_mode)
+        if positive is not None and not (positive[0] > 0).all():
+            raise PreferenceWeightsError(f"weights_schedule with weights_mode '{self.weights_mode}': {positive[1]} "
+                                         f"must all be > 0 ({positive[2]}); got {self.weights_schedule!r}")
+
+    def schedule_record(self, step: int, max_steps: int | None) -> dict | None:
+        """What a checkpoint's record says about the schedule at `step` (None without one)."""
+        schedule = self.weight_schedule()
+        return schedule.record(step, max_steps) if schedule is not None else None
 
 
 @dataclass

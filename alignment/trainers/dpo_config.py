@@ -39,14 +39,19 @@ class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgum
     `weights_per`, `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
     `preference_adapter_lambda_scale`.
     Prompt-aware weights (modpo, lipo): `weights_mode: prompt_aware`, `orchestrator_name_or_path`.
+    Weights that move during training (the losses whose weights enter the loss at every step: modpo, per_objective):
+    `weights_schedule`, `weights_schedule_interpolation`, `weights_schedule_unit`.
+    Per-row data: `pair_weight_column` (each pair's, group's or list's weight on its loss); a `preference_weights`
+    column gives a row its own weight vector (the losses that take weights per row).
     """
 
     loss: str = field(default="modpo", metadata={"help": _loss_help()})
     objectives: list[str] = field(
         default_factory=lambda: ["helpful", "conciseness"],
         metadata={"help": "Objectives in weight order. modpo: the trained objective (its pairs) first, then the "
-                          "margin objectives as specs (built-in name, 'name=python:mod:fn', 'name=rm:HEAD'). mah: one "
-                          "head per objective. lipo: the columns of the lists' reward vectors."},
+                          "margin objectives as specs (built-in name, 'name=python:mod:fn', 'name=rm:HEAD', each "
+                          "optionally gated on another margin objective, '@OBJECTIVE OP THRESHOLD[:floor=F]'). mah: "
+                          "one head per objective. lipo: the columns of the lists' reward vectors."},
     )
     cardinal_mode: str = field(
         default="weight",
@@ -90,6 +95,12 @@ class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgum
                           "fixed preference. (Text headers are GRPO's: DPO tokenizes prompts once, before the weights "
                           "are drawn.)"},
     )
+    pair_weight_column: str = field(
+        default="pair_weight",
+        metadata={"help": "The data column whose value (a finite number >= 0) scales each pair's, group's or list's "
+                          "loss: the batch's loss is sum_i p_i l_i / sum_i p_i, so a row of weight 0 takes no part. "
+                          "Rows without the column weigh 1 (the column must then be absent from every row)."},
+    )
     weights_per: str = field(
         default="row",
         metadata={"help": "dirichlet: 'row' draws lambda per pair (each pair's loss under its own weights); 'batch' "
@@ -129,6 +140,10 @@ class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgum
             warnings.warn(f"preference_weights are ignored by loss '{self.loss}': only {losses_where('uses_weights')} "
                           "use them", UserWarning, stacklevel=2)
         loss.check_weights(weights)
+        if self.weights_schedule and not loss.schedulable:
+            raise ValueError(f"weights_schedule: loss '{self.loss}' does not take its weights at every step (they are "
+                             "baked into margins, labels or heads before training, or it takes none); only "
+                             f"{losses_where('schedulable')} do")
 
     def _check_choices(self) -> None:
         for name, value, allowed in (("conditioning", self.conditioning, DPO_CONDITIONING),

@@ -4,14 +4,16 @@ What changes relative to TRL (everything else, generation, the clipped loss, vLL
 - rewards: every objective's source runs once per batch (`alignment.objectives.reward_vector`), giving an [N, K]
   reward vector; all heads of a multi-head reward model are scored in one forward pass;
 - weights: fixed, sampled per prompt from Dirichlet(alpha), or inferred per prompt by a Preference Orchestrator
-  (PRO, `alignment.orchestrator`; `weights_mode: prompt_aware`), made by `weights_for` and carried by every row
+  (PRO, `alignment.orchestrator`; `weights_mode: prompt_aware`), optionally moved during training by a weight
+  schedule (`alignment.objectives.schedules`), made by `weights_for` and carried by every row
   (`preference_weights`) through TRL's batch. With sampled weights the policy is conditioned on them so that one
   checkpoint can be steered at inference: written into the prompt (`alignment.objectives.conditioning`), fed as
   numbers to a preference adapter (`alignment.models.preference_adapter`, the prompt's weights set lambda for its
   completions in generation and in every loss forward pass), or both;
 - advantages: the advantage estimator that `scalarization` selects (`alignment.objectives.advantages`: the
   scalarizations linear / tchebycheff / worst_case, or the estimators pama / lagrangian); the aggregation and
-  `scale_rewards` are GRPOConfig's own `multi_objective_aggregation` and `scale_rewards`, with TRL's meaning;
+  `scale_rewards` are GRPOConfig's own `multi_objective_aggregation` and `scale_rewards`, with TRL's meaning, and two
+  aggregations TRL does not have (`rdpo`, `variance_weighted`; `alignment.objectives.scalarize.AGGREGATIONS`);
 - the checkpoint records its objectives, sources, aggregation and weights (`alignment.hub.record`).
 
 The config, `MultiObjectiveGRPOConfig`, is defined in `alignment.trainers.grpo_config` and importable from here.
@@ -41,6 +43,7 @@ from alignment.models.preference_adapter import (
 )
 from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
 from alignment.objectives.reward_vector import RewardVectorBuilder
+from alignment.objectives.schedules import dirichlet_alpha_at, tilt_weights
 from alignment.objectives.sources import objectives_to_dict
 from alignment.objectives.weights import sample_dirichlet_weights
 from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
@@ -51,6 +54,9 @@ STATE_FILE = "multi_objective_state.json"  # the advantage estimator's state, sa
 WEIGHTS_COLUMN = "preference_weights"  # each row's [K] weights: in TRL's input rows, then in its output batch
 # Row fields that are not handed to the reward functions: TRL's own, and the weights the rows carry.
 NOT_REWARD_KWARGS = ("prompt", "completion", "completion_ids", WEIGHTS_COLUMN)
+# The aggregations TRL's own GRPOTrainer computes. Its advantages are replaced by ours, but it still runs its own
+# computation (for its logged frac_reward_zero_std) and refuses any other name: it is given GDPO's for ours.
+TRL_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 
 
 class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMixin, GRPOTrainer):
@@ -58,9 +64,10 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
     `args.objectives`, or from `reward_sources` (any `alignment.objectives.sources.RewardSource`).
 
     Public attributes: `objectives` and `objective_names` (in reward-vector order), `reward_vector_builder`,
-    `advantage_estimator` (`alignment.objectives.advantages`), `orchestrator` (prompt-aware weights, else None) and
-    `mean_weights` ([K]: the fixed weights, the Dirichlet mean, or equal weights for prompt-aware weights, which are
-    only known per prompt). `weights_for` gives any prompts' weights.
+    `advantage_estimator` (`alignment.objectives.advantages`), `orchestrator` (prompt-aware weights, else None),
+    `weight_schedule` (`alignment.objectives.schedules.WeightSchedule`, or None) and `mean_weights` ([K] at the
+    current step: the fixed or scheduled weights, the Dirichlet mean, or equal weights for prompt-aware weights, which
+    are only known per prompt). `weights_for` gives any prompts' weights.
     """
 
     pareto_method = "none"  # how the update combines the objectives, recorded; MGDAGRPOTrainer: "mgda"
@@ -78,21 +85,19 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
         )
         sources += list(reward_sources or [])
         self.objective_names = [o.name for o in self.objectives]
-        self.reward_vector_builder = RewardVectorBuilder(
-            self.objective_names, sources, on_invalid="drop" if args.drop_invalid_rewards else "raise"
+        self.reward_vector_builder = RewardVectorBuilder.from_objectives(  # gates included
+            self.objectives, sources, on_invalid="drop" if args.drop_invalid_rewards else "raise"
         )
 
         self.fixed_weights = self.dirichlet_alpha = self.orchestrator = None
+        self.weight_schedule = args.weight_schedule()
         if args.weights_mode == "fixed":
             self.fixed_weights = args.fixed_weight_vector()
-            self.mean_weights = self.fixed_weights
         elif args.weights_mode == "prompt_aware":
             self.orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator_name_or_path,
                                                                        device=args.device)
-            self.mean_weights = torch.full((len(self.objectives),), 1.0 / len(self.objectives))
         else:
             self.dirichlet_alpha = args.dirichlet_alpha_vector()
-            self.mean_weights = self.dirichlet_alpha / self.dirichlet_alpha.sum()
 
         self.advantage_estimator = args.advantage_estimator_class.from_config(args, self.objective_names)
         self.advantage_estimator.mark_objectives(self.objectives)
@@ -102,9 +107,11 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
         if args.uses_preference_adapter:
             model = self._with_preference_adapter(model, args, kwargs)
         super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
-        # TRL weighs its logged "reward" metric (and its own advantages, which ours replace) with these; our
-        # advantages use each row's weights.
+        # TRL weighs its logged "reward" metric (and its own advantages, which ours replace) with these (moved with
+        # the schedule, batch by batch); our advantages use each row's weights.
         self.reward_weights = self.mean_weights.to(torch.float32)
+        if args.multi_objective_aggregation not in TRL_AGGREGATIONS:
+            self.multi_objective_aggregation = "normalize_then_sum"  # TRL's stand-in; see TRL_AGGREGATIONS
 
     def _with_preference_adapter(self, model, args, kwargs):
         if kwargs.get("peft_config") is not None:
@@ -148,19 +155,41 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
         return funcs
 
     # ---- weights and prompts ----
+    def scheduled_weights(self) -> torch.Tensor | None:
+        """[K] the weight schedule at the current global step (None without a schedule). A pure function of the
+        step and max_steps, both restored with a checkpoint: a resumed run computes the same weights."""
+        if self.weight_schedule is None:
+            return None
+        return self.weight_schedule.at(self.state.global_step, self.state.max_steps or self.args.max_steps)
+
+    @property
+    def mean_weights(self) -> torch.Tensor:
+        """[K] the weights at the current step: the fixed (or scheduled) weights, the Dirichlet mean (the scheduled
+        weights under a schedule), or equal weights for prompt-aware weights (tilted like a prompt's by a schedule)."""
+        scheduled = self.scheduled_weights()
+        if self.fixed_weights is not None:
+            return self.fixed_weights if scheduled is None else scheduled
+        if self.dirichlet_alpha is not None:
+            return self.dirichlet_alpha / self.dirichlet_alpha.sum() if scheduled is None else scheduled
+        equal = torch.full((len(self.objectives),), 1.0 / len(self.objectives))
+        return equal if scheduled is None else tilt_weights(equal, self.weight_schedule.start, scheduled)
+
     def weights_for(self, rows_or_prompts: Sequence) -> torch.Tensor:
         """[N, K] preference weights, in objective order, for N prompts or N input rows (dicts with a 'prompt'):
         the fixed weights, each prompt's orchestrator weights, or each prompt's Dirichlet draw at this training
-        step. The one place where a prompt's weights are made."""
+        step, each moved by the weight schedule if there is one. The one place where a prompt's weights are made."""
         prompts = [row["prompt"] if isinstance(row, dict) else row for row in rows_or_prompts]
+        scheduled = self.scheduled_weights()
         if self.fixed_weights is not None:
-            return self.fixed_weights.unsqueeze(0).expand(len(prompts), -1)
+            return self.mean_weights.unsqueeze(0).expand(len(prompts), -1)
         if self.orchestrator is not None:  # once per distinct prompt (cached), the same on every rank
-            return weights_in_order(self.orchestrator, prompts, self.args.orchestrator_objective_names)
+            weights = weights_in_order(self.orchestrator, prompts, self.args.orchestrator_objective_names)
+            return weights if scheduled is None else tilt_weights(weights, self.weight_schedule.start, scheduled)
         # Keyed by (step, prompt): the G copies of a prompt get the same weights on every rank, and a resumed
         # run draws the same weights as the original.
         keys = [f"{self.state.global_step}:{json.dumps(prompt, sort_keys=True)}" for prompt in prompts]
-        return sample_dirichlet_weights(self.dirichlet_alpha, keys, seed=self.args.seed)
+        alpha = self.dirichlet_alpha if scheduled is None else dirichlet_alpha_at(self.dirichlet_alpha, scheduled)
+        return sample_dirichlet_weights(alpha, keys, seed=self.args.seed)
 
     def _generate_and_score_completions(self, inputs):
         """TRL's, on rows that carry their weights (`preference_weights`, also written into the prompt when the policy
@@ -220,6 +249,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
         and each row's weights, the batch's advantages, metrics and estimator update."""
         device = self.accelerator.device
         mode = "train" if self.model.training else "eval"
+        self.reward_weights = self.mean_weights.to(torch.float32)  # TRL's logged "reward": this step's weights
         reward_kwargs = {key: [x[key] for x in inputs] for key in inputs[0] if key not in NOT_REWARD_KWARGS}
         reward_vector, dropped = self.reward_vector_builder(
             prompts, completions, step=self.state.global_step, completion_ids=completion_ids_list,
@@ -282,8 +312,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
             trainer="grpo",
             base_model=getattr(self.model.config, "_name_or_path", None) or "unknown",
             objectives=objectives_to_dict(self.objectives),
-            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.fixed_weights.tolist())}
-            if fixed else None,
+            weights={n: round(w, 6) for n, w in zip(self.objective_names, self.mean_weights.tolist())}
+            if fixed else None,  # under a schedule: the weights in force from the saved step on
             weight_distribution=args.weight_distribution_record(),
             aggregation=args.multi_objective_aggregation,
             scalarization=args.scalarization,
@@ -295,6 +325,8 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
                 "preference_adapter": args.preference_adapter_record(args.base_learning_rate is not None)
                 if adapter else None,
                 "reward_model": args.reward_model_name_or_path,
+                "weights_schedule": args.schedule_record(self.state.global_step,
+                                                         self.state.max_steps or args.max_steps),
                 "pareto_method": self.pareto_method,
                 "weights_used": self.weights_used,
                 "scale_rewards": args.scale_rewards,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from alignment.objectives.advantages import SCALARIZATION_CHOICES, AdvantageEstimator, estimator_class
-from alignment.objectives.scalarize import PARTIAL_REWARDS
+from alignment.objectives.scalarize import AGGREGATIONS, PARTIAL_REWARDS
 from alignment.objectives.sources import parse_objective_specs
 from alignment.trainers.arguments import PreferenceAdapterArguments, PreferenceWeightsArguments
 
@@ -18,10 +18,12 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
 
     Objectives: `objectives`, `reward_model_name_or_path`, `drop_invalid_rewards`, `partial_rewards`.
     Weights: `preference_weights`, `weights_mode`, `dirichlet_alpha`, `orchestrator_name_or_path`, `conditioning`
-    (`condition_on_weights`).
+    (`condition_on_weights`), and their schedule: `weights_schedule`, `weights_schedule_interpolation`,
+    `weights_schedule_unit`.
     Preference adapters: `preference_adapter_rank`, `preference_adapter_target_modules`, `preference_adapter_alpha`,
     `preference_adapter_lambda_scale`, `base_learning_rate`.
-    Advantages: `multi_objective_aggregation` and `scale_rewards` (inherited, TRL's meaning), `scalarization` (which
+    Advantages: `multi_objective_aggregation` (TRL's two, plus `rdpo` and `variance_weighted`) and `scale_rewards`
+    (inherited, TRL's meaning), `scalarization` (which
     picks the advantage estimator, `alignment.objectives.advantages`), and for `lagrangian` the `main_objective`,
     `constraint_objective`, `constraint_threshold`, `lagrange_*` fields.
 
@@ -34,7 +36,19 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
     objectives: list[str] = field(
         default_factory=lambda: ["conciseness", "sentiment"],
         metadata={"help": "Objective specs: a built-in name (conciseness, sentiment, profanity_free, format), "
-                          "'name=python:module:function', or 'name=rm:HEAD' for a head of the reward model."},
+                          "'name=python:module:function', or 'name=rm:HEAD' for a head of the reward model; any of "
+                          "them gated on another objective with '@OBJECTIVE OP THRESHOLD[:floor=F]' (OP >=, >, <=, "
+                          "<), e.g. 'format=format_ok@correct>=1': the reward counts where the gate holds and is "
+                          "the floor (default 0) elsewhere."},
+    )
+    multi_objective_aggregation: str = field(
+        default="sum_then_normalize",
+        metadata={"help": "How the objectives become one advantage (alignment.objectives.scalarize.AGGREGATIONS): "
+                          "'sum_then_normalize' (TRL's default: scalarize, then normalize per scale_rewards), "
+                          "'normalize_then_sum' (GDPO: z-score each objective in its group, scalarize, whiten over "
+                          "the batch), 'rdpo' (RDPO: quantile-normalize each objective in its group, whiten the "
+                          "objectives against each other, scalarize, whiten over the batch), 'variance_weighted' "
+                          "(MO-GRPO: divide each objective by its group std, then weight; no batch whitening)."},
     )
     reward_model_name_or_path: str | None = field(
         default=None,
@@ -120,6 +134,9 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
             if self.base_learning_rate is not None and self.beta != 0.0:
                 raise ValueError("base_learning_rate with beta > 0: the reference model would be the trained base "
                                  "(the adapter disabled), not the initial policy; use beta 0 or a frozen base")
+        if self.multi_objective_aggregation not in AGGREGATIONS:
+            raise ValueError(f"multi_objective_aggregation must be one of {tuple(AGGREGATIONS)}, got "
+                             f"'{self.multi_objective_aggregation}'")
         if self.partial_rewards not in PARTIAL_REWARDS:
             raise ValueError(f"partial_rewards must be one of {PARTIAL_REWARDS}, got '{self.partial_rewards}'")
         # Objectives and weights are checked when the config is parsed, before a recipe loads any model.

@@ -27,7 +27,13 @@ objective's weight is logged as `weights/<objective>`. Checkpoints carry `object
 (`alignment.hub.record`), trainer "dpo:<loss>"; with the adapter, steering "adapter".
 With `weights_mode: prompt_aware` (modpo, lipo) each prompt's weights come from a Preference Orchestrator
 (`alignment.orchestrator`), once per distinct prompt, as a `preference_weights` column [K] per row: MODPO's margin
-uses each pair's own weights, LiPO's list labels are scalarized under them (`attach_list_labels`).
+uses each pair's own weights, LiPO's list labels are scalarized under them (`attach_list_labels`). A dataset may
+carry that column itself (fixed mode): each row then trains under its own weights (the losses that take weights per
+row: modpo, lipo, per_objective).
+Per-row loss weights: a dataset's `pair_weight_column` (default `pair_weight`) scales each pair's, group's or
+list's loss (`PreferenceLoss.reduce`: sum_i p_i l_i / sum_i p_i over the micro-batch). With a `weights_schedule`
+(modpo, per_objective) the weights of the update from step s are the schedule at s (`alignment.objectives.schedules`;
+rows with their own weights are tilted by it), logged as `weights/<objective>` every step and recorded.
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ import torch
 from datasets import Dataset
 from trl import DPOTrainer
 
-from alignment.data.collators import PROMPT_WEIGHTS_COLUMN, _ListCollator, _PairCollatorWithExtras
+from alignment.data.collators import _ListCollator, _PairCollatorWithExtras
 from alignment.data.list_tokenization import TOKENIZED_LIST_COLUMNS, tokenize_lists
+from alignment.data.preferences.formats import PROMPT_WEIGHTS_COLUMN, check_pair_weight, check_row_weights
 from alignment.hub.checkpointing import ResumableCheckpointsMixin
 from alignment.hub.record import build_record
 from alignment.hub.steerable import SteerableCheckpointMixin
 from alignment.models.preference_adapter import has_preference_adapter, preference_adapter_config, preference_weights
+from alignment.objectives.schedules import dirichlet_alpha_at, tilt_weights
 from alignment.objectives.sources import objectives_to_dict
 from alignment.objectives.weights import sample_dirichlet_weights
 from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
@@ -84,11 +92,12 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         self.dataset_names = list(dataset_names or [])
         self.objective_names = args.objective_names
         self.preference_weights = args.fixed_weight_vector()  # checked by the config
+        self.weight_schedule = args.weight_schedule()
         self.evaluation_weights: torch.Tensor | None = None
         self._prompt_aware = args.weights_mode == "prompt_aware"
         self._orchestrator = None  # loaded only if a dataset comes without its rows' weights
-        self._extra_columns = self.loss_component.batch_columns + (
-            (PROMPT_WEIGHTS_COLUMN,) if self._prompt_aware else ())
+        # What the collators pass on beside the tokens (a column a dataset does not carry is left out of its batches)
+        self._extra_columns = self.loss_component.batch_columns + (PROMPT_WEIGHTS_COLUMN, args.pair_weight_column)
         self.loss_component.prepare_policy(model, peft_config)
         adapter_spec = None
         if args.uses_preference_adapter:
@@ -111,7 +120,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
             self.data_collator = _PairCollatorWithExtras(self.data_collator, self._extra_columns)
         else:
             self.data_collator = _ListCollator(self._tokenizer.pad_token_id, args.max_length, args.truncation_mode,
-                                               args.pad_to_multiple_of, with_weights=self._prompt_aware)
+                                               args.pad_to_multiple_of, fields=self._extra_columns)
 
     @staticmethod
     def _preference_adapter_config(model, ref_model, peft_config, args):
@@ -144,19 +153,26 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         if missing:
             raise ValueError(f"{name}: loss '{args.loss}' needs column(s) {missing}; the dataset has {sorted(columns)}")
         dataset = self.loss_component.prepare_rows(dataset, name)
-        if self._prompt_aware:
+        if args.pair_weight_column in dataset.column_names:
+            for index, value in enumerate(dataset[args.pair_weight_column], start=1):
+                check_pair_weight(value, f"{name}, row {index}, field '{args.pair_weight_column}'")
+        if self._prompt_aware or PROMPT_WEIGHTS_COLUMN in dataset.column_names:
             dataset = self._with_prompt_weights(dataset, args, name)
         return dataset
 
     def _with_prompt_weights(self, dataset, args: MultiObjectiveDPOConfig, name: str):
-        """Each row's `preference_weights` [K] (objective order): kept when the recipe attached them (LiPO's labels
-        were scalarized under them), else asked of the orchestrator, once per distinct prompt."""
+        """Each row's `preference_weights` [K] (objective order): kept, checked and normalized when the data carry
+        them (given by the user, or attached by the recipe: LiPO's labels were scalarized under them), else asked of
+        the orchestrator (prompt-aware), once per distinct prompt."""
         if PROMPT_WEIGHTS_COLUMN in dataset.column_names:
-            width = len(dataset[0][PROMPT_WEIGHTS_COLUMN])
-            if width != len(self.objective_names):
-                raise ValueError(f"{name}: rows carry {width} preference_weights; objectives {self.objective_names} "
-                                 f"need {len(self.objective_names)}")
-            return dataset
+            loss = self.loss_component
+            if not (loss.takes_prompt_weights or loss.weights_per_pair) or args.weights_mode == "dirichlet":
+                raise ValueError(f"{name}: rows carry their own preference_weights, but loss '{args.loss}' with "
+                                 f"weights_mode '{args.weights_mode}' takes no weights per row; drop the column")
+            weights = [check_row_weights(value, self.objective_names, f"{name}, row {index}, field "
+                                         f"'{PROMPT_WEIGHTS_COLUMN}'")
+                       for index, value in enumerate(dataset[PROMPT_WEIGHTS_COLUMN], start=1)]
+            return dataset.remove_columns(PROMPT_WEIGHTS_COLUMN).add_column(PROMPT_WEIGHTS_COLUMN, weights)
         if self._orchestrator is None:
             self._orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator_name_or_path)
         weights = weights_in_order(self._orchestrator, dataset["prompt"], args.orchestrator_objective_names)
@@ -166,7 +182,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         if self._format == "pairs":
             return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         return tokenize_lists(dataset, processing_class, self._tokenizer.eos_token, args.max_length,
-                              args.truncation_mode, args.dataset_num_proc, dataset_name)
+                              args.truncation_mode, args.dataset_num_proc, dataset_name, keep=self._extra_columns)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -174,7 +190,7 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
                 super()._set_signature_columns_if_needed()
                 self._signature_columns = self._signature_columns + list(self._extra_columns)
             else:
-                self._signature_columns = list(TOKENIZED_LIST_COLUMNS)
+                self._signature_columns = list(TOKENIZED_LIST_COLUMNS) + list(self._extra_columns)
 
     # ------------------------------------------------------------------------------------------ loss
 
@@ -205,8 +221,8 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
             raise ValueError("MultiObjectiveDPOTrainer does not return logits; use prediction_loss_only=True")
         mode = "train" if self.model.training else "eval"
         weights = self._batch_weights(inputs, mode)
-        if weights.dim() == 2:  # weights per row: the batch mean of each objective's weight
-            self._log_metrics({f"weights/{PER_OBJECTIVE}": weights}, mode)
+        if weights.dim() == 2 or self.weight_schedule is not None:  # per row, or moving: each objective's batch mean
+            self._log_metrics({f"weights/{PER_OBJECTIVE}": weights.reshape(-1, weights.shape[-1])}, mode)
         if self.args.uses_preference_adapter:  # lambda of each pair for its chosen and its rejected row
             with preference_weights(model, weights.repeat(2, 1)):
                 logps, ref_logps = self._sequence_logps(model, inputs)
@@ -217,14 +233,25 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         self._metrics[mode]["logps/policy"].append(self.accelerator.gather(logps.detach()).mean().item())
         return loss
 
+    def current_weights(self) -> torch.Tensor:
+        """[K] the fixed weights, or the weight schedule at the current global step (a pure function of the step and
+        max_steps, both restored with a checkpoint: a resumed run computes the same weights)."""
+        if self.weight_schedule is None:
+            return self.preference_weights
+        return self.weight_schedule.at(self.state.global_step, self.state.max_steps or self.args.max_steps)
+
     def _batch_weights(self, inputs: dict, mode: str) -> torch.Tensor:
-        """The preference weights the batch trains under: each row's own [N, K] (prompt-aware weights, or lambda per
-        pair for a loss with weights per pair), else the fixed weights [K]."""
+        """The preference weights the batch trains under: each row's own [N, K] (prompt-aware or given in the data,
+        tilted by a schedule; or lambda per pair for a loss with weights per pair), else the fixed or scheduled
+        weights [K]."""
         if PROMPT_WEIGHTS_COLUMN in inputs:
-            return inputs[PROMPT_WEIGHTS_COLUMN]
+            own = inputs[PROMPT_WEIGHTS_COLUMN]
+            if self.weight_schedule is None:
+                return own
+            return tilt_weights(own, self.weight_schedule.start, self.current_weights())
         if self.loss_component.weights_per_pair:
             return self._pair_weights(inputs, mode)
-        return self.preference_weights
+        return self.current_weights().to(inputs["input_ids"].device)  # logged: gathered across processes
 
     def _pair_weights(self, inputs: dict, mode: str) -> torch.Tensor:
         """[N, K] lambda of each pair: the fixed weights, or Dirichlet draws keyed by (step, the pair's tokens)
@@ -234,14 +261,17 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         if mode == "eval" and self.evaluation_weights is not None:
             return self.evaluation_weights.to(device).expand(rows, -1)
         if self.args.weights_mode == "fixed":
-            return self.preference_weights.to(device).expand(rows, -1)
+            return self.current_weights().to(device).expand(rows, -1)
         step = f"{mode}:{self.state.global_step if mode == 'train' else 'eval'}"
+        alpha = self.dirichlet_alpha
+        if self.weight_schedule is not None:  # the Dirichlet's mean follows the schedule
+            alpha = dirichlet_alpha_at(alpha, self.current_weights())
         if self.args.weights_per == "batch":
-            return sample_dirichlet_weights(self.dirichlet_alpha, [step], self.args.seed).to(device).expand(rows, -1)
+            return sample_dirichlet_weights(alpha, [step], self.args.seed).to(device).expand(rows, -1)
         tokens = [ids[mask.bool()].cpu().numpy().tobytes()  # without padding: the key is the pair's, not the batch's
                   for ids, mask in zip(inputs["input_ids"][:rows], inputs["attention_mask"][:rows])]
         keys = [f"{step}:{hashlib.sha256(t).hexdigest()[:16]}" for t in tokens]
-        return sample_dirichlet_weights(self.dirichlet_alpha, keys, self.args.seed).to(device)
+        return sample_dirichlet_weights(alpha, keys, self.args.seed).to(device)
 
     def _log_metrics(self, metrics: dict[str, torch.Tensor], mode: str) -> None:
         """Log a loss's metrics (see `alignment.trainers.dpo_losses.base`): each tensor gathered from every process
@@ -268,13 +298,15 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
         """What this checkpoint was trained for (alignment.hub.record): objectives, weights, loss, heads."""
         args, loss = self.args, self.loss_component
         policy = self.accelerator.unwrap_model(self.model)
-        extra = {"loss": args.loss, "beta": self.beta}
+        max_steps = self.state.max_steps or args.max_steps
+        extra = {"loss": args.loss, "beta": self.beta,
+                 "weights_schedule": args.schedule_record(self.state.global_step, max_steps)}
         adapter = args.uses_preference_adapter
         if adapter:
             extra["preference_adapter"] = args.preference_adapter_record(base_trained=False)
         extra.update(loss.record_extras(policy))
         weighted = loss.uses_weights and args.weights_mode == "fixed"
-        weights = self.preference_weights.tolist()
+        weights = self.current_weights().tolist()  # under a schedule: the weights in force from the saved step on
         return build_record(
             trainer=f"dpo:{args.loss}",
             base_model=getattr(policy.config, "_name_or_path", None) or "unknown",

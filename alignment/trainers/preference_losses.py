@@ -20,6 +20,8 @@ group) so the trainer can average, weight or log them (LiPO's default reduction 
 - `mdpo_loss`, `mipo_loss`  group-wise DPO / IPO: k chosen vs k rejected samples compared through their means.
 - `lipo_lambda_loss`    LiPO-lambda (Liu et al. 2024, "LiPO: Listwise Preference Optimization", eq. 10-11), at
                         RAX's scale by default.
+- `weighted_mean`       how per-unit losses become the batch's loss under per-row weights (a dataset's
+                        `pair_weight` column): sum_i p_i l_i / sum_i p_i.
 
 The list labels these losses train on come from `alignment.objectives.scalarize` (`labels_from_reward_vector`,
 `labels_from_ranks`).
@@ -120,15 +122,34 @@ def modpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor,
                                                 rejected_margins, weights, beta))
 
 
+def weighted_mean(values: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted mean over dim 0 of [N] or [N, K] values, NaN entries left out: sum_i p_i v_i / sum_i p_i over
+    the rows present (with no weights, p_i = 1: `nanmean`). Where no row is present or every present row weighs 0
+    the result is NaN (nothing to average), as `nanmean` gives for an empty column; no NaN reaches the gradient of
+    the rows that are averaged. Normalizing by sum_i p_i makes a batch's loss independent of the weights' scale and
+    makes rows of weight 0 exactly absent."""
+    present = ~torch.isnan(values)
+    weights = torch.ones(values.shape[0], device=values.device) if row_weights is None else row_weights
+    weights = weights.to(values).reshape(-1, *([1] * (values.dim() - 1))) * present
+    total = weights.sum(dim=0)
+    mean = (values.masked_fill(~present, 0.0) * weights).sum(dim=0) / total.clamp(min=torch.finfo(values.dtype).tiny)
+    return mean.masked_fill(total <= 0, math.nan)
+
+
 def mah_dpo_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, head_ids: torch.Tensor,
-                 beta: float) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+                 beta: float, pair_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """Multi-head DPO: the logratios of row n come from head `head_ids[n]` (trained on its objective's pairs).
 
     Loss = mean over the heads present in the batch of (mean DPO loss over that head's pairs), so a head with few
-    pairs in a batch counts as much as a head with many. Returns (loss, {head: its mean loss}).
+    pairs in a batch counts as much as a head with many. With `pair_weights` [N] each head's mean is weighted
+    (`weighted_mean`) and a head whose pairs all weigh 0 is not present. Returns (loss, {head: its mean loss}).
     """
     per_pair = dpo_loss(chosen_logratios, rejected_logratios, beta)
-    per_head = {int(h): per_pair[head_ids == h].mean() for h in torch.unique(head_ids)}
+    weights = torch.ones_like(per_pair) if pair_weights is None else pair_weights.to(per_pair)
+    per_head = {int(h): weighted_mean(per_pair[head_ids == h], weights[head_ids == h]) for h in torch.unique(head_ids)}
+    per_head = {h: loss for h, loss in per_head.items() if not torch.isnan(loss)}
+    if not per_head:  # every pair of the batch weighs 0: no loss, a zero that keeps the graph
+        return (per_pair * 0).sum(), {}
     return torch.stack(list(per_head.values())).mean(), per_head
 
 
@@ -199,7 +220,8 @@ LIPO_REDUCTIONS = ("rax", "sum")
 
 
 def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
-                     mask: torch.Tensor | None = None, reduction: str = "rax") -> torch.Tensor:
+                     mask: torch.Tensor | None = None, reduction: str = "rax",
+                     list_weights: torch.Tensor | None = None) -> torch.Tensor:
     """LiPO-lambda (Liu et al. 2024, eq. 10-11 and Algorithm 1).
 
     With s_i = beta * logratio_i and labels psi_i (higher is better), over the pairs psi_i > psi_j:
@@ -217,6 +239,9 @@ def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
       responses, where RAX multiplies by the padded width, so padding a list does not change its loss (without
       padding the two agree).
     - `"sum"`: [N], each list's sum of l_ij (eq. 11 as written, no normalization).
+    `list_weights` [N]: with "rax", list n's pairs count p_n times, in the numerator and in the count of pairs, so a
+    list of weight 0 takes no part (a batch where all weigh 0 gives 0); "sum" returns every list's own sum and
+    leaves weighing the lists to the caller.
     """
     if reduction not in LIPO_REDUCTIONS:
         raise ValueError(f"lipo_lambda_loss: unknown reduction {reduction!r}; expected one of {LIPO_REDUCTIONS}")
@@ -240,4 +265,8 @@ def lipo_lambda_loss(logratios: torch.Tensor, labels: torch.Tensor, beta: float,
     if reduction == "sum":
         return pair_losses.sum(dim=(-1, -2))
     list_sizes = valid.sum(dim=-1).to(scores)[:, None, None]
-    return (pair_losses * list_sizes).sum() / pair_mask.sum().clamp(min=1)
+    if list_weights is None:
+        return (pair_losses * list_sizes).sum() / pair_mask.sum().clamp(min=1)
+    weights = list_weights.to(scores)[:, None, None]
+    pairs = (pair_mask * weights).sum()
+    return (pair_losses * list_sizes * weights).sum() / pairs.clamp(min=torch.finfo(scores.dtype).tiny)

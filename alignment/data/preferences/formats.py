@@ -3,6 +3,10 @@
 
 Every check raises `PreferenceDataError` naming the file, the row (1-based line) and the field, before any model
 is touched.
+
+Two optional per-row fields fit every format: a pair weight (`pair_weight`, the field name configurable), a finite
+number >= 0 that scales the row's loss, and `preference_weights`, the row's own weight vector over the objectives
+(validated like `preference_weights` and normalized). A field that some row carries, every row must carry.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from alignment.data.validation import (
     location,
     present_fields,
 )
+from alignment.objectives.weights import PreferenceWeightsError, parse_preference_weights
 
 FORMATS = ("pairs", "lists", "groups")
+# A row's own weights [K] in objective order: given in the data, or a Preference Orchestrator's (prompt-aware)
+PROMPT_WEIGHTS_COLUMN = "preference_weights"
 # Columns the trainers read (see alignment.trainers.mo_dpo); any other field of a file stays out of the Dataset,
 # where an id that is a number in one row and a string in another would stop Arrow with no file or row.
 PAIR_COLUMNS = ("prompt", "chosen", "rejected", "objective", "score_gap", "chosen_margins", "rejected_margins",
-                "objective_labels")
-LIST_COLUMNS = ("prompt", "completions", "labels")
+                "objective_labels", PROMPT_WEIGHTS_COLUMN)
+LIST_COLUMNS = ("prompt", "completions", "labels", PROMPT_WEIGHTS_COLUMN)
+PAIR_WEIGHT_FIELD = "pair_weight"  # the default name of the per-row weight on the loss
 
 
 class PreferenceDataError(DataError):
@@ -66,6 +74,49 @@ def check_number(value, where: str) -> float:
     return number
 
 
+def check_pair_weight(value, where: str) -> float:
+    """A row's weight on its loss: a finite number >= 0 (as a float), else an error naming `where`."""
+    if value is None:
+        raise PreferenceDataError(f"{where}: missing (null); a pair weight is a finite number >= 0")
+    weight = check_number(value, where)
+    if weight < 0:
+        raise PreferenceDataError(f"{where}: is {weight}; a pair weight must be >= 0 (0 leaves the row out)")
+    return weight
+
+
+def check_row_weights(value, objective_names: Sequence[str] | None, where: str) -> list[float]:
+    """A row's own preference weights: over `objective_names` (a list in their order, 'a=0.7,b=0.3' or a mapping),
+    validated and normalized like `preference_weights`; without names, a non-empty list of numbers as given."""
+    if value is None:
+        raise PreferenceDataError(f"{where}: missing (null); expected one weight per objective")
+    if objective_names:
+        names = list(objective_names)
+    elif isinstance(value, list):  # the objectives are not known here: the trainer checks the width
+        names = [f"position {i}" for i in range(len(value))]
+    else:
+        raise PreferenceDataError(f"{where}: expected a list of weights, got {value!r:.80}")
+    try:
+        return parse_preference_weights(value, names, normalize=bool(objective_names)).tolist()
+    except PreferenceWeightsError as error:
+        raise PreferenceDataError(f"{where}: {error}") from None
+
+
+def _check_row_weight_fields(rows: Sequence[dict], source: str, pair_weight_field: str,
+                             weight_objectives: Sequence[str] | None) -> None:
+    """The pair weight and the row's preference weights, where the rows carry them: on every row, each valid."""
+    for field in (pair_weight_field, PROMPT_WEIGHTS_COLUMN):
+        if not any(field in row for row in rows):
+            continue
+        for index, row in enumerate(rows, start=1):
+            number = row.get(ROW_NUMBER, index)
+            if field not in row:
+                raise PreferenceDataError(f"{location(source, number, field)}: missing (other rows carry "
+                                          f"'{field}'; give every row one)")
+            where = location(source, number, field)
+            row[field] = (check_pair_weight(row[field], where) if field == pair_weight_field
+                          else check_row_weights(row[field], weight_objectives, where))
+
+
 def _check_list(row: dict, field: str, source: str, row_number: int, length: int | None = None) -> list:
     value = row.get(field)
     if not isinstance(value, list) or not value:
@@ -85,12 +136,15 @@ def _same(a, b) -> bool:
 
 
 def validate_rows(rows: Sequence[dict], format: str, source: str, objective_names: Sequence[str] | None = None,
-                  required: Sequence[str] = ()) -> None:
+                  required: Sequence[str] = (), pair_weight_field: str = PAIR_WEIGHT_FIELD,
+                  weight_objectives: Sequence[str] | None = None) -> None:
     """Check every row of a `pairs`, `lists` or `groups` dataset.
 
     `objective_names`: what a pair's `objective` (when present) and a list's `reward_vector` columns must match.
     `required` names extra fields every row must have: `objective` (one of `objective_names`, for multi-head DPO)
-    or numeric ones such as `score_gap` (>= 0, for cardinal margins).
+    or numeric ones such as `score_gap` (>= 0, for cardinal margins). `pair_weight_field` and `preference_weights`,
+    when any row has them, must be on every row (`check_pair_weight`, `check_row_weights` over `weight_objectives`,
+    all the run's objectives); they are stored cleaned (a float; a normalized list in objective order).
     """
     if format not in FORMATS:
         raise PreferenceDataError(f"{source}: unknown preference format '{format}'; expected one of {FORMATS}")
@@ -119,6 +173,7 @@ def validate_rows(rows: Sequence[dict], format: str, source: str, objective_name
             if field == "score_gap" and row[field] < 0:
                 raise PreferenceDataError(f"{location(source, number, field)}: is {row[field]}; chosen must score "
                                           ">= rejected")
+    _check_row_weight_fields(rows, source, pair_weight_field, weight_objectives)
 
 
 def _validate_pair(row: dict, source: str, number: int, conversational: bool, objective_names, required) -> None:
@@ -200,9 +255,10 @@ def _validate_list(row: dict, source: str, number: int, conversational: bool, ob
     row[field] = [list(score) if isinstance(score, tuple) else score for score in scores]
 
 
-def to_dataset(rows: Sequence[dict]):
-    """A `datasets.Dataset` of validated rows (pairs or groups; lists with labels): the columns the trainers read."""
+def to_dataset(rows: Sequence[dict], extra_columns: Sequence[str] = (PAIR_WEIGHT_FIELD,)):
+    """A `datasets.Dataset` of validated rows (pairs or groups; lists with labels): the columns the trainers read,
+    and `extra_columns` (the pair-weight field) where the rows carry them."""
     from datasets import Dataset  # lazy: most of a second to import; reading and validating rows never need it
 
-    columns = LIST_COLUMNS if rows and "completions" in rows[0] else PAIR_COLUMNS
+    columns = (LIST_COLUMNS if rows and "completions" in rows[0] else PAIR_COLUMNS) + tuple(extra_columns)
     return Dataset.from_list([{k: v for k, v in row.items() if k in columns} for row in rows])

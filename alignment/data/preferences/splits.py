@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from alignment.data.preferences.formats import FORMATS, PreferenceDataError, read_jsonl, validate_rows
+from alignment.data.preferences.formats import (
+    FORMATS,
+    PAIR_WEIGHT_FIELD,
+    PreferenceDataError,
+    read_jsonl,
+    validate_rows,
+)
 from alignment.data.preferences.labels import lists_to_groups
 from alignment.data.preferences.loaders import (
     HH_FILES,
@@ -40,6 +46,8 @@ class SplitRequest:
     max_prompt_chars: int | None = None
     group_size: int = 2
     required: Sequence[str] = ()
+    pair_weight_field: str = PAIR_WEIGHT_FIELD
+    weight_objectives: Sequence[str] | None = None
 
     @property
     def read_limit(self) -> int | None:
@@ -106,7 +114,8 @@ BUILTIN_DATASETS = tuple(DATASETS)
 def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[str],
                            num_train_rows: int | None = None, num_eval_rows: int = 64, eval_dataset: str | None = None,
                            max_prompt_chars: int | None = None, group_size: int = 2,
-                           required: Sequence[str] = ()) -> Splits:
+                           required: Sequence[str] = (), pair_weight_field: str = PAIR_WEIGHT_FIELD,
+                           weight_objectives: Sequence[str] | None = None) -> Splits:
     """(train rows, eval rows, dataset names) in `data_format`, validated, for a built-in dataset or a JSONL path.
 
     Built-ins (packaged, `alignment.data`; the entries of `DATASETS`): 'hh' (HH-RLHF pairs, `hh-helpful` /
@@ -115,14 +124,16 @@ def load_preference_splits(dataset: str, data_format: str, objectives: Sequence[
     is a data name for `alignment.data.resolve_data` (a local JSONL file or a hub dataset id) read as rows of
     `data_format` (see `alignment.data.preferences`), each with the `required` fields; `eval_dataset` is its
     held-out file (else its last `num_eval_rows` rows). `num_train_rows` / `num_eval_rows` cut the splits after
-    rows whose prompt is longer than `max_prompt_chars` characters are left out.
+    rows whose prompt is longer than `max_prompt_chars` characters are left out. A file's rows may carry a
+    `pair_weight_field` (each row's weight on its loss) and `preference_weights` (the row's own weights over
+    `weight_objectives`, the run's objectives); both are checked on every row (`validate_rows`).
     """
     if data_format not in FORMATS:
         raise PreferenceDataError(f"unknown data format '{data_format}'; expected one of {FORMATS}")
     if num_eval_rows < 0:
         raise PreferenceDataError(f"num_eval_rows must be >= 0, got {num_eval_rows}")
     request = SplitRequest(data_format, objectives, num_train_rows, num_eval_rows, eval_dataset, max_prompt_chars,
-                           group_size, required)
+                           group_size, required, pair_weight_field, weight_objectives)
     load_splits = DATASETS.get(dataset)
     train, evaluation, names = load_splits(request) if load_splits else _file_splits(dataset, request)
     if not train:  # the trainer would fail on an empty dataset without saying why
@@ -138,7 +149,8 @@ def _file_splits(dataset: str, request: SplitRequest) -> Splits:
         eval_path = resolve_data(request.eval_dataset) if request.eval_dataset else None
     except DataSourceError as error:
         raise PreferenceDataError(f"dataset: {error}; the built-in preference sets are {BUILTIN_DATASETS}") from None
-    check = dict(objective_names=request.objectives, required=request.required)
+    check = dict(objective_names=request.objectives, required=request.required,
+                 pair_weight_field=request.pair_weight_field, weight_objectives=request.weight_objectives)
     rows = read_jsonl(path)
     validate_rows(rows, request.data_format, str(path), **check)
     num_eval_rows = request.num_eval_rows

@@ -9,6 +9,11 @@ gathers each tensor from every process and logs its mean. A name holding `PER_OB
 template: its values are [N, K], one column per objective in objective order, NaN where a row says nothing about
 that objective; it is logged once per objective (the placeholder replaced by the objective's name), as the mean of
 each process's non-NaN mean, and not at all for an objective that no process saw.
+
+Per-row weights: a dataset's pair-weight column (`pair_weight_column`, default `pair_weight`) scales each pair's,
+group's or list's loss. Components reduce their per-unit losses with `reduce`, the weighted mean sum_i p_i l_i /
+sum_i p_i over the micro-batch (`alignment.trainers.preference_losses.weighted_mean`), so a row of weight 0 is
+exactly absent and the loss does not depend on the weights' scale.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datasets import Dataset
 
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.objectives.sources import Objective
+from alignment.trainers.preference_losses import weighted_mean
 from reward_models.scoring import objective_reward_sources
 
 PER_OBJECTIVE = "{objective}"
@@ -51,6 +57,9 @@ class PreferenceLoss:
     # The loss is a function of each pair's own weights lambda [N, K] (fixed, drawn per pair or per batch, or set
     # for evaluation): lambda can then be drawn from a Dirichlet and fed to a preference adapter (a steerable policy)
     weights_per_pair: bool = False
+    # The weights enter the loss at every step (not baked into labels before training), so a weights_schedule can
+    # move them
+    schedulable: bool = False
     steering: str | None = None  # how a checkpoint is steered, when the loss decides it ("heads"); else the trainer's
     saves_policy_itself: bool = False  # True: save_policy writes the policy (transformers' save would lose parts)
 
@@ -99,7 +108,7 @@ class PreferenceLoss:
         """A builder scoring the objective specs (reward functions, reward-model heads) on prompts and replies."""
         objectives, sources = objective_reward_sources(specs, reward_model_name_or_path,
                                                        trust_remote_code=self.args.trust_remote_code)
-        return RewardVectorBuilder([objective.name for objective in objectives], sources)
+        return RewardVectorBuilder.from_objectives(objectives, sources)  # with their gates
 
     # ------------------------------------------------------------------------------------------ trainer: data, model
 
@@ -117,6 +126,22 @@ class PreferenceLoss:
     def forward_kwargs(self, inputs: dict) -> dict:
         """Keyword arguments of the policy's forward pass over the batch, beside the tokens and labels."""
         return {"fused_lm_head": True}
+
+    def row_weights(self, inputs: dict) -> torch.Tensor | None:
+        """[N] each pair's, group's or list's weight (the dataset's pair-weight column), or None when it has none."""
+        return inputs.get(self.args.pair_weight_column)
+
+    def reduce(self, losses: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """The batch's loss from one loss per pair, group or list [N]: their mean, weighted by the rows' weights when
+        the batch carries them."""
+        return self.mean_of(losses, self.row_weights(inputs))
+
+    @staticmethod
+    def mean_of(losses: torch.Tensor, row_weights: torch.Tensor | None) -> torch.Tensor:
+        """`weighted_mean` of [N] losses (NaN left out); where nothing is left (every row weighs 0, or every loss is
+        NaN) a zero that keeps the graph, so such a batch moves nothing."""
+        mean = weighted_mean(losses, row_weights)
+        return torch.where(torch.isnan(mean), (losses.masked_fill(torch.isnan(losses), 0.0) * 0).sum(), mean)
 
     # ------------------------------------------------------------------------------------------ loss
 

@@ -51,7 +51,7 @@ class MdpoLoss(GroupLoss):
     """mDPO: DPO on the mean log-ratio of each group's chosen vs its rejected responses."""
 
     def group_loss(self, logratios, chosen_mask, rejected_mask, inputs):
-        return mdpo_loss(logratios, logratios, self.beta, chosen_mask, rejected_mask).mean()
+        return self.reduce(mdpo_loss(logratios, logratios, self.beta, chosen_mask, rejected_mask), inputs)
 
 
 class MipoLoss(GroupLoss):
@@ -61,7 +61,7 @@ class MipoLoss(GroupLoss):
         # Like TRL's IPO, the log-ratios are per token, so the target 1/(2 beta) does not depend on length.
         lengths = inputs["completion_mask"].sum(dim=1).clamp(min=1).view(logratios.shape)
         per_token = logratios / lengths
-        return mipo_loss(per_token, per_token, self.beta, chosen_mask, rejected_mask).mean()
+        return self.reduce(mipo_loss(per_token, per_token, self.beta, chosen_mask, rejected_mask), inputs)
 
 
 class LipoLoss(ListwiseLoss):
@@ -87,7 +87,11 @@ class LipoLoss(ListwiseLoss):
     def compute(self, logratios, inputs, weights):
         labels, mask = inputs["list_labels"], inputs["list_mask"]
         logratios = logratios.view(labels.shape)
-        loss = lipo_lambda_loss(logratios, labels, self.beta, mask, reduction=self.args.lipo_reduction).mean()
+        # RAX's batch mean over pairs counts each list's pairs as often as its weight says; the 'sum' reduction
+        # returns one loss per list, averaged here under the lists' weights
+        losses = lipo_lambda_loss(logratios, labels, self.beta, mask, reduction=self.args.lipo_reduction,
+                                  list_weights=self.row_weights(inputs))
+        loss = losses if losses.dim() == 0 else self.reduce(losses, inputs)
         scores = self.beta * logratios.detach()
         valid = mask.bool().unsqueeze(-1) & mask.bool().unsqueeze(-2)
         better = (labels.unsqueeze(-1) > labels.unsqueeze(-2)) & valid

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from alignment.data.preferences import HH_FILES, add_margin_rewards, label_pairs_per_objective
+from alignment.data.preferences.formats import PROMPT_WEIGHTS_COLUMN
 from alignment.models.multi_head import add_lm_heads, head_names, load_lm_heads, save_multi_head_model
-from alignment.objectives.sources import Objective, ObjectiveSpecError, parse_objective_specs
+from alignment.objectives.sources import Objective, ObjectiveSpecError, parse_gates, parse_objective_specs
 from alignment.trainers.dpo_losses.base import PER_OBJECTIVE, PreferenceLoss, reward_metrics
 from alignment.trainers.preference_losses import (
     CARDINAL_MODES,
@@ -24,6 +25,7 @@ from alignment.trainers.preference_losses import (
     modpo_objective_margin,
     per_objective_dpo_losses,
     scalarized_dpo_loss,
+    weighted_mean,
 )
 
 
@@ -50,9 +52,22 @@ class ModpoLoss(PairLoss):
     batch_columns = ("chosen_margins", "rejected_margins")
     uses_weights = True
     takes_prompt_weights = True  # each pair's margin under its own prompt's weights
+    schedulable = True
+
+    def check_config(self):
+        trained, gates = self.objective_names[0], parse_gates(self.args.objectives)
+        if trained in gates or any(gate.objective == trained for gate in gates.values()):
+            raise ValueError(f"loss 'modpo': the trained objective '{trained}' is learned from its pairs, not scored, "
+                             "so it can neither be gated nor gate a margin objective; gate margin objectives on each "
+                             "other")
 
     def check_weights(self, weights):
-        if self.args.weights_mode == "fixed" and weights[0] <= 0:
+        schedule = self.args.weight_schedule()
+        if schedule is not None and (schedule.weights[:, 0] <= 0).any():
+            raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
+                             f"at every point of weights_schedule (MODPO divides by it); got "
+                             f"{self.args.weights_schedule!r}")
+        if schedule is None and self.args.weights_mode == "fixed" and weights[0] <= 0:
             raise ValueError(f"loss 'modpo': the trained objective '{self.objective_names[0]}' needs a weight > 0 "
                              f"(MODPO divides by it); got preference_weights={self.args.preference_weights!r}")
 
@@ -77,7 +92,7 @@ class ModpoLoss(PairLoss):
         # weights: prompt_aware, each pair's own [N, K]; else one vector [K] for all
         objective_margin = modpo_objective_margin(chosen, rejected, inputs["chosen_margins"],
                                                   inputs["rejected_margins"], weights, self.beta)
-        loss = -F.logsigmoid(objective_margin).mean()  # = modpo_loss, whose logit we also log
+        loss = self.reduce(-F.logsigmoid(objective_margin), inputs)  # = modpo_loss, whose logit we also log
         return loss, {f"rewards/margins_{self.objective_names[0]}": objective_margin.detach()}
 
     def record_objectives(self, source):
@@ -103,7 +118,7 @@ class CardinalLoss(PairLoss):
     def pair_loss(self, chosen, rejected, inputs, weights):
         losses = cardinal_dpo_loss(chosen, rejected, inputs["score_gap"], self.beta, self.args.cardinal_mode,
                                    self.args.cardinal_scale)
-        return losses.mean(), {}
+        return self.reduce(losses, inputs), {}
 
     def record_extras(self, model):
         return {"cardinal_mode": self.args.cardinal_mode, "cardinal_scale": self.args.cardinal_scale}
@@ -149,7 +164,7 @@ class MultiHeadLoss(PairLoss):
 
     def pair_loss(self, chosen, rejected, inputs, weights):
         head_ids = inputs["head_id"]
-        loss, _ = mah_dpo_loss(chosen, rejected, head_ids, self.beta)
+        loss, _ = mah_dpo_loss(chosen, rejected, head_ids, self.beta, self.row_weights(inputs))
         margins = self.beta * (chosen - rejected).detach()
         heads = head_ids.unsqueeze(-1) == torch.arange(len(self.objective_names), device=margins.device)
         return loss, {f"rewards/margins_{PER_OBJECTIVE}": margins.unsqueeze(-1).masked_fill(~heads, float("nan"))}
@@ -171,7 +186,7 @@ class MultiHeadLoss(PairLoss):
 def _is_reward_spec(spec: str) -> bool:
     """Whether an objective spec names a reward source (a built-in, 'python:', 'rm:') rather than a data label."""
     try:
-        parse_objective_specs([spec])
+        parse_objective_specs([spec.partition("@")[0]])  # the source alone: a gate reads another spec of the list
         return True
     except ObjectiveSpecError:
         return False
@@ -186,6 +201,7 @@ class PerObjectiveLoss(PairLoss):
     batch_columns = ("objective_labels",)
     uses_weights = True
     weights_per_pair = True
+    schedulable = True
 
     def check_config(self):
         if self.args.scalarization not in OBJECTIVE_SCALARIZATIONS:
@@ -234,13 +250,15 @@ class PerObjectiveLoss(PairLoss):
     def pair_loss(self, chosen, rejected, inputs, weights):
         labels = inputs["objective_labels"]
         per_objective = per_objective_dpo_losses(chosen, rejected, labels, self.beta)  # [N, K], NaN: no label
-        method = self.args.scalarization
-        if self.args.weights_mode == "fixed" or self.args.weights_per == "batch":
-            # one lambda for the batch: each objective's mean loss, then one scalarization across objectives
-            loss = scalarized_dpo_loss(per_objective.nanmean(dim=0, keepdim=True), weights[:1], method)
-        else:  # each pair under its own lambda
-            loss = scalarized_dpo_loss(per_objective, weights, method)
-        loss = loss.nanmean()  # an objective no pair of the batch is labelled for takes no part
+        method, row_weights = self.args.scalarization, self.row_weights(inputs)
+        one_lambda = self.args.weights_mode == "fixed" or self.args.weights_per == "batch"
+        if one_lambda and PROMPT_WEIGHTS_COLUMN not in inputs:
+            # one lambda for the batch: each objective's (weighted) mean loss, then one scalarization across objectives
+            # (an objective no pair of the batch is labelled for, or whose pairs all weigh 0, takes no part)
+            means = weighted_mean(per_objective, row_weights).unsqueeze(0)
+            loss = self.mean_of(scalarized_dpo_loss(means, weights[:1], method), None)
+        else:  # each pair under its own lambda (drawn, or the pair's own preference_weights)
+            loss = self.mean_of(scalarized_dpo_loss(per_objective, weights, method), row_weights)
         margins = self.beta * (chosen - rejected).detach().unsqueeze(-1) * labels
         return loss, {f"rewards/margins_{PER_OBJECTIVE}": margins.masked_fill(labels == 0, float("nan"))}
 
