@@ -153,7 +153,8 @@ def test_pair_weights_of_zero_train_the_model_of_the_kept_half_alone(tiny_policy
     # is float rounding: the forward pass of a 28-row batch and of a 14-row batch round differently (about 1e-7 at
     # step 1), which six SGD steps grow, exactly as they grow for the same half in another row order.
     assert zeroed_losses == pytest.approx(half_losses, abs=1e-3)
-    assert figures["zeroed vs half"] < 10 * figures["half vs half reordered"] + 1e-6
+    noise = max(10 * figures["half vs half reordered"], 1e-3 * figures["moved from base"])
+    assert figures["zeroed vs half"] < noise  # of the order of the rounding noise of a reordered batch
     assert figures["zeroed vs half"] < 0.01 * figures["moved from base"]
     assert figures["zeroed vs all counted"] > 100 * figures["zeroed vs half"]
 
