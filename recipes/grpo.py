@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import transformers
 from accelerate.utils import broadcast_object_list, model_has_dtensor
 from transformers import set_seed
@@ -51,6 +52,7 @@ from alignment.evaluation import paired_standard_errors, score_held_out, train_e
 from alignment.hub import checkpointing
 from alignment.models.policy import load_policy
 from alignment.objectives.sources import parse_objective_specs
+from alignment.steering.report import format_steering_table, plot_steering_front, steering_report, steering_weights
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
 from reward_models.scoring import check_reward_model_source
@@ -58,6 +60,7 @@ from reward_models.scoring import check_reward_model_source
 RECIPE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = RECIPE_DIR / "configs" / "grpo_smollm2_cpu.yaml"
 SAMPLES_FILE = "samples.jsonl"
+FRONT_PLOT = "front.png"
 logger = logging.getLogger(__name__)
 
 
@@ -161,6 +164,9 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         return evaluate_policy(trainer, eval_prompts, eval_weights, generation) if num_eval else None
 
     def summarize(before, after):
+        if steerable(trainer):  # one checkpoint, several weights: the steering table, beside the before/after one
+            show_steering(trainer, before, after, eval_weights,
+                          lambda weights: evaluate_policy(trainer, eval_prompts, weights, generation))
         return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
 
     weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.mean_weights.tolist()))
@@ -168,6 +174,29 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
                             f"Mean of each objective on {num_eval} held-out prompts (weighted_objective: weights "
                             f"{weights} times the objectives)", summarize)
     return trainer
+
+
+def steerable(trainer) -> bool:
+    """A checkpoint that takes its weights at inference (through the prompt or a preference adapter), trained on
+    sampled weights rather than an orchestrator's per-prompt choice."""
+    return trainer.args.conditioning != "none" and trainer.orchestrator is None
+
+
+def show_steering(trainer, before, after, after_weights, evaluate_at) -> None:
+    """Generate on the held-out prompts at the steering weights (`alignment.steering.report`; the after-training
+    evaluation is reused where its weights are one of them), print the table and Spearman's rho, draw front.png
+    beside the checkpoint and record both for the model card. `before` is the starting policy: the base point."""
+    weights = steering_weights(len(trainer.objective_names))
+    replies = [after if np.allclose(w, after_weights) else evaluate_at(w) for w in weights]
+    report = steering_report(weights, replies, base=before)
+    trainer.record_results(steering_table=report, front_plot=FRONT_PLOT)
+    if trainer.accelerator.is_main_process:
+        Path(trainer.args.output_dir).mkdir(parents=True, exist_ok=True)
+        plot_steering_front(report, Path(trainer.args.output_dir) / FRONT_PLOT)
+        print(f"\nSteering: one checkpoint at {len(weights)} weight settings on {report['num_prompts']} held-out "
+              f"prompts (each objective's mean and standard error; the base model first)")
+        print(format_steering_table(report))
+        print(f"Plot: {Path(trainer.args.output_dir) / FRONT_PLOT}")
 
 
 def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: list):

@@ -2,7 +2,8 @@
 
 - Built-in names resolve to the real data packaged with the suite (`alignment/data/files/`, see its README for
   sources and licenses): `hh-helpful`, `hh-harmless` (HH-RLHF pairs), their `-dev` splits, `hh-prompts`,
-  `ultrafeedback`, `ultrafeedback-dev`, `qa-feedback`.
+  `ultrafeedback`, `ultrafeedback-dev`, `qa-feedback`,
+  `self-instruct` (instruction-following prompts).
 - A local file is any name with a data suffix (`.jsonl`, `.json`, `.jsonl.gz`, ...) or that starts with `.`, `/` or
   `~`. Inside a YAML recipe a relative path is relative to that YAML file (`anchor_data_spec`, applied when the
   recipe's arguments are parsed); on the command line it is relative to the current directory.
@@ -33,6 +34,7 @@ PACKAGED_DATA = {
     "ultrafeedback": "ultrafeedback_binarized_train.jsonl.gz",
     "ultrafeedback-dev": "ultrafeedback_binarized_dev.jsonl.gz",
     "qa-feedback": "finegrained_qa_feedback.jsonl.gz",
+    "self-instruct": "self_instruct_seed_tasks.jsonl.gz",
 }
 _DATA_SUFFIXES = (".jsonl", ".json", ".gz", ".txt", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(\?.*)?$")

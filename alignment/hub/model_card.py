@@ -82,6 +82,35 @@ def _optimized_lines(record: dict) -> list[str]:
     return lines or ["No preference weights (see objectives.json)."]
 
 
+def _steering_lines(table: dict, plot: str | None) -> list[str]:
+    """The run's steering table (`alignment.steering.report`): this one checkpoint at several weights on held-out
+    prompts, with the base model, Spearman's rho, the plot, and replies to one prompt at the two ends."""
+    names = table["objective_names"]
+    lines = ["## Steering on held-out prompts", "",
+             f"One sampled reply per prompt on {table['num_prompts']} held-out prompts, at each weight setting (same "
+             "prompts and sampling seed at every row); each objective's mean ± its standard error.", "",
+             "| weights | " + " | ".join(names) + " | reply tokens | empty | distinct |",
+             "|---|" + "---|" * (len(names) + 3)]
+    for point in ([table["base"]] if table.get("base") else []) + table["points"]:
+        label = "base model" if point["weights"] is None else \
+            ", ".join(f"{k}={v:.2f}" for k, v in point["weights"].items())
+        cells = " | ".join(f"{point['means'][n]:.3f} ± {point['standard_errors'][n]:.3f}" for n in names)
+        lines.append(f"| {label} | {cells} | {point['completion_tokens']:.1f} | {point['empty_replies']:.0%} | "
+                     f"{point['distinct_replies']:.0%} |")
+    rho = ", ".join(f"{n} {'n/a' if r is None else f'{r:+.2f}'}" for n, r in table["spearman"].items())
+    lines += ["", f"Spearman's rho between each objective's weight and its mean: {rho}.", ""]
+    if plot:
+        lines += [f"![Steering front]({plot})", ""]
+    for example in table.get("examples", []):
+        lines += [f"The same held-out prompt at the two ends: *{_cell(example['prompt'], 300)}*", "",
+                  "| weights | reply |", "|---|---|"]
+        for side in ("a", "b"):
+            weights = ", ".join(f"{k}={v:.2f}" for k, v in example[f"weights_{side}"].items())
+            lines.append(f"| {weights} | {_cell(example[f'reply_{side}'], 600)} |")
+        lines.append("")
+    return lines
+
+
 def render_model_card(record: dict) -> str:
     names = record.get("objective_names", [])
     front_matter = {
@@ -124,6 +153,8 @@ def render_model_card(record: dict) -> str:
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, (int, float)) else f"| {k} | {v} |"
                   for k, v in evaluation.items()]
         lines.append("")
+    if record.get("steering_table"):
+        lines += _steering_lines(record["steering_table"], record.get("front_plot"))
     if record.get("samples"):
         lines += ["## Before / after samples", "",
                   "Held-out prompts, one sampled reply from the base model and one from "
@@ -131,7 +162,7 @@ def render_model_card(record: dict) -> str:
                   "| prompt | base reply | trained reply |", "|---|---|---|"]
         lines += [f"| {_cell(s['prompt'])} | {_cell(s['base'])} | {_cell(s['trained'])} |" for s in record["samples"]]
         lines.append("")
-    if record.get("front_plot"):
+    if record.get("front_plot") and not record.get("steering_table"):
         lines += ["## Pareto front", "", f"![Pareto front]({record['front_plot']})", ""]
     lines += ["The full record is in `objectives.json` beside the weights.", ""]
     return "\n".join(lines)

@@ -20,15 +20,14 @@ class SteerableCheckpointMixin:
 
     held_out_results: dict | None = None  # set by record_results, written into every later record
 
-    def record_results(self, evaluation: dict | None = None, samples: list[dict] | None = None) -> None:
-        """Record held-out figures ({metric: value}) and example replies; the next save writes them into the record
-        and the model card."""
-        results = dict(self.held_out_results or {})
-        if evaluation:
-            results["evaluation"] = evaluation
-        if samples:
-            results["samples"] = samples
-        self.held_out_results = results
+    def record_results(self, evaluation: dict | None = None, samples: list[dict] | None = None,
+                       steering_table: dict | None = None, front_plot: str | None = None) -> None:
+        """Record held-out figures ({metric: value}), example replies, a steering table
+        (`alignment.steering.report`) and the file name of its plot beside the checkpoint; the next save writes them
+        into the record and the model card."""
+        given = {"evaluation": evaluation, "samples": samples, "steering_table": steering_table,
+                 "front_plot": front_plot}
+        self.held_out_results = {**(self.held_out_results or {}), **{k: v for k, v in given.items() if v}}
 
     def create_model_card(self, *args, **kwargs):
         """Our card is rendered from the objectives record on every save; TRL's generic draft would hide it."""

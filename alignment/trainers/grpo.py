@@ -48,6 +48,7 @@ from alignment.objectives.sources import objectives_to_dict
 from alignment.objectives.weights import sample_dirichlet_weights
 from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
 from alignment.trainers.grpo_config import MultiObjectiveGRPOConfig
+from alignment.trainers.lm_head_scoring import compact_lm_head_scoring
 from reward_models.scoring import objective_reward_sources
 
 STATE_FILE = "multi_objective_state.json"  # the advantage estimator's state, saved beside the optimizer's
@@ -218,13 +219,19 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
                                            **kwargs):
-        """TRL's, chunk by chunk, with each chunk's rows of lambda set (TRL chunks inside, lambda must follow).
+        """TRL's, scoring only the completion tokens on CPU too (`lm_head_scoring`). With a preference adapter, chunk
+        by chunk with each chunk's rows of lambda set (TRL chunks inside, lambda must follow): the rows' weights are
+        the adapter's current lambda, one row per scored row, set by the callers above with `preference_weights` (in
+        generation and in the loss)."""
+        with compact_lm_head_scoring(input_ids.device):
+            if not self.args.uses_preference_adapter:
+                return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                                  batch_size, **kwargs)
+            return self._per_row_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                     **kwargs)
 
-        The rows' weights are the adapter's current lambda, one row per scored row: set by the callers above with
-        `preference_weights` (in generation and in the loss)."""
-        if not self.args.uses_preference_adapter:
-            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
-                                                              batch_size, **kwargs)
+    def _per_row_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs):
+        """TRL's scoring with each chunk's rows of lambda set on the preference adapter."""
         flags = ("compute_entropy", "compute_aux_loss")
         if any(value is not None for key, value in kwargs.items() if key not in flags):
             raise ValueError("preference adapters support text-only GRPO (no images or token type ids)")
