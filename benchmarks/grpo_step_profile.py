@@ -28,13 +28,13 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # recipes/ is not an installed package
 
+from trl import get_peft_config  # noqa: E402
+
 from alignment.data import resolve_data  # noqa: E402
 from alignment.data.prompts import load_prompt_dataset  # noqa: E402
 from alignment.models.policy import load_policy  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
-from trl import get_peft_config  # noqa: E402
-
 
 
 def instrument(trainer, seconds: dict) -> None:
