@@ -8,6 +8,11 @@ dropped and the median step time is compared. The ratio (ours / TRL) is printed 
     python benchmarks/grpo_overhead.py --model smollm2-135m-instruct --steps 4 --repeats 2 --clock cpu
         # SmolLM2-135M-Instruct with LoRA r=16 on all linear layers, 16 completions of up to 32 tokens per step;
         # --clock cpu times each step by this process's CPU time (a fair measure on a shared machine)
+    python benchmarks/grpo_overhead.py --model smollm2-135m-instruct --steps 4 --repeats 2 --clock cpu \
+        --preference_adapter
+        # ours trains the steerable default's setup (a preference adapter fed Dirichlet weights per prompt) against
+        # TRL's plain LoRA step at fixed weights: after the first update the two policies, and so the lengths of
+        # their replies, differ, so compare medians over several repeats. Goal: <= 1.05.
 """
 
 import argparse
@@ -33,7 +38,7 @@ OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]
 WEIGHTS = [0.5, 0.4, 0.1]
 
 
-def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock) -> list[float]:
+def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, adapter: bool = False) -> list[float]:
     # The tiny policy is fully fine-tuned on 64 completions a step; a real model gets LoRA and 16 shorter ones.
     batch = dict(per_device_train_batch_size=16, max_completion_length=32, learning_rate=1e-4) if lora else \
         dict(per_device_train_batch_size=64, max_completion_length=32, learning_rate=1e-3)
@@ -45,12 +50,17 @@ def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock) 
     tokenizer = AutoTokenizer.from_pretrained(policy)
     dataset = load_prompt_dataset(PROMPTS, limit=512)
     timer = StepTimer(clock)
+    if kind == "ours" and adapter:  # the steerable default's setup: Dirichlet weights per prompt into the adapter
+        peft_config = None
+        extra = dict(weights_mode="dirichlet", conditioning="adapter", preference_adapter_rank=4)
+    else:
+        extra = dict(preference_weights=",".join(map(str, WEIGHTS)))
     if kind == "trl":
         trainer = GRPOTrainer(model=model, reward_funcs=[conciseness, sentiment, profanity_free],
                               args=GRPOConfig(reward_weights=WEIGHTS, **common), train_dataset=dataset,
                               processing_class=tokenizer, callbacks=[timer], peft_config=peft_config)
     else:
-        args = MultiObjectiveGRPOConfig(objectives=OBJECTIVES, preference_weights=",".join(map(str, WEIGHTS)), **common)
+        args = MultiObjectiveGRPOConfig(objectives=OBJECTIVES, **extra, **common)
         trainer = MultiObjectiveGRPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                             callbacks=[timer], peft_config=peft_config)
     trainer.train()
@@ -66,6 +76,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time steps by the wall clock, or by this process's CPU time")
+    parser.add_argument("--preference_adapter", action="store_true",
+                        help="ours trains a steerable policy (Dirichlet weights per prompt into a preference adapter "
+                             "of rank 4 + K, the default recipe's setup) against TRL's plain LoRA r=16 at fixed weights")
     options = parser.parse_args()
     lora = options.model != "tiny"
     policy = resolve_model_path(options.model)
@@ -74,13 +87,15 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         for repeat in range(options.repeats):
             for kind in ("trl", "ours"):
-                times[kind] += run(kind, policy, options.steps, f"{scratch}/{kind}-{repeat}", lora, clock)
+                times[kind] += run(kind, policy, options.steps, f"{scratch}/{kind}-{repeat}", lora, clock,
+                                   options.preference_adapter)
                 print(f"repeat {repeat} {kind}: step times {[round(t, 2) for t in times[kind][-(options.steps - 1):]]}",
                       flush=True)
     trl_median, ours_median = statistics.median(times["trl"]), statistics.median(times["ours"])
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     completions = 16 if lora else 64
-    print(f"{options.model}{' (LoRA r=16)' if lora else ''}, K={len(OBJECTIVES)} objectives, {len(times['trl'])} timed "
+    ours = " (ours: preference adapter r=4+K, Dirichlet weights)" if options.preference_adapter else ""
+    print(f"{options.model}{' (LoRA r=16)' if lora else ''}{ours}, K={len(OBJECTIVES)} objectives, {len(times['trl'])} timed "
           f"steps each, {completions} completions/step, {options.clock} clock, on {device}")
     print(f"TRL GRPOTrainer          median step {trl_median * 1000:8.1f} ms")
     print(f"MultiObjectiveGRPOTrainer median step {ours_median * 1000:8.1f} ms")

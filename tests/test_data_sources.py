@@ -15,7 +15,8 @@ from tests.test_bad_input import load_recipe
 ROOT = Path(__file__).resolve().parent.parent
 # Row counts of the packaged files (alignment/data/files/README.md): a truncated or swapped file fails here.
 PACKAGED_ROWS = {"hh-helpful": 1649, "hh-helpful-dev": 235, "hh-harmless": 1619, "hh-harmless-dev": 231,
-                 "hh-prompts": 1361, "ultrafeedback": 900, "ultrafeedback-dev": 100, "qa-feedback": 400}
+                 "hh-prompts": 1361, "ultrafeedback": 900, "ultrafeedback-dev": 100, "qa-feedback": 400,
+                 "self-instruct": 165}
 
 
 def test_every_packaged_name_resolves_inside_the_package_to_its_real_rows():
@@ -111,3 +112,15 @@ def test_records_name_models_and_data_portably(tmp_path, tiny_policy_path):
     assert (build_record(trainer="grpo", base_model="Qwen/Qwen2.5-0.5B", objectives=[])["base_model"]
             == "Qwen/Qwen2.5-0.5B")
 
+
+
+def test_the_instruction_prompts_load_as_chat_prompts_with_their_inputs():
+    """`self-instruct` (the steering check on another distribution): the instruction, then the input of its first
+    instance after a blank line, as one user message."""
+    from alignment.data.prompts import load_prompt_dataset
+
+    prompts = load_prompt_dataset(resolve_data("self-instruct"))
+    assert len(prompts) == 165
+    texts = [row["prompt"][-1]["content"] for row in prompts]
+    assert texts[0].startswith("Is there anything I can eat for a breakfast")
+    assert any("\n\n" in text for text in texts) and all(len(text) <= 600 for text in texts)

@@ -53,10 +53,11 @@ def _point(replies: HeldOutReplies, weights: list[float] | None) -> dict:
 
 
 def steering_report(weights: list[list[float]], replies: list[HeldOutReplies], base: HeldOutReplies | None,
-                    num_examples: int = 1) -> dict:
+                    num_examples: int = 1, settings: dict | None = None) -> dict:
     """The summary of a steering sweep: `replies[i]` were generated at `weights[i]`, `base` by the starting policy.
 
-    Returns {"objective_names", "num_prompts", "points", "base", "spearman" {objective: rho or None},
+    Returns {"objective_names", "num_prompts", "settings" (the decoding, as given), "points", "base",
+    "spearman" {objective: rho or None},
     "examples": [{"prompt", "weights_a", "reply_a", "weights_b", "reply_b"}]}: replies to the first
     `num_examples` held-out prompts at the two ends of the sweep (the first prompts, not picked by their replies)."""
     names = replies[0].objective_names
@@ -69,7 +70,8 @@ def steering_report(weights: list[list[float]], replies: list[HeldOutReplies], b
                  "weights_a": points[0]["weights"], "reply_a": first.completions[i],
                  "weights_b": points[far]["weights"], "reply_b": last.completions[i]}
                 for i in range(min(num_examples, len(first.prompts)))]
-    return {"objective_names": list(names), "num_prompts": len(first.prompts), "points": points,
+    return {"objective_names": list(names), "num_prompts": len(first.prompts), "settings": settings or {},
+            "points": points,
             "base": _point(base, None) if base is not None else None, "spearman": rho, "examples": examples}
 
 
