@@ -77,8 +77,9 @@ def main():
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time steps by the wall clock, or by this process's CPU time")
     parser.add_argument("--preference_adapter", action="store_true",
-                        help="ours trains a steerable policy (Dirichlet weights per prompt into a preference adapter "
-                             "of rank 4 + K, the default recipe's setup) against TRL's plain LoRA r=16 at fixed weights")
+                        help="ours trains a steerable policy (Dirichlet weights per prompt into a preference "
+                             "adapter of rank 4 + K, the default recipe's setup) against TRL's plain LoRA r=16 at "
+                             "fixed weights")
     options = parser.parse_args()
     lora = options.model != "tiny"
     policy = resolve_model_path(options.model)
@@ -95,8 +96,8 @@ def main():
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     completions = 16 if lora else 64
     ours = " (ours: preference adapter r=4+K, Dirichlet weights)" if options.preference_adapter else ""
-    print(f"{options.model}{' (LoRA r=16)' if lora else ''}{ours}, K={len(OBJECTIVES)} objectives, {len(times['trl'])} timed "
-          f"steps each, {completions} completions/step, {options.clock} clock, on {device}")
+    print(f"{options.model}{' (LoRA r=16)' if lora else ''}{ours}, K={len(OBJECTIVES)} objectives, "
+          f"{len(times['trl'])} timed steps each, {completions} completions/step, {options.clock} clock, on {device}")
     print(f"TRL GRPOTrainer          median step {trl_median * 1000:8.1f} ms")
     print(f"MultiObjectiveGRPOTrainer median step {ours_median * 1000:8.1f} ms")
     print(f"step time ratio (ours / TRL): {ours_median / trl_median:.3f}")

@@ -57,7 +57,8 @@ def steer_out_of_distribution(run: Path, options) -> dict:
     record = load_record(run)
     steerable = load_steerable(str(run))
     builder = build_reward_vector(record)
-    prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(options.ood_dataset))][-options.num_ood_prompts:]
+    prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(options.ood_dataset))]
+    prompts = prompts[-options.num_ood_prompts:]
     settings = record["steering_table"]["settings"]
     generation = dict(max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"],
                       seed=settings["seed"], weights_in_prompt=bool(record.get("prompt_format")),
