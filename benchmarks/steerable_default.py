@@ -1,7 +1,7 @@
 """The README's main job across seeds: does one checkpoint follow its weights, on held-out prompts of the training
 distribution and of another one?
 
-For each seed, `python recipes/grpo.py --seed S --output_dir DIR/seedS` runs the embedded default in a fresh process
+For each seed, `accelerate launch recipes/grpo.py --seed S --output_dir DIR/seedS` runs the embedded default in a fresh process
 (its wall time is measured), and prints its own steering table on held-out HH-RLHF prompts (recorded in the
 checkpoint's objectives.json). The checkpoint is then steered at the same 5 weights, with the same decoding, on
 instruction-following prompts it never saw from another distribution (the last `--num_ood_prompts` Self-Instruct
@@ -47,8 +47,9 @@ def train(seed: int, output_dir: Path) -> float:
     """The README's main job at one seed, in its own process; returns its wall seconds."""
     start = time.perf_counter()
     with open(output_dir.with_suffix(".log"), "w") as log:
-        subprocess.run([sys.executable, str(ROOT / "recipes" / "grpo.py"), "--seed", str(seed), "--output_dir",
-                        str(output_dir)], check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        subprocess.run([sys.executable, "-m", "accelerate.commands.launch", str(ROOT / "recipes" / "grpo.py"),
+                        "--seed", str(seed), "--output_dir", str(output_dir)],
+                       check=True, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     return time.perf_counter() - start
 
 

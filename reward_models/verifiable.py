@@ -40,6 +40,14 @@ def conciseness_floored(prompts, completions, **kwargs) -> list[float]:
     return [-max(len(completion_text(c)), CONCISENESS_FLOOR_CHARS) / 100.0 for c in completions]
 
 
+def conciseness_bytes(prompts, completions, **kwargs) -> list[float]:
+    """Minus max(UTF-8 bytes, 100) / 100: `conciseness_floored` counted in bytes. For plain English text the two
+    agree; an emoji is one character but four bytes (and several tokens), so strings of emoji are not a cheap way to
+    say more in fewer characters. A SmolLM2 policy steered by characters learned exactly that at its concise corner
+    (51 tokens in 118 characters of emoji); the steerable default counts bytes."""
+    return [-max(len(completion_text(c).encode("utf-8")), CONCISENESS_FLOOR_CHARS) / 100.0 for c in completions]
+
+
 @lru_cache(maxsize=1)
 def _vader():
     return SentimentIntensityAnalyzer()
@@ -79,6 +87,7 @@ def format_ok(prompts, completions, **kwargs) -> list[float]:
 BUILTIN_REWARDS = {
     "conciseness": conciseness,
     "conciseness_floored": conciseness_floored,
+    "conciseness_bytes": conciseness_bytes,
     "sentiment": sentiment,
     "profanity_free": profanity_free,
     "format": format_ok,

@@ -132,3 +132,12 @@ def test_weights_written_into_a_prompt_can_be_read_back_and_replaced():
     text = condition_prompt("Question?", [1, 0], names, format_version=1)
     assert text == "Preference weights: conciseness=1.00,sentiment=0.00\nQuestion?"
     assert read_prompt_weights("Question?", names) is None
+
+
+def test_conciseness_counts_characters_or_utf8_bytes_from_a_floor_of_100():
+    from reward_models.verifiable import conciseness_bytes, conciseness_floored
+
+    ascii_reply, emoji_reply = "a" * 150, "\u2764" * 60  # 60 characters of 3 bytes each
+    assert conciseness_floored(None, [ascii_reply, emoji_reply, "short"]) == [-1.5, -1.0, -1.0]
+    assert conciseness_bytes(None, [ascii_reply, emoji_reply, "short"]) == [-1.5, -1.8, -1.0]
+    assert conciseness_bytes(None, [[{"role": "assistant", "content": "\U0001F60A" * 30}]]) == [-1.2]  # 4 bytes each
