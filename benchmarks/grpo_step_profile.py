@@ -37,6 +37,9 @@ from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time, this process's CPU time (fair on a shared machine)
+
+
 def instrument(trainer, seconds: dict) -> None:
     """Wrap the trainer's step methods on this instance so each adds its wall seconds to `seconds[part]`."""
 
@@ -45,11 +48,11 @@ def instrument(trainer, seconds: dict) -> None:
 
         @functools.wraps(method)
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            start = CLOCK()
             try:
                 return method(*args, **kwargs)
             finally:
-                seconds[part_of(args, kwargs)] += time.perf_counter() - start
+                seconds[part_of(args, kwargs)] += CLOCK() - start
         setattr(trainer, name, wrapper)
 
     timed("_generate", lambda a, k: "generation")
@@ -65,8 +68,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=None, help="a GRPO recipe YAML (default: the embedded default)")
     parser.add_argument("--steps", type=int, default=4, help="steps to run; the first is warm-up and not counted")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time by the wall clock, or by this process's CPU time (all its threads)")
     parser.add_argument("recipe_args", nargs="*", help="recipe options, after --")
     options = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if options.clock == "cpu" else time.perf_counter
     with tempfile.TemporaryDirectory() as output_dir:
         argv = (["--config", options.config] if options.config else []) + [
             "--output_dir", output_dir, "--max_steps", str(options.steps), "--save_strategy", "no",
@@ -79,7 +86,7 @@ def main():
                                             train_dataset=prompts.select(range(len(prompts) - 64)),
                                             peft_config=get_peft_config(model_args))
         steps = profile(trainer)
-    report(steps, training_args, model_args)
+    report(steps, training_args, model_args, options.clock)
 
 
 def profile(trainer) -> list[dict]:
@@ -91,7 +98,7 @@ def profile(trainer) -> list[dict]:
 
     def training_step(*args, **kwargs):
         raw.clear()
-        start = time.perf_counter()
+        start = CLOCK()
         result = original(*args, **kwargs)
         steps.append({"step_start": start, **raw})
         return result
@@ -100,7 +107,7 @@ def profile(trainer) -> list[dict]:
 
     class StepEnd(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            ends.append(time.perf_counter())
+            ends.append(CLOCK())
     trainer.add_callback(StepEnd())
     trainer.train()
     return [split(step, end) for step, end in zip(steps, ends)]
@@ -118,11 +125,11 @@ def split(step: dict, end: float) -> dict:
             "rewards + advantages": rewards, "forward (loss)": loss, "backward": backward}
 
 
-def report(steps, training_args, model_args) -> None:
+def report(steps, training_args, model_args, clock: str) -> None:
     counted = steps[1:] or steps
     print(f"{model_args.model_name_or_path}: {training_args.per_device_train_batch_size} completions/step of up to "
           f"{training_args.max_completion_length} tokens, conditioning {training_args.conditioning}, "
-          f"{torch.get_num_threads()} threads, {len(counted)} timed steps (medians, wall seconds)")
+          f"{torch.get_num_threads()} threads, {len(counted)} timed steps (medians, {clock} seconds)")
     total = statistics.median(s["total"] for s in counted)
     for part in counted[0]:
         if part == "total":

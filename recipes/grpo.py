@@ -21,12 +21,13 @@ plot and two replies at opposite weights, and `samples.jsonl`) then follows any 
     # the steerable setup on the tiny policy; weights as numbers in a preference adapter (or prompt / both)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_steerable_tiny_cpu.yaml
     # prompt-aware weights from a Preference Orchestrator (PRO, recipes/orchestrator.py) over reward-model heads
-    accelerate launch recipes/grpo.py --objectives helpful=rm:helpful harmless=rm:harmless \
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml \
+        --objectives helpful=rm:helpful harmless=rm:harmless \
         --reward_model_name_or_path outputs/rm --weights_mode prompt_aware \
         --orchestrator_name_or_path outputs/orchestrator
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
-    accelerate launch recipes/grpo.py --scalarization pama
-    python recipes/grpo.py --pareto_method mgda
+    accelerate launch recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml --scalarization pama
+    python recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml --pareto_method mgda
     # two CPU processes (gloo), or DeepSpeed ZeRO-2
     accelerate launch --config_file accelerate_configs/cpu_2proc.yaml recipes/grpo.py
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/grpo.py
