@@ -36,7 +36,6 @@ from alignment.models.policy import load_policy  # noqa: E402
 from alignment.trainers.grpo import MultiObjectiveGRPOTrainer  # noqa: E402
 from recipes.grpo import parse_args  # noqa: E402
 
-
 CLOCK = time.perf_counter  # --clock cpu: time.process_time, this process's CPU time (fair on a shared machine)
 
 
