@@ -2,8 +2,8 @@
 distribution and of another one?
 
 For each seed, `accelerate launch recipes/grpo.py --seed S --output_dir DIR/seedS` runs the embedded default in a
-fresh process (its wall time is measured), and prints its own steering table on held-out HH-RLHF prompts (recorded in the
-checkpoint's objectives.json). The checkpoint is then steered at the same 5 weights, with the same decoding, on
+fresh process (its wall time is measured), and prints its own steering table on held-out HH-RLHF prompts (recorded
+in the checkpoint's objectives.json). The checkpoint is then steered at the same 5 weights, with the same decoding, on
 instruction-following prompts it never saw from another distribution (the last `--num_ood_prompts` Self-Instruct
 seed tasks, `self-instruct`), with the base model's point. Written to `--output_dir`: per seed its run, its
 `ood/front.png`; `summary.json` with every table and, per weight setting, the mean over seeds of each objective with
