@@ -118,7 +118,8 @@ def plot_steering_front(report: dict, path: Path) -> None:
                       fmt="s", color="tab:gray", capsize=3, label="base model")
     rho = ", ".join(f"{n} {report['spearman'][n]:+.2f}" if report["spearman"][n] is not None else f"{n} n/a"
                     for n in report["objective_names"])
-    axis.set_title(f"One checkpoint steered on {report['num_prompts']} held-out prompts\nSpearman rho: {rho}", fontsize=9)
+    axis.set_title(f"One checkpoint steered on {report['num_prompts']} held-out prompts\nSpearman rho: {rho}",
+                   fontsize=9)
     axis.set_xlabel(f"{names[0]} (mean, ± s.e.)")
     axis.set_ylabel(f"{names[1]} (mean, ± s.e.)")
     axis.grid(alpha=0.3)
