@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 
 def default_cache_dir() -> Path:
     """$MOALIGN_CACHE, else ~/.cache/moalign."""
@@ -38,7 +40,8 @@ def exclusive_lock(lock_path: Path):
 def build_once(target: Path, build: Callable[[Path], None], done_marker: str = "config.json") -> Path:
     """Return `target`, first calling `build(staging_dir)` if no complete build (one with `done_marker`) is there.
 
-    Concurrent callers serialize on `<target>.lock`: the first builds, the others find the finished folder.
+    Concurrent callers serialize on `<target>.lock`: the first builds, the others find the finished folder. The
+    caller's torch random state is the same after the call whether it built or not.
     """
     target = Path(target)
     if (target / done_marker).exists():
@@ -48,7 +51,11 @@ def build_once(target: Path, build: Callable[[Path], None], done_marker: str = "
             return target
         staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=target.parent))
         try:
-            build(staging)
+            # A build may seed or draw from torch's global generator (random init before the converted weights are
+            # loaded, the tiny policy's own seed). It must not move the caller's: a first run, which builds, and a
+            # later run, which finds the build, then sample the same with the same seed.
+            with torch.random.fork_rng(devices=[]):
+                build(staging)
             if not (staging / done_marker).exists():
                 raise RuntimeError(f"building {target.name} wrote no {done_marker}")
             if target.exists():  # a leftover without the marker: not a usable build

@@ -61,6 +61,24 @@ def test_a_failed_build_leaves_nothing_that_looks_built_and_the_next_call_builds
     assert (target / "config.json").exists() and len(calls) == 1
 
 
+def test_a_build_leaves_the_callers_random_state_as_it_found_it(tmp_path):
+    """A first run converts SmolLM2 (random init, then the GGUF weights) inside the recipe, after it seeded; a later run
+    finds the conversion. Both must then draw the same samples with the same seed."""
+    import torch
+
+    def build(staging):
+        torch.manual_seed(1234)  # what the tiny policy's build does
+        torch.randn(100)  # what from_config's random init does
+        (staging / "config.json").write_text("{}")
+
+    torch.manual_seed(0)
+    build_once(tmp_path / "model", build)
+    after_building = torch.rand(3)
+    torch.manual_seed(0)
+    build_once(tmp_path / "model", build)  # found: nothing built
+    assert torch.equal(torch.rand(3), after_building)
+
+
 def test_a_build_without_its_marker_file_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="wrote no config.json"):
         build_once(tmp_path / "model-abc", lambda staging: None)
