@@ -113,8 +113,12 @@ def test_cpu_scoring_projects_only_the_completion_tokens_and_gives_the_same_log_
 
 
 @pytest.mark.slow
-def test_a_steerable_run_ends_with_its_steering_table_plot_and_card(tmp_path, one_thread, capsys):
+def test_a_steerable_run_ends_with_its_steering_table_plot_and_card(tmp_path, one_thread, capsys, monkeypatch):
     recipe = load_recipe("grpo")
+    evaluated = []  # the weights of every generation pass over the held-out prompts
+    evaluate_policy = recipe.evaluate_policy
+    monkeypatch.setattr(recipe, "evaluate_policy", lambda trainer, prompts, weights, generation: evaluated.append(
+        weights) or evaluate_policy(trainer, prompts, weights, generation))
     args = recipe.parse_args(["--config", str(CONFIGS / "grpo_steerable_tiny_cpu.yaml"), "--output_dir",
                               str(tmp_path / "out"), "--max_steps", "2", "--num_eval_prompts", "8",
                               "--save_strategy", "no", "--disable_tqdm", "true"])
@@ -128,7 +132,10 @@ def test_a_steerable_run_ends_with_its_steering_table_plot_and_card(tmp_path, on
     table = record["steering_table"]
     assert [p["weights"]["conciseness"] for p in table["points"]] == [1.0, 0.75, 0.5, 0.25, 0.0]
     assert table["num_prompts"] == 8 and table["base"] is not None and record["steering"] == "adapter"
-    # the middle point is the after-training evaluation (mean weights 0.5, 0.5), reused rather than generated again
+    # the middle point is the after-training evaluation (mean weights 0.5, 0.5), reused rather than generated again:
+    # before, after, then only the 4 other points
     assert record["evaluation"]["conciseness/after"] == pytest.approx(table["points"][2]["means"]["conciseness"])
+    assert [list(w) for w in evaluated[2:]] == [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]]
+    assert len(evaluated) == 6
     card = (out / "README.md").read_text()
     assert "## Steering on held-out prompts" in card and "![Steering front](front.png)" in card
