@@ -460,3 +460,94 @@ def test_dpo_with_the_adapter_resumes_base_and_adapter_from_its_checkpoint(tiny_
     for name, parameter in second.model.named_parameters():
         if "lora_" in name:
             torch.testing.assert_close(parameter, trained[name], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("enable_before_wrapping", [False, True])
+def test_activation_checkpointing_recomputes_with_the_forwards_weights(adapted, enable_before_wrapping):
+    """Checkpointing on gives the loss and gradients of checkpointing off: the backward recompute runs after
+    `preference_weights` has put lambda back (None), so it must replay the lambda of its own forward. Two forwards at
+    different weights before one backward check that each recompute gets its own forward's lambda, not the last."""
+    from alignment.models.preference_adapter import keep_preference_under_checkpointing
+
+    adapted.train()
+    ids = tokens(rows=3, length=9)
+    first, second = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]]), torch.tensor([[0.5, 0.5]] * 3)
+
+    def loss_and_grads():
+        adapted.zero_grad(set_to_none=True)
+        with preference_weights(adapted, first):
+            loss = adapted(input_ids=ids, labels=ids).loss
+        with preference_weights(adapted, second):
+            loss = loss + 0.5 * adapted(input_ids=ids, labels=ids).loss
+        loss.backward()  # outside both blocks, as a Trainer's training_step does
+        return loss.detach(), {n: p.grad.clone() for n, p in adapted.named_parameters() if p.grad is not None}
+
+    plain_loss, plain_grads = loss_and_grads()
+    if enable_before_wrapping:  # checkpointing turned on by someone before the adapter's hook was installed
+        del adapted.get_base_model()._set_gradient_checkpointing  # back to transformers' own
+        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        keep_preference_under_checkpointing(adapted)
+    else:
+        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert adapted.is_activation_checkpointing
+    checkpointed_loss, checkpointed_grads = loss_and_grads()
+    torch.testing.assert_close(checkpointed_loss, plain_loss, atol=1e-5, rtol=1e-5)
+    assert plain_grads.keys() == checkpointed_grads.keys() and any("lora_B" in n for n in plain_grads)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_reentrant_checkpointing_is_refused_with_the_fix(adapted):
+    with pytest.raises(ValueError, match="use_reentrant"):
+        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+
+
+def adapter_weights_after_two_steps(trainer_name, policy_path, output_dir, checkpointing: bool):
+    """The preference adapter's parameters after 2 steps of GRPO (Dirichlet weights per prompt) or per-objective DPO
+    (weights per pair) on the tiny policy, with activation checkpointing on or off; same seed, same data."""
+    from transformers import AutoTokenizer
+
+    from alignment.data.preferences import to_dataset
+    from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+    from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    common = dict(output_dir=str(output_dir), objectives=NAMES, conditioning="adapter", weights_mode="dirichlet",
+                  preference_adapter_rank=4, max_steps=2, learning_rate=5e-3, lr_scheduler_type="constant",
+                  use_cpu=True, bf16=False, activation_checkpointing=checkpointing, save_strategy="no",
+                  report_to="none", seed=0, disable_tqdm=True)
+    tokenizer = AutoTokenizer.from_pretrained(policy_path)
+    model = AutoModelForCausalLM.from_pretrained(policy_path)
+    torch.manual_seed(0)  # the adapter's random init (lora_A) is drawn before the Trainer seeds
+    if trainer_name == "grpo":
+        prompts = [{"prompt": [{"role": "user", "content": f"Tell me about topic {i}."}]} for i in range(4)]
+        args = MultiObjectiveGRPOConfig(num_generations=4, per_device_train_batch_size=8, max_completion_length=12,
+                                        beta=0.1, **common)
+        from datasets import Dataset
+        trainer = MultiObjectiveGRPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(prompts),
+                                            processing_class=tokenizer)
+    else:
+        pairs = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
+                  "chosen": [{"role": "assistant", "content": "Sure, gladly."}],
+                  "rejected": [{"role": "assistant", "content": f"Well, let me think about question {i}."}],
+                  "objective_labels": [1, -1]} for i in range(8)]
+        args = MultiObjectiveDPOConfig(loss="per_objective", max_length=48, per_device_train_batch_size=4, **common)
+        trainer = MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=to_dataset(pairs),
+                                           processing_class=tokenizer)
+    trainer.train()
+    assert trainer.model.is_activation_checkpointing == checkpointing
+    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer_name", ["grpo", "dpo"])
+def test_trainers_with_the_adapter_train_alike_with_activation_checkpointing(trainer_name, tiny_policy_path,
+                                                                               tmp_path, one_thread):
+    """2 steps with checkpointing on end at the parameters of 2 steps with it off (before the fix: a crash in the
+    first backward, 'a preference adapter ran without preference weights')."""
+    plain = adapter_weights_after_two_steps(trainer_name, tiny_policy_path, tmp_path / "off", checkpointing=False)
+    checkpointed = adapter_weights_after_two_steps(trainer_name, tiny_policy_path, tmp_path / "on", checkpointing=True)
+    assert plain.keys() == checkpointed.keys() and plain
+    moved = [n for n, p in plain.items() if "lora_B" in n and p.abs().max() > 0]
+    assert moved  # the steps trained the adapter (U starts at 0)
+    for name, value in plain.items():
+        torch.testing.assert_close(checkpointed[name], value, atol=1e-5, rtol=1e-4, msg=name)

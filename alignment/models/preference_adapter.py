@@ -26,6 +26,7 @@ autograd it is rebuilt per call (3 small ops). The diagonal needs K, so a saved 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from peft.tuners.lora.layer import Linear as LoraLinear
 from peft.tuners.lora.layer import LoraVariant
 from safetensors.torch import load_file
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM
 from transformers.modeling_utils import load_state_dict
 
@@ -87,7 +89,9 @@ class PreferenceState:
             if self._weights is None:
                 raise RuntimeError("a preference adapter ran without preference weights; wrap the call in "
                                    "`with preference_weights(model, weights):` (one [K] vector or one row per "
-                                   "batch row)")
+                                   "batch row). Under activation checkpointing, the backward pass recomputes "
+                                   "outside that block: `keep_preference_under_checkpointing(model)` replays "
+                                   "each forward's weights there (the trainers do it)")
             scaled = self._scaled[key] = (self.lambda_scale * self._weights.reshape(-1, self.num_objectives)).to(
                 device=like.device, dtype=like.dtype)
         return scaled
@@ -228,6 +232,7 @@ def add_preference_adapter(model, objective_names: Sequence[str], *, rank: int =
                                              target_modules=target_modules, lambda_scale=lambda_scale, dropout=dropout)
     peft_model = get_peft_model(model, config)  # peft names target modules that match nothing
     peft_model.preference_spec = spec
+    keep_preference_under_checkpointing(peft_model)
     if train_base:
         for name, parameter in peft_model.named_parameters():
             if parameter.is_floating_point():
@@ -259,6 +264,82 @@ def preference_weights(model, weights):
         yield state
     finally:
         state.weights = previous
+
+
+# ----------------------------------------------------------------------------------------- activation checkpointing
+# Activation checkpointing recomputes each checkpointed layer's forward during backward, after `preference_weights`
+# has restored the previous lambda (usually None). The layers read lambda from the shared state, so the recompute
+# must see the lambda its forward saw: torch's non-reentrant checkpoint takes a `context_fn` whose second context
+# wraps the recompute, and ours sets lambda back to the value captured when the forward ran. It is attached where
+# transformers hands every layer its checkpoint function (`_set_gradient_checkpointing`), so checkpointing turned on
+# by the Trainer, by TRL or by the user, before or after this call, all get it.
+
+def _replaying_weights(state: PreferenceState, weights):
+    """A context that sets lambda to `weights` (captured at the forward) and puts back what was there."""
+    @contextlib.contextmanager
+    def replay():
+        previous = state.weights
+        state.weights = weights
+        try:
+            yield
+        finally:
+            state.weights = previous
+    return replay()
+
+
+def _checkpoint_replaying_preference(checkpoint_function, state: PreferenceState):
+    """`checkpoint_function` (torch's checkpoint, or transformers' partial of it) with a context_fn that replays the
+    forward's lambda in the recompute (composed with any context_fn already given, e.g. TRL's selective
+    checkpointing)."""
+    if getattr(checkpoint_function, "_replays_preference", False):
+        return checkpoint_function
+    given = dict(getattr(checkpoint_function, "keywords", None) or {})
+    if given.get("use_reentrant", False):
+        raise ValueError("activation checkpointing with use_reentrant=True cannot replay a preference adapter's "
+                         "weights in the backward recompute; set activation_checkpointing_kwargs "
+                         "{'use_reentrant': false} (transformers' default)")
+    inner_context_fn = given.get("context_fn")
+
+    def context_fn():
+        weights = state.weights  # the lambda of this forward
+        if inner_context_fn is None:
+            return contextlib.nullcontext(), _replaying_weights(state, weights)
+        forward_context, recompute_context = inner_context_fn()
+        stack = contextlib.ExitStack()
+        stack.enter_context(_replaying_weights(state, weights))
+        stack.enter_context(recompute_context)
+        return forward_context, stack
+
+    @functools.wraps(checkpoint_function)
+    def checkpoint_with_preference(function, *args, **kwargs):
+        kwargs.setdefault("use_reentrant", False)
+        return checkpoint_function(function, *args, **{**kwargs, "context_fn": context_fn})
+
+    checkpoint_with_preference._replays_preference = True
+    return checkpoint_with_preference
+
+
+def keep_preference_under_checkpointing(model) -> None:
+    """Make activation checkpointing of `model` (a peft model with a preference adapter) recompute each layer with
+    the lambda of its forward pass. Idempotent; turning checkpointing on or off later keeps it."""
+    state = preference_state(model)
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    set_checkpointing = getattr(base, "_set_gradient_checkpointing", None)
+    if set_checkpointing is None or getattr(set_checkpointing, "_replays_preference", False):
+        return
+
+    def _set_gradient_checkpointing(enable: bool = True, gradient_checkpointing_func=checkpoint,
+                                    every_n_layers: int = 1):
+        return set_checkpointing(enable=enable, every_n_layers=every_n_layers,
+                                 gradient_checkpointing_func=_checkpoint_replaying_preference(
+                                     gradient_checkpointing_func, state))
+
+    _set_gradient_checkpointing._replays_preference = True
+    base._set_gradient_checkpointing = _set_gradient_checkpointing
+    for module in base.modules():  # checkpointing already on: wrap the function each layer holds
+        function = module.__dict__.get("_gradient_checkpointing_func")
+        if function is not None:
+            module._gradient_checkpointing_func = _checkpoint_replaying_preference(function, state)
 
 
 def is_adapter_parameter(name: str) -> bool:
@@ -311,6 +392,7 @@ def load_preference_adapter(base_model, adapter_dir: str | Path, is_trainable: b
     config.inference_mode = not is_trainable
     model = PeftModel.from_pretrained(base_model, str(adapter_dir), config=config, is_trainable=is_trainable)
     model.preference_spec = {k: v for k, v in spec.items() if k != "format_version"}
+    keep_preference_under_checkpointing(model)
     return model
 
 

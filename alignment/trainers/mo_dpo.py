@@ -50,7 +50,12 @@ from alignment.data.preferences.formats import PROMPT_WEIGHTS_COLUMN, check_pair
 from alignment.hub.checkpointing import ResumableCheckpointsMixin
 from alignment.hub.record import build_record
 from alignment.hub.steerable import SteerableCheckpointMixin
-from alignment.models.preference_adapter import has_preference_adapter, preference_adapter_config, preference_weights
+from alignment.models.preference_adapter import (
+    has_preference_adapter,
+    keep_preference_under_checkpointing,
+    preference_adapter_config,
+    preference_weights,
+)
 from alignment.objectives.schedules import dirichlet_alpha_at, tilt_weights
 from alignment.objectives.sources import objectives_to_dict
 from alignment.objectives.weights import sample_dirichlet_weights
@@ -114,7 +119,9 @@ class MultiObjectiveDPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMix
                          eval_dataset=eval_dataset, processing_class=processing_class, peft_config=peft_config,
                          **kwargs)
         if adapter_spec is not None:  # TRL wrapped the policy in peft with our preference layers
-            self.accelerator.unwrap_model(self.model).preference_spec = adapter_spec
+            policy = self.accelerator.unwrap_model(self.model)
+            policy.preference_spec = adapter_spec
+            keep_preference_under_checkpointing(policy)
         # TRL built its pair collator (and used it for any reference precompute); ours adds what the loss reads.
         if self._format == "pairs":
             self.data_collator = _PairCollatorWithExtras(self.data_collator, self._extra_columns)
