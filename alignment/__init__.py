@@ -13,6 +13,7 @@ The folders follow the pipeline:
     orchestrator/    prompt-aware weights (PRO)
     evaluation.py    held-out before/after figures shared by the recipes
     cli.py       recipe argument parsing (YAML + command-line overrides)
+    console.py   the `moalign` command: the recipes under accelerate launch, the scripts, the packaged configs
 
 The multi-head reward model is the sibling package `reward_models`; it builds on `objectives`, `data`, `models`
 and `hub`, and `trainers`, `steering` and the recipes build on it.

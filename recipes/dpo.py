@@ -181,8 +181,13 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     return trainer
 
 
+# The dataclasses of the command line; `moalign` (alignment/console.py) reads them too, to tell this recipe's options
+# from those of `accelerate launch`.
+ARGUMENTS = (ScriptArguments, MultiObjectiveDPOConfig, ModelConfig)
+
+
 def parse_args(argv=None):
-    return parse_recipe_args((ScriptArguments, MultiObjectiveDPOConfig, ModelConfig), DEFAULT_CONFIG, argv)
+    return parse_recipe_args(ARGUMENTS, DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

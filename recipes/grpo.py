@@ -223,9 +223,14 @@ def summarize_held_out(trainer, before, after, num_samples: int, eval_prompts: l
     return before.means(weights), after.means(weights), errors
 
 
+# The dataclasses of the command line; `moalign` (alignment/console.py) reads them too, to tell this recipe's options
+# from those of `accelerate launch`.
+ARGUMENTS = (ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig)
+
+
 def parse_args(argv=None):
     """(ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig) from the YAML config and command-line overrides."""
-    return parse_recipe_args((ScriptArguments, MultiObjectiveGRPOConfig, ModelConfig), DEFAULT_CONFIG, argv)
+    return parse_recipe_args(ARGUMENTS, DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

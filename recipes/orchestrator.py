@@ -171,9 +171,14 @@ def usage_section(pooling: str, heads: list[str]) -> str:
               "inference with `python scripts/generate.py --weights auto --orchestrator PATH --model CHECKPOINT`.\n")
 
 
+# The dataclasses of the command line; `moalign` (alignment/console.py) reads them too, to tell this recipe's options
+# from those of `accelerate launch`.
+ARGUMENTS = (OrchestratorArguments,)
+
+
 def parse_args(argv=None):
     """The recipe's arguments from the YAML config (default `orchestrator_cpu.yaml`) and the command line."""
-    return parse_recipe_args((OrchestratorArguments,), DEFAULT_CONFIG, argv)
+    return parse_recipe_args(ARGUMENTS, DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

@@ -117,8 +117,13 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
     return trainer
 
 
+# The dataclasses of the command line; `moalign` (alignment/console.py) reads them too, to tell this recipe's options
+# from those of `accelerate launch`.
+ARGUMENTS = (RewardDataArguments, MultiHeadRewardConfig, ModelConfig)
+
+
 def parse_args(argv=None):
-    return parse_recipe_args((RewardDataArguments, MultiHeadRewardConfig, ModelConfig), DEFAULT_CONFIG, argv)
+    return parse_recipe_args(ARGUMENTS, DEFAULT_CONFIG, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The folders are layers, and imports point one way: down the pipeline, never up.
 
     objectives, pareto, plots, cache  <  data  <  models  <  hub  <  reward_models  <  trainers, steering, orchestrator,
-    evaluation  <  cli (recipe plumbing)
+    evaluation  <  cli (recipe plumbing)  <  console (the `moalign` command)
 
 A module may import from its own layer or a lower one. `reward_models` builds on the `alignment` core, and only
 the layers above it import `reward_models`. The multi-objective core (objectives, pareto) loads no model library
@@ -32,6 +32,7 @@ LAYER = {
     "reward_models": 4,
     "alignment.trainers": 5, "alignment.steering": 5, "alignment.orchestrator": 5, "alignment.evaluation": 5,
     "alignment.cli": 6,
+    "alignment.console": 7,
 }
 
 
