@@ -3,7 +3,8 @@
 Data fields (those an argument dataclass lists in its `data_fields` class attribute) name data as `alignment.data`
 resolves it; a relative local path written in the YAML recipe is anchored to the YAML file's folder, so a recipe
 means the same data from any working directory (and from an installed package). A path given on the command line
-stays relative to the current folder.
+stays relative to the current folder. Data named on the command line replaces data the YAML names another way
+(`prefer_command_line_data`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from accelerate.utils import DistributedType
 from trl import TrlParser
 
 from alignment.data import anchor_data_spec
+from alignment.data.arguments import DatasetArguments
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,7 @@ def _given_on_command_line(name: str, argv: list[str]) -> bool:
 def anchor_yaml_data_fields(parsed, config_path: str | Path, argv: list[str]) -> None:
     """Make the relative data paths that came from the YAML file absolute against its folder (in place)."""
     base_dir = Path(config_path).resolve().parent
-    with open(config_path) as f:
-        in_yaml = set(yaml.safe_load(f) or {})
+    in_yaml = _yaml_keys(config_path)
     for instance in parsed:
         if not dataclasses.is_dataclass(instance):
             continue
@@ -47,6 +48,33 @@ def anchor_yaml_data_fields(parsed, config_path: str | Path, argv: list[str]) ->
                 setattr(instance, name, anchor_data_spec(value, base_dir))
 
 
+def _yaml_keys(config_path: str | Path) -> set[str]:
+    with open(config_path) as f:
+        return set(yaml.safe_load(f) or {})
+
+
+def prefer_command_line_data(parsed, config_path: str | Path, argv: list[str]) -> None:
+    """Data named on the command line replaces data the YAML names the other way (in place): `--dataset_name` clears
+    the recipe's own data field (`dataset_path`, `dataset`) from the YAML, and that field on the command line clears
+    the YAML's TRL dataset fields (`alignment.data.arguments`). Data named both ways in one place stays, and the
+    recipe refuses it."""
+    in_yaml = _yaml_keys(config_path)
+    for instance in parsed:
+        local = getattr(instance, "local_data_field", None)
+        if local is None:
+            continue
+        trl_fields = {f.name: f.default for f in dataclasses.fields(DatasetArguments)}
+        for given, replaced in ((local, "dataset_name"), ("dataset_name", local)):
+            if (_given_on_command_line(given, argv) and replaced in in_yaml
+                    and not _given_on_command_line(replaced, argv)):
+                cleared = {local: None} if replaced == local else {
+                    name: default for name, default in trl_fields.items()
+                    if name in in_yaml and not _given_on_command_line(name, argv)}
+                logger.warning(f"--{given} on the command line replaces {', '.join(cleared)} from {config_path}")
+                for name, default in cleared.items():
+                    setattr(instance, name, default)
+
+
 def parse_recipe_args(dataclass_types, default_config: str | Path, argv=None):
     """Parse `--config FILE` + CLI overrides into the dataclasses; without `--config` the recipe's embedded default
     YAML is used, so `accelerate launch recipes/<task>.py` with no arguments runs it (CLI flags still override)."""
@@ -55,7 +83,9 @@ def parse_recipe_args(dataclass_types, default_config: str | Path, argv=None):
         argv = ["--config", str(default_config)] + argv
     parsed = TrlParser(dataclass_types).parse_args_and_config(args=honour_fsdp_launch(argv))
     check_fsdp_launch()
-    anchor_yaml_data_fields(parsed, argv[argv.index("--config") + 1], argv)
+    config_path = argv[argv.index("--config") + 1]
+    prefer_command_line_data(parsed, config_path, argv)
+    anchor_yaml_data_fields(parsed, config_path, argv)
     return parsed
 
 

@@ -79,7 +79,7 @@ def main():
             "--disable_tqdm", "true", "--logging_steps", "1", *options.recipe_args]
         script_args, training_args, model_args = parse_args(argv)
         torch.set_num_threads(max(1, torch.get_num_threads()))
-        prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
+        prompts = load_prompt_dataset(resolve_data(script_args.data_source().train), script_args.prompt_field)
         model, tokenizer = load_policy(model_args)
         trainer = MultiObjectiveGRPOTrainer(model=model, args=training_args, processing_class=tokenizer,
                                             train_dataset=prompts.select(range(len(prompts) - 64)),

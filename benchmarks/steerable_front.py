@@ -50,7 +50,7 @@ def train(output_dir: Path, steps: int, seed: int, held_out: int, extra: list[st
         ["--config", str(CONFIG), "--output_dir", str(output_dir), "--max_steps", str(steps), "--seed", str(seed),
          "--save_strategy", "no", "--logging_steps", "10", "--disable_tqdm", "true",
          "--model_name_or_path", options.model, *options.train_args, *extra])
-    prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
+    prompts = load_prompt_dataset(resolve_data(script_args.data_source().train), script_args.prompt_field)
     model, tokenizer = load_policy(model_args)
     trainer = MultiObjectiveGRPOTrainer(model=model, args=training_args, processing_class=tokenizer,
                                         train_dataset=prompts.select(range(len(prompts) - held_out)))

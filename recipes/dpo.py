@@ -15,6 +15,8 @@ and a model card.
     # a steerable checkpoint: per-objective DPO, Dirichlet weights per pair fed to a preference adapter
     accelerate launch recipes/dpo.py --config recipes/configs/dpo_steerable_tiny_cpu.yaml
     python scripts/generate.py --model outputs/dpo-steerable-tiny --weights conciseness=0.9,sentiment=0.1 --prompt Hi
+    # TRL's dataset fields: a hub preference dataset in one of TRL's formats (or HH-RLHF's), its test split held out
+    accelerate launch recipes/dpo.py --dataset_name trl-lib/ultrafeedback_binarized
     # override anything from the command line
     accelerate launch recipes/dpo.py --preference_weights helpful=0.6,conciseness=0.4 --max_steps 40
     # a real hub model on a GPU, with LoRA
@@ -35,6 +37,7 @@ from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 
 from alignment.cli import parse_recipe_args, use_cpu_cores
+from alignment.data.arguments import DatasetArguments
 from alignment.data.preferences import load_preference_splits, to_dataset
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.hub import checkpointing
@@ -50,17 +53,27 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ScriptArguments:
-    data_fields: ClassVar[tuple[str, ...]] = ("dataset", "eval_dataset")  # anchored to the YAML (alignment.cli)
+class ScriptArguments(DatasetArguments):
+    """The recipe's own settings: the preference data, the held-out margin and replies; and TRL's dataset fields
+    (`alignment.data.arguments`)."""
 
-    dataset: str = field(
-        default="hh",
-        metadata={"help": "Packaged sets: 'hh' (HH-RLHF helpful/harmless pairs), 'ultrafeedback' (pairs with score "
-                          "gaps), 'qa-feedback' (ranked lists of 4); or a JSONL file of pairs/lists/groups (relative "
-                          "to the YAML recipe that names it), or a hub dataset id (see alignment/data/sources.py)."},
+    data_fields: ClassVar[tuple[str, ...]] = ("dataset", "eval_dataset", "dataset_name")  # anchored (alignment.cli)
+    local_data_field: ClassVar[str] = "dataset"
+    local_eval_field: ClassVar[str] = "eval_dataset"
+    default_dataset: ClassVar[str] = "hh"
+
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "Packaged sets: 'hh' (HH-RLHF helpful/harmless pairs; when neither this nor dataset_name "
+                          "is set), 'ultrafeedback' (pairs with score gaps), 'qa-feedback' (ranked lists of 4); or a "
+                          "JSONL file of pairs/lists/groups (relative to the YAML recipe that names it), or a hub spec "
+                          "'owner/name?key=value' (alignment/data/sources.py). Pairs may be in any of TRL's "
+                          "preference formats (the prompt explicit or implicit in chosen/rejected, conversational or "
+                          "plain text) or HH-RLHF's chosen/rejected transcripts."},
     )
     eval_dataset: str | None = field(
-        default=None, metadata={"help": "Held-out data for a file or hub dataset (else its last rows)."}
+        default=None, metadata={"help": "Held-out data (else dataset_name's test split, else the last rows of the "
+                                        "training data)."}
     )
     num_train_rows: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     num_eval_rows: int = field(default=64, metadata={"help": "Held-out rows for the before/after margin; 0 skips it."})
@@ -99,12 +112,14 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
 
     # Data first: a malformed file fails here, before any model is loaded
     loss = training_args.loss_component  # what the loss trains on (alignment.trainers.dpo_losses)
+    source = script_args.data_source()
     train_rows, eval_rows, dataset_names = load_preference_splits(
-        script_args.dataset, loss.data_format, loss.data_objectives(script_args.dataset), script_args.num_train_rows,
-        script_args.num_eval_rows, script_args.eval_dataset, script_args.max_prompt_chars, script_args.group_size,
+        source.train, loss.data_format, loss.data_objectives(source.train), script_args.num_train_rows,
+        script_args.num_eval_rows, source.test, script_args.max_prompt_chars, script_args.group_size,
         required=loss.row_fields, pair_weight_field=training_args.pair_weight_column,
         weight_objectives=training_args.objective_names,
     )
+    dataset_names = [source.name] if source.name else dataset_names  # a hub id, not its copy in the cache
     if training_args.weights_mode == "prompt_aware":  # each row's weights, once per prompt, before labels use them
         orchestrator = PreferenceOrchestrator.from_pretrained(training_args.orchestrator_name_or_path)
         names = training_args.orchestrator_objective_names

@@ -28,6 +28,8 @@ plot and two replies at opposite weights, and `samples.jsonl`) then follows any 
     # Pareto-stationary updates without hand-set weights: PAMA's closed form, or MGDA's K gradients (one process or DDP)
     accelerate launch recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml --scalarization pama
     python recipes/grpo.py --config recipes/configs/grpo_smollm2_fixed_cpu.yaml --pareto_method mgda
+    # TRL's dataset fields: a hub dataset (or local folder) of conversational prompts, its test split held out
+    accelerate launch recipes/grpo.py --dataset_name trl-lib/ultrafeedback-prompt
     # two CPU processes (gloo), or DeepSpeed ZeRO-2
     accelerate launch --config_file accelerate_configs/cpu_2proc.yaml recipes/grpo.py
     accelerate launch --config_file accelerate_configs/zero2.yaml recipes/grpo.py
@@ -46,12 +48,14 @@ from typing import ClassVar
 import numpy as np
 import transformers
 from accelerate.utils import broadcast_object_list, model_has_dtensor
+from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, get_peft_config
 from trl.models import unwrap_model_for_generation
 
 from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name, resolve_data
+from alignment.data.arguments import DatasetArguments
 from alignment.data.jsonl import write_jsonl
 from alignment.data.prompts import load_prompt_dataset
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
@@ -71,21 +75,30 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ScriptArguments:
-    """The recipe's own settings: the prompts, the held-out before/after table, and the update method."""
+class ScriptArguments(DatasetArguments):
+    """The recipe's own settings: the prompts, the held-out before/after table, and the update method; and TRL's
+    dataset fields (`alignment.data.arguments`)."""
 
-    data_fields: ClassVar[tuple[str, ...]] = ("dataset_path",)  # data names, anchored to the YAML (alignment.cli)
+    # data names, anchored to the YAML (alignment.cli); the packaged prompts when no data is named
+    data_fields: ClassVar[tuple[str, ...]] = ("dataset_path", "dataset_name")
+    local_data_field: ClassVar[str] = "dataset_path"
+    default_dataset: ClassVar[str] = "hh-prompts"
 
-    dataset_path: str = field(
-        default="hh-prompts",
-        metadata={"help": "Prompts: a packaged name ('hh-prompts': single-turn HH-RLHF prompts), a JSONL file of "
-                          "{'prompt': ...} rows (relative to the YAML recipe that names it), or a hub dataset id."},
+    dataset_path: str | None = field(
+        default=None,
+        metadata={"help": "Prompts: a packaged name ('hh-prompts', single-turn HH-RLHF prompts, when neither this nor "
+                          "dataset_name is set), a JSONL file (relative to the YAML recipe that names it) or a hub "
+                          "spec 'owner/name?key=value' (alignment/data/sources.py). Rows hold a prompt (prompt_field): "
+                          "a string or TRL's conversational message list, multi-turn included, ending with a user "
+                          "turn; rows with 'chosen' and 'rejected' instead (TRL's implicit prompt, HH-RLHF's "
+                          "transcripts) give the prompt the two share."},
     )
-    prompt_field: str = field(default="prompt", metadata={"help": "Name of the prompt field in the JSONL rows."})
+    prompt_field: str = field(default="prompt", metadata={"help": "Name of the prompt field in the rows."})
     num_train_prompts: int | None = field(default=None, metadata={"help": "Use only the first N training prompts."})
     num_eval_prompts: int = field(
         default=64,
-        metadata={"help": "Prompts held out (from the end of the file) for the before/after table; 0 skips it."},
+        metadata={"help": "Prompts held out for the before/after table: the first of dataset_name's test split, else "
+                          "the last of the training rows; 0 skips it."},
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
     num_samples: int = field(
@@ -98,6 +111,23 @@ class ScriptArguments:
                           "process or DDP; the preference weights do not enter its update, and a warning says so when "
                           "they are set). For PAMA set 'scalarization: pama' instead; 'none': the scalarized update."},
     )
+
+
+def prompt_splits(script_args: ScriptArguments) -> tuple[Dataset, list, str]:
+    """(training prompts, held-out prompts, the dataset's name for the record). The held-out prompts are the first
+    `num_eval_prompts` of dataset_name's test split, else the last of the training rows (at most half of them)."""
+    source = script_args.data_source()
+    prompts = load_prompt_dataset(resolve_data(source.train), script_args.prompt_field)
+    if source.test and script_args.num_eval_prompts:
+        held_out = load_prompt_dataset(resolve_data(source.test), script_args.prompt_field,
+                                       limit=script_args.num_eval_prompts)
+    else:
+        num_eval = min(script_args.num_eval_prompts, len(prompts) // 2)
+        held_out = prompts.select(range(len(prompts) - num_eval, len(prompts)))
+        prompts = prompts.select(range(len(prompts) - num_eval))
+    if script_args.num_train_prompts:
+        prompts = prompts.select(range(min(script_args.num_train_prompts, len(prompts))))
+    return prompts, [row["prompt"] for row in held_out], source.name or data_display_name(source.train)
 
 
 def check_reward_model_heads(args: MultiObjectiveGRPOConfig) -> None:
@@ -137,24 +167,18 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
 
     # Data, objectives and weights first: bad input fails here, before any model is loaded
-    prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
+    train_dataset, eval_prompts, dataset_name = prompt_splits(script_args)
+    num_eval = len(eval_prompts)
     check_reward_model_heads(training_args)
     if script_args.pareto_method not in ("none", "mgda"):
         raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
 
     model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
 
-    num_eval = min(script_args.num_eval_prompts, len(prompts) // 2)
-    train_dataset = prompts.select(range(len(prompts) - num_eval))
-    if script_args.num_train_prompts:
-        train_dataset = train_dataset.select(range(min(script_args.num_train_prompts, len(train_dataset))))
-    held_out = prompts.select(range(len(prompts) - num_eval, len(prompts)))
-    eval_prompts = [row["prompt"] for row in held_out] if num_eval else []
-
     trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
     trainer = trainer_class(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=tokenizer,
-        peft_config=get_peft_config(model_args), dataset_names=[data_display_name(script_args.dataset_path)],
+        peft_config=get_peft_config(model_args), dataset_names=[dataset_name],
     )
 
     # With sampled weights the table uses the distribution's mean weights, given the way the policy is conditioned;

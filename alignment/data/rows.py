@@ -1,5 +1,5 @@
-"""Parsers for the row formats several loaders read: HH-RLHF dialogues, the sides of a pairwise row, rated replies,
-and the fine-grained QA feedback file.
+"""Parsers for the row formats several loaders read: HH-RLHF dialogues, the sides of a pairwise row, TRL's implicit
+prompt, rated replies, and the fine-grained QA feedback file.
 
 The reward model (`reward_models.data`) trains on pairwise and rated rows and the orchestrator
 (`alignment.orchestrator`) takes its targets from the same rows, so both parse them here and accept and refuse the
@@ -39,6 +39,36 @@ def parse_hh_dialogue(text: str) -> list[dict[str, str]]:
             # Rarely, several "Assistant:" markers follow one human turn: they are consecutive assistant turns.
             messages += [{"role": "assistant", "content": reply.strip()} for reply in rest.split(HH_ASSISTANT)]
     return messages
+
+
+def is_hh_row(row: dict) -> bool:
+    """A row in HH-RLHF's hub schema: no `prompt`, and `chosen` and `rejected` each a whole dialogue
+    ('\\n\\nHuman: ...\\n\\nAssistant: ...')."""
+    return "prompt" not in row and all(isinstance(row.get(side), str) and row[side].startswith(HH_HUMAN)
+                                       for side in ("chosen", "rejected"))
+
+
+def explicit_prompt(row: dict, where: str, error: type[Exception] = DataError) -> dict:
+    """A preference row in one of TRL's formats, with its prompt made explicit (`trl.data_utils.maybe_extract_prompt`).
+
+    A row without `prompt` (TRL's implicit prompt), or with a plain-text prompt beside conversational replies, gets
+    the beginning `chosen` and `rejected` share as its `prompt` and keeps what follows as its replies; HH-RLHF rows
+    (`is_hh_row`) are read as chat messages first. Any other row is returned as it is. Where the two replies share
+    no beginning there is no prompt to extract: `error` says so, naming `where`.
+    """
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if not all(isinstance(side, (str, list)) and side for side in (chosen, rejected)):
+        return row  # nothing to extract from: the caller's validation names what is missing or malformed
+    if is_hh_row(row):
+        chosen, rejected = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
+    from trl.data_utils import maybe_extract_prompt  # lazy: importing TRL takes seconds; validation alone needs none
+
+    given = {**row, "chosen": chosen, "rejected": rejected}
+    extracted = maybe_extract_prompt(given)  # `given` itself when the row's prompt is already explicit
+    if extracted is not given and not extracted["prompt"]:
+        raise error(f"{where}: 'chosen' and 'rejected' share no beginning to take as the prompt (TRL's implicit "
+                    "prompt); give the row a 'prompt' field in the format of its replies (text, or messages)")
+    return {**row, **extracted}
 
 
 def pair_fields(row: dict, where: str, error: type[Exception] = DataError, *,

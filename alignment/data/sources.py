@@ -10,6 +10,7 @@
 - Anything else of the form `owner/name` is a hub dataset read with `datasets.load_dataset`, with its keyword
   arguments as a query string: `Anthropic/hh-rlhf?data_dir=helpful-base&split=train`. It is written once to a
   JSON-lines file in the user cache, so every loader reads it like a packaged file (and a second run needs no hub).
+  TRL's own fields for hub data (`dataset_name`, `dataset_config`, splits) are `alignment.data.arguments`.
 """
 
 from __future__ import annotations
@@ -105,12 +106,18 @@ def _hub_dataset_as_jsonl(spec: str) -> Path:
         dataset = datasets.load_dataset(dataset_id, **kwargs)
     except Exception as error:  # no hub, unknown id, bad keyword: say which spec failed
         raise DataSourceError(f"hub dataset '{spec}' could not be loaded: {type(error).__name__}: {error}") from error
+    return write_dataset_jsonl(dataset, target)
+
+
+def write_dataset_jsonl(dataset, target: Path) -> Path:
+    """Write a `datasets.Dataset` to `target` as JSON lines, whole or not at all (a second process never reads half
+    a file); returns `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, staging = tempfile.mkstemp(prefix=target.name + ".", dir=target.parent)
     os.close(fd)
     try:
         dataset.to_json(staging, lines=True, force_ascii=False)
-        os.replace(staging, target)  # whole or absent: a second process never reads half a file
+        os.replace(staging, target)
     finally:
         Path(staging).unlink(missing_ok=True)
     return target

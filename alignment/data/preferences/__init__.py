@@ -7,6 +7,8 @@ Three row formats, all conversational (TRL's prompt / completion message lists) 
 - lists:  {"prompt", "completions": [K], and one of "labels": [K] (higher is better), "ranks": [K] (1 = best) or
           "reward_vector": [K, num_objectives] (turned into labels under preference weights)}
 - groups: {"prompt", "chosen": [k], "rejected": [k]}
+Pairs may also come in TRL's standard preference formats, the prompt implicit in "chosen" and "rejected"
+(`alignment.data.rows.explicit_prompt`), or in HH-RLHF's hub schema (`loaders.hh_pairs`).
 Any row may also carry a pair weight ("pair_weight", the name configurable: a finite number >= 0 scaling its loss)
 and its own "preference_weights" (validated and normalized over the run's objectives); a field one row carries,
 every row must carry.

@@ -1,6 +1,6 @@
 """Loaders for the packaged real preference data (`alignment.data`), each into one of the row formats.
 
-- HH-RLHF helpful / harmless: conversational pairs, one objective each;
+- HH-RLHF helpful / harmless: conversational pairs, one objective each (`hh_pairs` reads any file in HH's schema);
 - UltraFeedback binarized: pairs with their GPT-4 score gap (a cardinal signal);
 - qa-feedback: lists of 4 predictions labelled by 6 human pairwise comparisons.
 
@@ -41,27 +41,32 @@ def hh_dialogue_to_messages(text: str, where: str) -> list[dict]:
     return messages
 
 
-def load_hh_pairs(path: str | Path, objective: str, limit: int | None = None) -> list[dict]:
-    """HH-RLHF pairs as conversational rows for one objective: shared history as prompt, the last replies differ."""
-    path = Path(path)
+def hh_pairs(raw_rows: Sequence[dict], source: str) -> list[dict]:
+    """HH-RLHF rows (whole dialogues in `chosen` and `rejected`, each row with its `_row` number) as conversational
+    pairs: the shared history as prompt, the last replies as chosen and rejected; the row's other fields are kept."""
     rows, skipped = [], 0
-    for raw in read_jsonl(path, limit):
+    for raw in raw_rows:
         number = raw[ROW_NUMBER]
         for field in ("chosen", "rejected"):
             if field not in raw:
-                raise PreferenceDataError(f"{location(str(path), number, field)}: missing")
-        chosen = hh_dialogue_to_messages(raw["chosen"], location(str(path), number, "chosen"))
-        rejected = hh_dialogue_to_messages(raw["rejected"], location(str(path), number, "rejected"))
+                raise PreferenceDataError(f"{location(source, number, field)}: missing")
+        chosen = hh_dialogue_to_messages(raw["chosen"], location(source, number, "chosen"))
+        rejected = hh_dialogue_to_messages(raw["rejected"], location(source, number, "rejected"))
         if (chosen[:-1] != rejected[:-1] or chosen[-1] == rejected[-1] or not chosen[-1]["content"]
                 or not rejected[-1]["content"]):
             # Upstream quirks, not malformed rows: a few dialogues diverge before the last reply, a few pairs are
             # identical or empty. They carry no clean preference on one reply, so they are counted and left out.
             skipped += 1
             continue
-        rows.append({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:],
-                     "objective": objective, ROW_NUMBER: number})
+        rows.append({**raw, "prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
     if skipped:
-        logger.info(f"{path}: left out {skipped} pairs whose histories diverge or whose replies are identical/empty")
+        logger.info(f"{source}: left out {skipped} pairs whose histories diverge or whose replies are identical/empty")
+    return rows
+
+
+def load_hh_pairs(path: str | Path, objective: str, limit: int | None = None) -> list[dict]:
+    """HH-RLHF pairs as conversational rows for one objective (`hh_pairs`)."""
+    rows = [{**row, "objective": objective} for row in hh_pairs(read_jsonl(path, limit), str(path))]
     validate_rows(rows, "pairs", str(path), objective_names=[objective])
     return rows
 

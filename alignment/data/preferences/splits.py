@@ -7,8 +7,10 @@ loads its train and dev splits and refuses a format it cannot give. Adding a dat
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from alignment.data.preferences.formats import (
     FORMATS,
@@ -21,12 +23,16 @@ from alignment.data.preferences.labels import lists_to_groups
 from alignment.data.preferences.loaders import (
     HH_FILES,
     hh_files,
+    hh_pairs,
     load_objective_pairs,
     load_qa_feedback_lists,
     load_ultrafeedback_pairs,
 )
+from alignment.data.rows import explicit_prompt, is_hh_row
 from alignment.data.sources import DataSourceError, data_display_name, resolve_data
+from alignment.data.validation import ROW_NUMBER, location
 
+logger = logging.getLogger(__name__)
 # (train rows, eval rows, the dataset names a record lists)
 Splits = tuple[list[dict], list[dict], list[str]]
 
@@ -149,14 +155,10 @@ def _file_splits(dataset: str, request: SplitRequest) -> Splits:
         eval_path = resolve_data(request.eval_dataset) if request.eval_dataset else None
     except DataSourceError as error:
         raise PreferenceDataError(f"dataset: {error}; the built-in preference sets are {BUILTIN_DATASETS}") from None
-    check = dict(objective_names=request.objectives, required=request.required,
-                 pair_weight_field=request.pair_weight_field, weight_objectives=request.weight_objectives)
-    rows = read_jsonl(path)
-    validate_rows(rows, request.data_format, str(path), **check)
+    rows = _read_rows(path, request)
     num_eval_rows = request.num_eval_rows
     if eval_path:
-        evaluation = read_jsonl(eval_path)
-        validate_rows(evaluation, request.data_format, str(eval_path), **check)
+        evaluation = _read_rows(eval_path, request)
     elif num_eval_rows >= len(rows):
         raise PreferenceDataError(f"{path}: has {len(rows)} rows and num_eval_rows={num_eval_rows} would hold them all "
                                   "out for evaluation; set num_eval_rows lower or give eval_dataset")
@@ -164,3 +166,18 @@ def _file_splits(dataset: str, request: SplitRequest) -> Splits:
         rows, evaluation = (rows[:-num_eval_rows], rows[-num_eval_rows:]) if num_eval_rows else (rows, [])
     return (request.trim(rows, request.num_train_rows), request.trim(evaluation, num_eval_rows),
             [data_display_name(dataset)])
+
+
+def _read_rows(path: Path, request: SplitRequest) -> list[dict]:
+    """A file's rows, validated as `request.data_format`. Pairs may also come in TRL's preference formats, the prompt
+    explicit or implicit in `chosen` and `rejected` (`explicit_prompt`), or in HH-RLHF's hub schema (`hh_pairs`)."""
+    rows = read_jsonl(path)
+    if request.data_format == "pairs" and rows and is_hh_row(rows[0]):
+        logger.info(f"{path}: HH-RLHF dialogues in 'chosen' / 'rejected': each pair's shared history is its prompt")
+        rows = hh_pairs(rows, str(path))
+    elif request.data_format == "pairs":
+        rows = [explicit_prompt(row, location(str(path), row[ROW_NUMBER]), PreferenceDataError) for row in rows]
+    validate_rows(rows, request.data_format, str(path), objective_names=request.objectives,
+                  required=request.required, pair_weight_field=request.pair_weight_field,
+                  weight_objectives=request.weight_objectives)
+    return rows
