@@ -4,7 +4,9 @@
 per build, built once even by several processes (`build_once`): a build writes into a staging folder that is
 renamed into place when complete, so a killed build leaves nothing that looks finished; an exclusive file lock
 around check-then-build makes a second process (e.g. the other rank of `accelerate launch --num_processes 2`) wait
-for the first one's result instead of building it again.
+for the first one's result instead of building it again. A build never runs inside a distributed context: under a
+DeepSpeed ZeRO-3 launch transformers would build models inside `zero.Init`, whose collectives the other ranks (waiting
+on the lock) never join, so both would hang; the build runs with ZeRO-3 model init switched off instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ import torch
 def default_cache_dir() -> Path:
     """$MOALIGN_CACHE, else ~/.cache/moalign."""
     return Path(os.environ.get("MOALIGN_CACHE", Path.home() / ".cache" / "moalign"))
+
+
+@contextmanager
+def outside_zero3_init():
+    """Build plain models (files in the cache, loaded later by every rank) without DeepSpeed's `zero.Init`: transformers
+    enters it for every model it creates while a ZeRO-3 config is registered (`is_deepspeed_zero3_enabled`)."""
+    from transformers.integrations import deepspeed
+
+    registered = deepspeed._hf_deepspeed_config_weak_ref
+    deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        deepspeed._hf_deepspeed_config_weak_ref = registered
 
 
 @contextmanager
@@ -54,7 +70,7 @@ def build_once(target: Path, build: Callable[[Path], None], done_marker: str = "
             # A build may seed or draw from torch's global generator (random init before the converted weights are
             # loaded, the tiny policy's own seed). It must not move the caller's: a first run, which builds, and a
             # later run, which finds the build, then sample the same with the same seed.
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), outside_zero3_init():
                 build(staging)
             if not (staging / done_marker).exists():
                 raise RuntimeError(f"building {target.name} wrote no {done_marker}")

@@ -3,6 +3,9 @@
 import importlib.util
 import json
 import math
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -25,3 +28,24 @@ def load_recipe(name: str):
 def neg_log_sigmoid(x: float) -> float:
     """-log sigmoid(x) = log(1 + exp(-x)), the pairwise loss the hand-computed expectations use."""
     return math.log(1.0 + math.exp(-x))
+
+
+def run_process(command: list[str], timeout: float, **popen_kwargs) -> subprocess.CompletedProcess:
+    """`subprocess.run(command, capture_output=True, text=True)` with a hang guard for launched processes: past
+    `timeout` seconds every process of the launch (launcher and ranks, one session) is sent SIGABRT, which makes
+    Python's faulthandler print each thread's stack, and the test fails with those stacks instead of stalling CI."""
+    env = {**popen_kwargs.pop("env", os.environ), "PYTHONFAULTHANDLER": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True, **popen_kwargs)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        raise AssertionError(f"{' '.join(command[:6])} ... still running after {timeout:.0f} s; the stacks of its "
+                             f"processes:\n{stdout[-4000:]}\n{stderr[-12000:]}") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

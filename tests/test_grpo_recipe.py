@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from alignment.hub.model_card import _cell
+from tests.helpers import run_process
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenThatMustNeverBeWritten123"
@@ -35,8 +36,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_TOKEN": FAKE_ENV_TOKEN}
 
 
 def launch(output_dir, *overrides):
-    result = subprocess.run(command(output_dir, *overrides), cwd=output_dir.parent, capture_output=True, text=True,
-                            env=ENV, timeout=900)
+    result = run_process(command(output_dir, *overrides), 900, cwd=output_dir.parent, env=ENV)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
 

@@ -29,6 +29,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.helpers import run_process
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -40,12 +42,13 @@ BACKENDS = {
     "zero3": ("zero3.yaml", RECIPES, "dpo_modpo", "DEEPSPEED", 3, None),
     "fsdp2": ("fsdp.yaml", RECIPES, "grpo", "FSDP", None, 2),
 }
+FRESH_CACHE = ("ddp", "zero3")  # backends launched with an empty user cache
 
 
-def launch(config: str, *args, timeout=900) -> subprocess.CompletedProcess:
+def launch(config: str, *args, timeout=900, env=None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}",
                "--num_processes", "2", "--mixed_precision", "no", *args]
-    return subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return run_process(command, timeout, cwd=ROOT, env=env or ENV)
 
 
 def load_whole(auto_class, path: Path):
@@ -87,8 +90,11 @@ def check_checkpoint_matches_memory(name: str, output_dir: Path):
 def test_every_recipe_trains_saves_whole_checkpoints_and_resumes(backend, tmp_path):
     config, recipes, resume, distributed_type, zero_stage, fsdp_version = BACKENDS[backend]
     on_cpu = ["--fsdp_on_cpu"] if fsdp_version and not torch.cuda.is_available() else []
+    # Under DDP and ZeRO-3 the packaged tiny policy is not cached yet: one rank builds it while the other waits on
+    # the cache's lock (under ZeRO-3 a build inside zero.Init used to hang both ranks forever).
+    env = {**ENV, "MOALIGN_CACHE": str(tmp_path / "fresh-cache")} if backend in FRESH_CACHE else ENV
     result = launch(config, "tests/recipe_matrix_worker.py", str(tmp_path), "--only", recipes, "--resume", resume,
-                    *on_cpu)
+                    *on_cpu, env=env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     for name in recipes.split(","):
         output_dir = tmp_path / name
@@ -126,3 +132,8 @@ def test_fsdp_launch_that_accelerate_would_not_run_as_fsdp_is_refused(monkeypatc
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     with pytest.raises(ValueError, match="accelerate runs FSDP only on GPUs"):
         check_fsdp_launch()
+
+
+def test_a_hung_launch_fails_with_the_stacks_of_its_processes():
+    with pytest.raises(AssertionError, match=r"(?s)still running after 2 s.*in wait_forever"):
+        run_process([sys.executable, "-c", "import time\ndef wait_forever():\n    time.sleep(60)\nwait_forever()"], 2)
