@@ -25,6 +25,7 @@ from typing import ClassVar
 from transformers import set_seed
 
 from alignment.cli import parse_recipe_args
+from alignment.hub.checkpointing import atomic_output
 from alignment.hub.record import build_record, save_record
 from alignment.models.packaged import PACKAGED_MINILM, model_display_name
 from alignment.orchestrator import (
@@ -134,21 +135,22 @@ def main(args: OrchestratorArguments):
     # Named as records name models (hub id, packaged name or folder name): a published config carries no local path.
     settings = {"target": args.target, "temperature": args.temperature, "encoder": model_display_name(args.encoder),
                 "reward_model": model_display_name(args.reward_model_name_or_path)}
-    orchestrator.save_pretrained(args.output_dir, settings)
-    record = build_record(
-        trainer="orchestrator", base_model=args.encoder,
-        objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None} for h in heads],
-        weight_distribution={"type": "prompt_aware", "target": args.target, "temperature": args.temperature,
-                             "pooling": args.pooling},
-        datasets=[f for f in args.train_files if f.strip()],
-        steering="orchestrator",
-        extra={"reward_model": model_display_name(args.reward_model_name_or_path), "mean_target_weights":
-               dict(zip(heads, [round(v, 4) for v in train_targets.mean(0).tolist()]))},
-    )
-    save_record(args.output_dir, record, evaluation={k: round(v, 5) if isinstance(v, float) else v
-                                                     for k, v in evaluation.items()})
-    with open(Path(args.output_dir) / "README.md", "a") as card:
-        card.write(usage_section(args.pooling, heads))
+    with atomic_output(args.output_dir) as final_dir:  # the checkpoint, its record and its card appear whole
+        orchestrator.save_pretrained(final_dir, settings)
+        record = build_record(
+            trainer="orchestrator", base_model=args.encoder,
+            objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None} for h in heads],
+            weight_distribution={"type": "prompt_aware", "target": args.target, "temperature": args.temperature,
+                                 "pooling": args.pooling},
+            datasets=[f for f in args.train_files if f.strip()],
+            steering="orchestrator",
+            extra={"reward_model": model_display_name(args.reward_model_name_or_path), "mean_target_weights":
+                   dict(zip(heads, [round(v, 4) for v in train_targets.mean(0).tolist()]))},
+        )
+        save_record(final_dir, record, evaluation={k: round(v, 5) if isinstance(v, float) else v
+                                                   for k, v in evaluation.items()})
+        with open(final_dir / "README.md", "a") as card:
+            card.write(usage_section(args.pooling, heads))
     print(f"\nOrchestrator written to {args.output_dir}")
 
 

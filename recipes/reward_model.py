@@ -97,22 +97,24 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
         trainer.log_metrics("eval", evaluation)
         trainer.save_metrics("eval", evaluation)
 
-    # Save a plain checkpoint (LoRA merged) with its tokenizer and objectives record
+    # Save a plain checkpoint (LoRA merged) with its tokenizer and objectives record, all appearing at once (and
+    # pushed with push_to_hub); a failure midway leaves the previous final output as it was
     trainer.model = merge_lora(trainer.model)
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(training_args.output_dir)
-        datasets = sorted({data_display_name(s)
-                           for s in script_args.pairwise_train_files + script_args.rated_train_files if s.strip()})
-        record = build_record(
-            trainer="reward_model", base_model=model_args.model_name_or_path,
-            objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None, "kind": head_kinds[h]}
-                        for h in heads],
-            datasets=datasets, extra={"margin_mode": training_args.margin_mode},
-        )
-        save_record(training_args.output_dir, record, evaluation={
-            k: v for k, v in evaluation.items() if k.startswith("eval_") and ("accuracy" in k or "spearman" in k)
-        })
+    with trainer.final_save(training_args.output_dir) as final_dir:
+        trainer.save_model(final_dir)
+        if trainer.accelerator.is_main_process:
+            tokenizer.save_pretrained(final_dir)
+            datasets = sorted({data_display_name(s)
+                               for s in script_args.pairwise_train_files + script_args.rated_train_files if s.strip()})
+            record = build_record(
+                trainer="reward_model", base_model=model_args.model_name_or_path,
+                objectives=[{"name": h, "source": f"reward_model_head:{h}", "threshold": None, "kind": head_kinds[h]}
+                            for h in heads],
+                datasets=datasets, extra={"margin_mode": training_args.margin_mode},
+            )
+            save_record(final_dir, record, evaluation={
+                k: v for k, v in evaluation.items() if k.startswith("eval_") and ("accuracy" in k or "spearman" in k)
+            })
     logger.info("saved the reward model to %s", training_args.output_dir)
     return trainer
 

@@ -39,6 +39,7 @@ from alignment.data.jsonl import read_jsonl
 from alignment.data.rows import QA_FEEDBACK_ASPECTS, QA_FEEDBACK_PREFIX, pair_fields, parse_rated_row
 from alignment.data.sources import resolve_data_or_raise, split_slice
 from alignment.data.validation import ROW_NUMBER, DataError, is_blank, number_field
+from alignment.redaction import redact_secrets
 from reward_models.chat_format import conversation, render_conversation
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ def load_pairwise_source(spec: str, heads: Sequence[str], drop_degenerate: bool 
         examples.append(RewardExample(source=objective, first=chosen, second=rejected, objective=objective,
                                       margin=margin))
     if dropped:
-        logger.warning("%s: left out %d pair(s) with identical sides or an empty reply", path, dropped)
+        logger.warning("%s: left out %d pair(s) with identical sides or an empty reply", redact_secrets(path), dropped)
     if not examples:
         raise RewardDataError(f"{path}: no rows selected for objective '{objective}'")
     return examples

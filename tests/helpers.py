@@ -1,5 +1,6 @@
 """Small helpers shared by the tests (fixtures live in conftest.py)."""
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -23,6 +24,31 @@ def load_recipe(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """{path relative to `folder`: sha256} of every file under it: what a test compares to say nothing changed."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def grpo_trainer(policy_path, output_dir, **overrides):
+    """A GRPO trainer on the tiny policy, as cheap as one can be (for tests of saving and pushing, not training)."""
+    # Lazy: TRL and transformers take seconds to import, and most tests that use these helpers need neither.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignment import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+    from alignment.data import resolve_data
+    from alignment.data.prompts import load_prompt_dataset
+
+    args = MultiObjectiveGRPOConfig(
+        output_dir=str(output_dir), objectives=["conciseness", "sentiment"], num_generations=4,
+        per_device_train_batch_size=4, max_completion_length=8, max_steps=1, use_cpu=True,
+        activation_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True, bf16=False,
+        **overrides)
+    return MultiObjectiveGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
+                                     processing_class=AutoTokenizer.from_pretrained(policy_path),
+                                     train_dataset=load_prompt_dataset(resolve_data("hh-prompts"), limit=8))
 
 
 def neg_log_sigmoid(x: float) -> float:

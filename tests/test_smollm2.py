@@ -123,7 +123,9 @@ def test_records_and_cards_name_the_packaged_model_publicly_never_by_its_cache_p
     save_record(tmp_path / "out", record)
     card = (tmp_path / "out" / "README.md").read_text()
     assert json.loads((tmp_path / "out" / "objectives.json").read_text())["base_model"] == SMOLLM2_ID
-    assert f"base_model: {SMOLLM2_ID}" in card and str(tmp_path) not in card and "cache" not in card
+    # the metadata holds the hub id; the body says which copy it is
+    assert "\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in card and f"Base model: `{SMOLLM2_ID}`" in card
+    assert str(tmp_path) not in card and "cache" not in card
     assert "| How do I bake bread? | Mix \\| knead then bake. | Knead, rest, bake. |" in card  # one row per sample
     # other models keep their names; a folder that is not our conversion is not called SmolLM2 because of its name
     assert build_record(trainer="grpo", base_model="Qwen/Qwen2.5-0.5B-Instruct", objectives=[])["base_model"] == \

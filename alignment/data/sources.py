@@ -11,6 +11,8 @@
   arguments as a query string: `Anthropic/hh-rlhf?data_dir=helpful-base&split=train`. It is written once to a
   JSON-lines file in the user cache, so every loader reads it like a packaged file (and a second run needs no hub).
   TRL's own fields for hub data (`dataset_name`, `dataset_config`, splits) are `alignment.data.arguments`.
+  A credential in the query (`token=...`, `api_key=...`) is passed to the hub and redacted wherever the spec is
+  written or shown (`alignment.redaction`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from alignment.cache import default_cache_dir
+from alignment.redaction import redact_secrets
 
 FILES_DIR = Path(__file__).resolve().parent / "files"
 PACKAGED_DATA = {
@@ -36,6 +39,19 @@ PACKAGED_DATA = {
     "ultrafeedback-dev": "ultrafeedback_binarized_dev.jsonl.gz",
     "qa-feedback": "finegrained_qa_feedback.jsonl.gz",
     "self-instruct": "self_instruct_seed_tasks.jsonl.gz",
+}
+# The hub dataset each packaged set is a copy or a subset of (provenance: files/README.md), for model-card metadata;
+# None where the data came from elsewhere (a GitHub repository), so the card names it in its body only.
+PACKAGED_DATA_HUB_IDS = {
+    "hh-helpful": "Anthropic/hh-rlhf",
+    "hh-helpful-dev": "Anthropic/hh-rlhf",
+    "hh-harmless": "Anthropic/hh-rlhf",
+    "hh-harmless-dev": "Anthropic/hh-rlhf",
+    "hh-prompts": "Anthropic/hh-rlhf",
+    "ultrafeedback": "trl-lib/ultrafeedback_binarized",
+    "ultrafeedback-dev": "trl-lib/ultrafeedback_binarized",
+    "qa-feedback": None,  # allenai/FineGrainedRLHF on GitHub
+    "self-instruct": None,  # yizhongw/self-instruct on GitHub (its seed tasks)
 }
 _DATA_SUFFIXES = (".jsonl", ".json", ".gz", ".txt", ".csv", ".parquet")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(\?.*)?$")
@@ -67,9 +83,9 @@ def resolve_data(name: str | Path, base_dir: str | Path | None = None) -> Path:
         return path
     if _HUB_ID.match(name):
         return _hub_dataset_as_jsonl(name)
-    raise DataSourceError(f"unknown data '{name}': expected a built-in name ({', '.join(PACKAGED_DATA)}), a local "
-                          "file (.jsonl, .jsonl.gz, ...), or a hub dataset id such as "
-                          "'Anthropic/hh-rlhf?data_dir=helpful-base&split=train'")
+    raise DataSourceError(f"unknown data '{redact_secrets(name)}': expected a built-in name "
+                          f"({', '.join(PACKAGED_DATA)}), a local file (.jsonl, .jsonl.gz, ...), or a hub dataset id "
+                          "such as 'Anthropic/hh-rlhf?data_dir=helpful-base&split=train'")
 
 
 def resolve_data_or_raise(name: str | Path, error: type[Exception]) -> Path:
@@ -104,8 +120,10 @@ def _hub_dataset_as_jsonl(spec: str) -> Path:
 
     try:
         dataset = datasets.load_dataset(dataset_id, **kwargs)
-    except Exception as error:  # no hub, unknown id, bad keyword: say which spec failed
-        raise DataSourceError(f"hub dataset '{spec}' could not be loaded: {type(error).__name__}: {error}") from error
+    except Exception as error:  # no hub, unknown id, bad keyword: say which spec failed (never the hub's own
+        # traceback, which may quote a token of the spec)
+        message = f"hub dataset '{spec}' could not be loaded: {type(error).__name__}: {error}"
+        raise DataSourceError(redact_secrets(message, spec)) from None
     return write_dataset_jsonl(dataset, target)
 
 
@@ -138,8 +156,18 @@ def anchor_data_spec(spec: str, base_dir: str | Path) -> str:
 
 
 def data_display_name(name: str | Path) -> str:
-    """How a dataset is named in records and model cards: the built-in name or hub id as given, or only the file
-    name of a local file (a published card never carries a local path)."""
+    """How a dataset is named in records and model cards: the built-in name or hub spec as given (secrets redacted),
+    or only the file name of a local file (a published card never carries a local path)."""
     match = _SPEC.match(str(name).strip())
     core = match["core"]
-    return Path(core).name if is_local_path(core) else core
+    return Path(core).name if is_local_path(core) else redact_secrets(core)
+
+
+def data_hub_id(name: str) -> str | None:
+    """The hub dataset id a model card's `datasets:` metadata may carry for a recorded data name: a hub spec's id
+    without its query, the hub dataset a packaged set came from, else None (a local file, or packaged data that is
+    not on the hub)."""
+    core = _SPEC.match(str(name).strip())["core"]
+    if core in PACKAGED_DATA:
+        return PACKAGED_DATA_HUB_IDS[core]
+    return core.partition("?")[0] if not is_local_path(core) and _HUB_ID.match(core) else None

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from alignment.redaction import redact_secrets
+
 # The key under which `alignment.data.jsonl.read_jsonl` stores a row's 1-based line number.
 ROW_NUMBER = "_row"
 
@@ -23,8 +25,12 @@ class DataError(ValueError):
     """A data file or row that cannot be used; the message names the file, the row (1-based line) and the field.
 
     Every loader raises its own subclass (`PreferenceDataError`, `RewardDataError`, `PromptDataError`,
-    `OrchestratorError`), so `except DataError` catches bad data from any of them.
+    `OrchestratorError`), so `except DataError` catches bad data from any of them. The file is named as the user
+    gave it, so a hub spec's `token=...` is redacted from the message here, once for every loader.
     """
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(redact_secrets(str(message)), *args)
 
 
 def location(source: str, row: int, field: str | None = None) -> str:

@@ -1,8 +1,15 @@
-"""Model cards (README.md with YAML front matter) rendered from a checkpoint's objectives record."""
+"""Model cards (README.md with YAML front matter) rendered from a checkpoint's objectives record.
+
+The front matter holds hub ids only (`base_model:`, `datasets:`), as the hub reads them; a packaged model or data set
+is named in the body with where it came from.
+"""
 
 from __future__ import annotations
 
 import yaml
+
+from alignment.data.sources import PACKAGED_DATA, data_hub_id
+from alignment.models.packaged import model_provenance
 
 _STEERING_HELP = {
     "prompt": "Write your own weights into the prompt: a first system message in the format this checkpoint was "
@@ -111,18 +118,38 @@ def _steering_lines(table: dict, plot: str | None) -> list[str]:
     return lines
 
 
+def _base_model_line(name: str | None, hub_id: str | None, note: str | None) -> str:
+    """The base model as the record names it, and for a packaged one where its weights came from."""
+    if note is None:
+        return f"Base model: `{name}`."
+    upstream = f", a copy of the hub model `{hub_id}`" if hub_id else ""
+    return f"Base model: `{name}`: {note}{upstream}."
+
+
+def _data_line(name: str) -> str:
+    """A recorded data name; a packaged set with the hub dataset it came from, or the note that it is not on the hub."""
+    if name not in PACKAGED_DATA:
+        return f"- `{name}`"
+    hub_id = data_hub_id(name)
+    origin = f"from the hub dataset `{hub_id}`" if hub_id else "not on the hub"
+    return f"- `{name}`: packaged with moalign, {origin} (sources: `alignment/data/files/README.md`)"
+
+
 def render_model_card(record: dict) -> str:
     names = record.get("objective_names", [])
+    base_hub_id, base_note = model_provenance(record.get("base_model"))
+    hub_datasets = [data_hub_id(name) for name in record.get("datasets") or []]
     front_matter = {
         "library_name": "transformers",
-        "base_model": record.get("base_model"),
+        "base_model": base_hub_id,
         "tags": ["moalign", "multi-objective", record.get("trainer", "")],
-        "datasets": record.get("datasets") or None,
+        "datasets": list(dict.fromkeys(d for d in hub_datasets if d)) or None,  # hub ids, each once
     }
     front_matter = {k: v for k, v in front_matter.items() if v}
     lines = ["---", yaml.safe_dump(front_matter, sort_keys=False).strip(), "---", ""]
     lines += [f"# {record.get('trainer', 'moalign')} checkpoint on {len(names)} objectives", ""]
-    lines += [f"Base model: `{record.get('base_model')}`. Trainer: `{record.get('trainer')}`.", ""]
+    lines += [f"{_base_model_line(record.get('base_model'), base_hub_id, base_note)} "
+              f"Trainer: `{record.get('trainer')}`.", ""]
     gated = any(objective.get("gate") for objective in record.get("objectives", []))
     lines += ["## Objectives", "", "| objective | source | threshold |" + (" gate |" if gated else ""),
               "|---|---|---|" + ("---|" if gated else "")]
@@ -133,7 +160,7 @@ def render_model_card(record: dict) -> str:
                      + gate)
     lines.append("")
     if record.get("datasets"):
-        lines += ["## Data", "", *[f"- `{name}`" for name in record["datasets"]], ""]
+        lines += ["## Data", "", *[_data_line(name) for name in record["datasets"]], ""]
     lines += ["## What the run optimized", "", *_optimized_lines(record), ""]
     steering = record.get("steering", "none")
     example = ",".join(f"{n}={1 / len(names):.2f}" for n in names) if names else ""

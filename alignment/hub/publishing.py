@@ -6,9 +6,11 @@ The folder holds safetensors weights (a LoRA adapter, or the adapter merged into
 `training_args.*` and intermediate `checkpoint-*` folders stay behind.
 
 The folder is built in a temporary directory beside the target and renamed into place, so a failure leaves no
-partial folder. A dry run builds and checks everything the same way (merge and card included) and then deletes it.
-Uploading uses `huggingface_hub.upload_folder` with the token huggingface_hub finds (HF_TOKEN or `hf auth login`);
-we pass it through and never write or print it, and the built folder is checked not to contain it.
+partial folder; a target that is, holds or lies inside the training output directory is refused, so `overwrite` can
+never delete the run. A dry run builds and checks everything the same way (merge and card included) and then
+deletes it. Uploading uses `huggingface_hub.upload_folder` with the token given (a trainer's `hub_token`) or the one
+huggingface_hub finds (HF_TOKEN or `hf auth login`); we pass it through and never write or print it, and the built
+folder is checked not to contain it. `push_output_dir` does both for a trainer's `push_to_hub`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from alignment.models.policy import check_safetensors_adapter
 from alignment.models.preference_adapter import ADAPTER_FILE, ADAPTER_SUBFOLDER, load_steerable_model, merge_preference
 from alignment.objectives.conditioning import preference_header, record_format_version
 from alignment.objectives.weights import PreferenceWeightsError, parse_preference_weights
+from alignment.redaction import scrub
 
 WEIGHT_PATTERNS = ("model*.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 # Weights in pickle formats (arbitrary code on load); other pickles such as optimizer.pt are simply not copied
@@ -152,28 +156,51 @@ def _bake_preference(plan: PublishPlan, staging: Path, weights) -> dict[str, flo
     return {n: round(w, 6) for n, w in zip(names, vector.tolist())}
 
 
-def _check_no_secret(folder: Path) -> None:
-    """Fail if the hub token from the environment appears in any file we are about to publish."""
-    secrets = [v for k, v in os.environ.items() if k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") and len(v) >= 8]
-    for path in folder.rglob("*"):
-        if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets):
-            raise PublishError(f"{path.name} contains the Hugging Face token from the environment; refusing to "
-                               "publish it")
+def _check_no_secret(folder: Path, secrets=(), chunk_size: int = 1 << 20) -> None:
+    """Fail if a hub token (those given, HF_TOKEN / HUGGING_FACE_HUB_TOKEN, the one huggingface_hub would use) appears
+    in any file we are about to publish. Each file is read once, in chunks (weights can be gigabytes), and searched for
+    every token at once; each chunk is searched together with the end of the previous one, so a token cut by a chunk
+    boundary is still found."""
+    candidates = {*secrets, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN"),
+                  huggingface_hub.get_token()}
+    needles = [secret.encode() for secret in candidates if secret and len(secret) >= 8]
+    if not needles:
+        return
+    overlap = max(map(len, needles)) - 1  # >= 7: the longest run of a token a chunk boundary can hide
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            tail = b""
+            while chunk := f.read(chunk_size):
+                window = tail + chunk
+                if any(needle in window for needle in needles):
+                    raise PublishError(f"{path.name} contains the Hugging Face token (of the environment, the "
+                                       "training arguments or `hf auth login`); refusing to publish it")
+                tail = window[-overlap:]
+
+
+def _check_apart(source: Path, target: Path) -> None:
+    """The target may not be the output directory, hold it, or lie inside it: overwriting it would delete the run."""
+    if target == source or source in target.parents or target in source.parents:
+        where = "is" if target == source else "lies inside" if source in target.parents else "contains"
+        raise PublishError(f"target folder {target} {where} the training output directory {source}; publish to a "
+                           "folder outside it (replacing this one would delete the run)")
 
 
 def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = False, base_model: str | None = None,
-                 overwrite: bool = False, dry_run: bool = False, bake_weights=None) -> Path:
+                 overwrite: bool = False, dry_run: bool = False, bake_weights=None, secrets=()) -> Path:
     """Write the hub-ready folder at `target` atomically (temp dir, then rename). With dry_run, every check of the
     real run (the target-exists check included) runs and the folder is built in the system temp dir, then deleted:
     nothing is written beside the target, not even its parent folder.
 
     `bake_weights` (a preference-adapter checkpoint only): merge the adapter at these weights into a plain checkpoint
-    that loads in transformers with no custom code; the record and card say the weights it was baked at."""
+    that loads in transformers with no custom code; the record and card say the weights it was baked at.
+    `secrets`: tokens the folder must not contain, beside those of the environment (`_check_no_secret`)."""
     target = Path(target).resolve()
+    _check_apart(plan.source.resolve(), target)
     if target.exists() and not overwrite:
         raise PublishError(f"{target} exists; choose another folder or pass overwrite")
-    if target == plan.source.resolve():
-        raise PublishError(f"{target}: the published folder must differ from the training output directory")
     if merge_lora and not plan.is_adapter:
         raise PublishError(f"{plan.source}: merge_lora asked for, but there is no LoRA adapter (adapter_config.json)")
     if bake_weights is not None and not plan.has_preference_adapter:
@@ -181,9 +208,11 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
                            f"'{plan.record['steering']}'")
     if not dry_run:
         target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=None if dry_run else target.parent))
+    # mkdir, not mkdtemp: the folder gets the usual mode (0777 less the umask), not 0700, once renamed into place
+    staging = Path(tempfile.gettempdir() if dry_run else target.parent) / f".{target.name}.staging-{uuid.uuid4().hex}"
+    staging.mkdir()
     try:
-        record = dict(plan.record)
+        record = scrub(plan.record)  # a record written by hand or by an older version may hold a secret
         if bake_weights is not None:
             baked = _bake_preference(plan, staging, bake_weights)
             record.update(steering="none", weights=baked, baked_weights=baked, baked_from_steering="adapter")
@@ -206,7 +235,7 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
             record["front_plot"] = "front.png"
         (staging / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         (staging / "README.md").write_text(render_model_card(record))
-        _check_no_secret(staging)
+        _check_no_secret(staging, secrets)
         if dry_run:
             shutil.rmtree(staging)
             return target
@@ -219,13 +248,27 @@ def build_folder(plan: PublishPlan, target: str | Path, *, merge_lora: bool = Fa
         raise
 
 
-def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, commit_message: str | None = None) -> str:
-    """Upload a published folder with huggingface_hub; the token is the one huggingface_hub is configured with."""
-    token = huggingface_hub.get_token()
+def push_folder(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
+                revision: str | None = None, commit_message: str | None = None) -> str:
+    """Upload a published folder with huggingface_hub; the token is the one given, else the one huggingface_hub is
+    configured with."""
+    token = token or huggingface_hub.get_token()
     if not token:
         raise PublishError("no Hugging Face token configured: set HF_TOKEN or run `hf auth login`, then retry --push")
     api = huggingface_hub.HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
+    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), revision=revision,
                                commit_message=commit_message or "Upload moalign checkpoint")
     return commit.commit_url
+
+
+def push_output_dir(output_dir: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
+                    revision: str | None = None, commit_message: str = "End of training") -> str:
+    """A training output directory to the hub, as `scripts/publish.py --push` would publish it (weights, tokenizer,
+    record, card, front plot; no optimizer states, pickles or checkpoint-N folders; checked free of the token): the
+    folder is built in a temporary directory, uploaded, then deleted. What `push_to_hub` in a trainer's arguments does
+    at the end of a run (`alignment.hub.checkpointing.ResumableCheckpointsMixin.final_save`)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = build_folder(plan_publication(output_dir), Path(scratch) / "hub", secrets=[token] if token else ())
+        return push_folder(folder, repo_id, token=token, private=private, revision=revision,
+                           commit_message=commit_message)

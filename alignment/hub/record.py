@@ -8,36 +8,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
 
 from alignment.data import data_display_name
 from alignment.hub.model_card import render_model_card
 from alignment.models.packaged import model_display_name
+from alignment.redaction import scrub
 
 RECORD_FILE = "objectives.json"
 RECORD_VERSION = 1
-# Keys such as hub_token, access_token, api_key, secret, password (but not e.g. completion_tokens).
-_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|passwd|api_key|apikey|credentials?)$", re.IGNORECASE)
-
-
-def _scrub(value: Any) -> Any:
-    """Drop any key that looks like a credential, so a record can never carry one to disk or to the hub."""
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
-    return value
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary file beside it, then a rename). The temporary file is created as
+    any new file is (0666 less the umask, 0644 as a rule), not 0600 as `mkstemp` would: records and cards are meant
+    to be read by others, on a shared machine and once published."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(staging, "x") as f:
+            f.write(text)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def build_record(
@@ -55,10 +49,11 @@ def build_record(
 ) -> dict:
     """A JSON-able record. `steering` says how to steer it at inference ("prompt", "heads", "none", ...).
 
-    The base model and the datasets are recorded by hub id, packaged name or file name, never by a local path: the
-    record and the card made from it are published as they are.
+    The base model and the datasets are recorded by hub id, packaged name or file name, never by a local path, and
+    every string with its secret query parameters redacted (`alignment.redaction`): the record and the card made from
+    it are published as they are.
     """
-    return _scrub({
+    return scrub({
         "format_version": RECORD_VERSION,
         "trainer": trainer,
         "base_model": model_display_name(base_model),
@@ -77,7 +72,7 @@ def build_record(
 def save_record(output_dir: str | Path, record: dict, evaluation: dict | None = None) -> Path:
     """Write objectives.json and README.md (model card) into output_dir, each atomically."""
     output_dir = Path(output_dir)
-    record = _scrub({**record, **({"evaluation": evaluation} if evaluation else {})})
+    record = scrub({**record, **({"evaluation": evaluation} if evaluation else {})})
     _atomic_write_text(output_dir / RECORD_FILE, json.dumps(record, indent=2, sort_keys=False) + "\n")
     _atomic_write_text(output_dir / "README.md", render_model_card(record))
     return output_dir / RECORD_FILE

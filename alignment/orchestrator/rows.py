@@ -17,6 +17,7 @@ from alignment.data.rows import QA_FEEDBACK_PREFIX, pair_fields, parse_rated_row
 from alignment.data.sources import split_slice
 from alignment.data.validation import ROW_NUMBER, present_fields
 from alignment.orchestrator.errors import OrchestratorError
+from alignment.redaction import redact_secrets
 from reward_models.chat_format import conversation
 from reward_models.data import read_source
 
@@ -115,7 +116,7 @@ def load_prompt_targets(specs: Sequence[str], scorer, objective_columns: Sequenc
         replies += more_replies
         empty += left_out
     if empty:
-        logger.info("left out %d rows of %s whose preferred reply is empty", empty, list(specs))
+        logger.info("left out %d rows of %s whose preferred reply is empty", empty, redact_secrets(str(list(specs))))
     if not prompts:
         raise OrchestratorError(f"no pairwise or rated rows in {list(specs)}")
     scores = scorer.score(prompts, replies, normalize=True)[:, list(objective_columns)]

@@ -34,6 +34,7 @@ from trl import GRPOTrainer
 from alignment.hub.checkpointing import ResumableCheckpointsMixin
 from alignment.hub.record import build_record
 from alignment.hub.steerable import SteerableCheckpointMixin
+from alignment.models.packaged import model_display_name
 from alignment.models.preference_adapter import (
     add_preference_adapter,
     has_preference_adapter,
@@ -331,7 +332,9 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
                 "prompt_format_version": FORMAT_VERSION if conditioned else None,
                 "preference_adapter": args.preference_adapter_record(args.base_learning_rate is not None)
                 if adapter else None,
-                "reward_model": args.reward_model_name_or_path,
+                # named portably (hub id, packaged name or folder name), as the base model is
+                "reward_model": model_display_name(args.reward_model_name_or_path)
+                if args.reward_model_name_or_path else None,
                 "weights_schedule": args.schedule_record(self.state.global_step,
                                                          self.state.max_steps or args.max_steps),
                 "pareto_method": self.pareto_method,
