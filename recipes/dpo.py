@@ -23,7 +23,8 @@ and a model card.
     accelerate launch --config_file accelerate_configs/ddp.yaml recipes/dpo.py \\
         --config recipes/configs/dpo_modpo_qwen2.5_0.5b_gpu.yaml --use_peft true --lora_r 16
 
-Rerunning the same command after an interruption resumes from the last checkpoint in `output_dir`.
+Rerunning the same command after an interruption resumes from the last checkpoint in `output_dir`;
+`--resume_from_checkpoint PATH` resumes that checkpoint, `--resume_from_checkpoint false` starts over.
 """
 
 import logging
@@ -41,7 +42,7 @@ from alignment.data.arguments import DatasetArguments
 from alignment.data.preferences import load_preference_splits, to_dataset
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.hub import checkpointing
-from alignment.models.policy import load_policy
+from alignment.models.policy import check_quantization, load_policy
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.orchestrator import PreferenceOrchestrator, attach_prompt_weights
 from alignment.trainers.mo_dpo import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
@@ -100,6 +101,7 @@ class ScriptArguments(DatasetArguments):
 
 
 def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, model_args: ModelConfig):
+    check_quantization(model_args, "dpo", training_args.uses_preference_adapter)
     # Seed and logging
     set_seed(training_args.seed)
     use_cpu_cores(training_args)
@@ -108,7 +110,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
     # Resume from the last checkpoint of an interrupted run
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
+    last_checkpoint = checkpointing.checkpoint_to_resume(training_args, training_args.objective_names)
 
     # Data first: a malformed file fails here, before any model is loaded
     loss = training_args.loss_component  # what the loss trains on (alignment.trainers.dpo_losses)
@@ -129,7 +131,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveDPOConfig, m
     train_rows, eval_rows = loss.complete_rows(train_rows, eval_rows, script_args.reward_model_name_or_path)
 
     # Model (multi-head DPO: one head per objective on the shared trunk)
-    model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
+    model, tokenizer = load_policy(model_args, training_args.trust_remote_code, training_args.model_init_kwargs)
     loss.extend_policy(model)
 
     # Trainer

@@ -37,7 +37,8 @@ plot and two replies at opposite weights, and `samples.jsonl`) then follows any 
     accelerate launch --config_file accelerate_configs/ddp.yaml recipes/grpo.py \
         --config recipes/configs/grpo_qwen2.5_0.5b_gpu.yaml
 
-Rerunning the same command after an interruption resumes from the last checkpoint in `output_dir`.
+Rerunning the same command after an interruption resumes from the last checkpoint in `output_dir`;
+`--resume_from_checkpoint PATH` resumes that checkpoint, `--resume_from_checkpoint false` starts over.
 """
 
 import logging
@@ -60,7 +61,7 @@ from alignment.data.jsonl import write_jsonl
 from alignment.data.prompts import load_prompt_dataset
 from alignment.evaluation import paired_standard_errors, score_held_out, train_evaluate_and_save
 from alignment.hub import checkpointing
-from alignment.models.policy import load_policy
+from alignment.models.policy import check_quantization, load_policy
 from alignment.objectives.sources import parse_objective_specs
 from alignment.steering.report import format_steering_table, plot_steering_front, steering_report, steering_weights
 from alignment.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
@@ -164,8 +165,9 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
                         level=training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, training_args.objective_names)
+    last_checkpoint = checkpointing.checkpoint_to_resume(training_args, training_args.objective_names)
 
+    check_quantization(model_args, "grpo", training_args.uses_preference_adapter)
     # Data, objectives and weights first: bad input fails here, before any model is loaded
     train_dataset, eval_prompts, dataset_name = prompt_splits(script_args)
     num_eval = len(eval_prompts)
@@ -173,7 +175,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     if script_args.pareto_method not in ("none", "mgda"):
         raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
 
-    model, tokenizer = load_policy(model_args, training_args.trust_remote_code)
+    model, tokenizer = load_policy(model_args, training_args.trust_remote_code, training_args.model_init_kwargs)
 
     trainer_class = MGDAGRPOTrainer if script_args.pareto_method == "mgda" else MultiObjectiveGRPOTrainer
     trainer = trainer_class(

@@ -30,6 +30,7 @@ from alignment.cli import parse_recipe_args, use_cpu_cores
 from alignment.data import data_display_name
 from alignment.hub import checkpointing
 from alignment.hub.record import build_record, save_record
+from alignment.models.policy import check_quantization
 from reward_models.data import RewardDataArguments, build_eval_mixtures, build_mixture, load_examples
 from reward_models.modeling import add_lora, build_reward_model, freeze_lower_layers, load_reward_tokenizer, merge_lora
 from reward_models.trainer import MultiHeadRewardConfig, MultiHeadRewardTrainer
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig, model_args: ModelConfig):
+    check_quantization(model_args, "reward model")
     # Seed and logging
     set_seed(training_args.seed)
     use_cpu_cores(training_args)
@@ -61,7 +63,7 @@ def main(script_args: RewardDataArguments, training_args: MultiHeadRewardConfig,
         raise ValueError(f"head(s) {untrained} have no training data; drop them from `heads` or add a source")
 
     # Resume from the last checkpoint in output_dir, if any (its heads must be these heads)
-    last_checkpoint = checkpointing.last_checkpoint(training_args.output_dir, objective_names=heads)
+    last_checkpoint = checkpointing.checkpoint_to_resume(training_args, objective_names=heads)
 
     # Tokenizer and the mixture of rendered texts
     tokenizer = load_reward_tokenizer(model_args.model_name_or_path, trust_remote_code=training_args.trust_remote_code,

@@ -59,8 +59,10 @@ def test_malformed_file_fails_before_any_model_is_loaded(tmp_path):
 def test_config_rejects_unknown_loss_and_trl_loss_options():
     with pytest.raises(ValueError, match="unknown loss 'dpo'"):
         MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="dpo", use_cpu=True)
-    with pytest.raises(ValueError, match="TRL loss options"):
+    with pytest.raises(ValueError, match="ld_alpha: TRL loss option"):
         MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="modpo", use_cpu=True, ld_alpha=0.5)
+    with pytest.raises(ValueError, match=r"loss_type \['ipo'\].*set `loss: ipo`"):
+        MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="modpo", use_cpu=True, loss_type=["ipo"])
     with pytest.raises(ValueError, match="precompute_ref_log_probs"):
         MultiObjectiveDPOConfig(output_dir="/tmp/x", loss="lipo", use_cpu=True, precompute_ref_log_probs=True)
 

@@ -26,6 +26,8 @@ def make_trainer(policy_path, output_dir, max_steps, **overrides):
         disable_tqdm=True, bf16=False,  # GRPOConfig defaults to bf16; CPU autocast to bf16 makes a step ~4x slower
     )
     settings.update(overrides)
+    if settings.get("scalarization") in ("pama", "lagrangian"):  # they normalize each objective themselves
+        settings.pop("multi_objective_aggregation")
     args = MultiObjectiveGRPOConfig(**settings)
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     model = AutoModelForCausalLM.from_pretrained(policy_path)

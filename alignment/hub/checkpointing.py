@@ -56,6 +56,48 @@ def last_checkpoint(output_dir: str, objective_names: list[str] | None = None, a
     return checkpoint
 
 
+def checkpoint_to_resume(training_args, objective_names: list[str] | None = None) -> str | None:
+    """The checkpoint to resume from, per `resume_from_checkpoint` (TRL's and transformers' field):
+
+    - a path: that checkpoint (it must exist);
+    - `true`: the last checkpoint in `output_dir` (there must be one);
+    - `false`: none: start fresh, even in an `output_dir` that holds checkpoints (its checkpoints are overwritten as
+      the new run reaches their steps);
+    - unset: the last checkpoint in `output_dir` if there is one, so rerunning an interrupted command resumes it
+      (alignment-handbook's behaviour), else a fresh start. Starting over in a used `output_dir` thus takes the
+      explicit `false`.
+    A checkpoint trained on other objectives is refused in every case (`last_checkpoint`).
+    """
+    value = training_args.resume_from_checkpoint
+    text = str(value).strip().lower() if value is not None else None
+    if text in ("false", "no", "0"):
+        if _last_checkpoint_or_none(training_args.output_dir) and PartialState().is_main_process:
+            print(f"Starting fresh (resume_from_checkpoint false); the checkpoints in {training_args.output_dir} "
+                  "will be overwritten as this run reaches their steps", flush=True)
+        return None
+    if text in (None, "", "true", "yes", "1"):
+        checkpoint = last_checkpoint(training_args.output_dir, objective_names)
+        if checkpoint is None and text not in (None, ""):
+            raise ValueError(f"resume_from_checkpoint true: no checkpoint-* folder in {training_args.output_dir} to "
+                             "resume from")
+        return checkpoint
+    checkpoint = Path(value)
+    if not checkpoint.is_dir() or not (checkpoint / "trainer_state.json").exists():
+        raise ValueError(f"resume_from_checkpoint {value}: not a checkpoint folder (a checkpoint-N folder with "
+                         "trainer_state.json)")
+    saved = saved_objective_names(str(checkpoint)) if objective_names is not None else None
+    if saved is not None and saved != list(objective_names):
+        raise ValueError(f"{checkpoint} was trained with objectives {saved}, but this run's objectives are "
+                         f"{list(objective_names)}")
+    if PartialState().is_main_process:
+        print(f"Resuming from {checkpoint}", flush=True)
+    return str(checkpoint)
+
+
+def _last_checkpoint_or_none(output_dir: str) -> str | None:
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
 def saved_objective_names(checkpoint: str) -> list[str] | None:
     """The objectives a checkpoint was trained on: its objectives.json, else a reward model's named heads."""
     record, config = Path(checkpoint, RECORD_FILE), Path(checkpoint, "config.json")

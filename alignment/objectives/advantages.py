@@ -58,6 +58,9 @@ class AdvantageEstimator:
     uses_weights: ClassVar[bool] = True  # whether the preference weights enter the advantages (recorded)
     needs_complete_rows: ClassVar[bool] = False  # whether it refuses partial_rewards 'sum_present'
     record_key: ClassVar[str | None] = None  # the record entry this estimator fills (None in other records)
+    # Whether `multi_objective_aggregation` shapes its advantages (PAMA and the Lagrangian normalize each objective
+    # in its group whatever the aggregation): a setting it ignores is warned about, and the record leaves it out.
+    uses_aggregation: ClassVar[bool] = True
 
     def __init__(self, objective_names: Sequence[str] = ()):
         self.objective_names = list(objective_names)
@@ -77,6 +80,12 @@ class AdvantageEstimator:
     @classmethod
     def check_config(cls, config: Any, objective_names: Sequence[str]) -> None:
         """This estimator's config fields, checked when the config is parsed (before any model loads)."""
+        if not cls.uses_aggregation and config.multi_objective_aggregation != "sum_then_normalize":
+            # A warning, not an error: a fixed-weight recipe's YAML sets an aggregation, and `--scalarization pama`
+            # on top of it is a documented command. The record leaves the aggregation out.
+            warnings.warn(f"multi_objective_aggregation '{config.multi_objective_aggregation}' has no effect with "
+                          f"scalarization '{config.scalarization}', which normalizes each objective within its group "
+                          "itself (scale_rewards); the record does not list it", UserWarning, stacklevel=3)
         if cls.needs_complete_rows and config.partial_rewards == "sum_present":
             raise ValueError(f"partial_rewards 'sum_present' does not fit scalarization '{config.scalarization}', "
                              "which needs every objective of a completion; use 'drop_row'")
@@ -179,6 +188,7 @@ class LagrangianEstimator(AdvantageEstimator):
     uses_weights = False
     needs_complete_rows = True
     record_key = "lagrangian"
+    uses_aggregation = False
 
     def __init__(self, main_column: int, constraint_column: int, *, multiplier: float = 1.0, threshold: float = 0.0,
                  learning_rate: float = 0.05, max_multiplier: float = 100.0, objective_names: Sequence[str] = ()):
@@ -272,6 +282,7 @@ class PamaEstimator(AdvantageEstimator):
 
     name = "pama"
     needs_complete_rows = True
+    uses_aggregation = False
 
     def _combine(self, rewards, weights, group_size, aggregation, scale_rewards):
         per_objective = group_normalize(rewards, group_size, scale=scale_rewards)

@@ -126,10 +126,7 @@ class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgum
         loss = self.loss_component
         loss.check_config()
         self._check_preference_conditioning(loss)
-        # TRL's own loss variants are not used by this trainer: refuse settings that would silently do nothing.
-        if self.ld_alpha is not None or self.f_divergence_type != "reverse_kl" or self.use_weighting:
-            raise ValueError("ld_alpha, f_divergence_type and use_weighting are TRL loss options; "
-                             "MultiObjectiveDPOTrainer computes its own loss (set `loss`)")
+        self._refuse_trl_loss_options()
         # Weights are checked when the config is parsed, before a recipe loads any data or model.
         if self.weights_mode == "prompt_aware" and not loss.takes_prompt_weights:
             raise ValueError(f"weights_mode 'prompt_aware': loss '{self.loss}' takes no weights per row; only "
@@ -144,6 +141,29 @@ class MultiObjectiveDPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgum
             raise ValueError(f"weights_schedule: loss '{self.loss}' does not take its weights at every step (they are "
                              "baked into margins, labels or heads before training, or it takes none); only "
                              f"{losses_where('schedulable')} do")
+
+    def _refuse_trl_loss_options(self) -> None:
+        """TRL's own loss options: this trainer computes its loss from `loss` (a component of
+        `alignment.trainers.dpo_losses`), so a TRL loss setting would silently do nothing; each is refused, naming the
+        field and the loss that runs."""
+        loss_type = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type or ["sigmoid"])
+        if loss_type != ["sigmoid"]:
+            ours = [name for name in loss_type if name in LOSSES]
+            hint = f"set `loss: {ours[0]}`" if len(ours) == 1 and len(loss_type) == 1 else \
+                f"set `loss` to one of {tuple(LOSSES)}"
+            raise ValueError(f"loss_type {loss_type}: TRL's loss switch is not used by MultiObjectiveDPOTrainer, whose "
+                             f"loss is `loss` (now '{self.loss}'); {hint}")
+        non_default = {"loss_weights": self.loss_weights is not None,
+                       "label_smoothing": self.label_smoothing != 0.0,
+                       "ld_alpha": self.ld_alpha is not None,
+                       "f_divergence_type": self.f_divergence_type != "reverse_kl",
+                       "f_alpha_divergence_coef": self.f_alpha_divergence_coef != 0.5,
+                       "use_weighting": bool(self.use_weighting),
+                       "discopop_tau": self.discopop_tau != 0.05}
+        given = [name for name, changed in non_default.items() if changed]
+        if given:
+            raise ValueError(f"{', '.join(given)}: TRL loss option(s) that loss '{self.loss}' does not use "
+                             "(MultiObjectiveDPOTrainer computes its own loss; see `loss`); remove them")
 
     def _check_choices(self) -> None:
         for name, value, allowed in (("conditioning", self.conditioning, DPO_CONDITIONING),

@@ -323,7 +323,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
             weights={n: round(w, 6) for n, w in zip(self.objective_names, self.mean_weights.tolist())}
             if fixed else None,  # under a schedule: the weights in force from the saved step on
             weight_distribution=args.weight_distribution_record(),
-            aggregation=args.multi_objective_aggregation,
+            aggregation=args.multi_objective_aggregation if args.advantage_estimator_class.uses_aggregation else None,
             scalarization=args.scalarization,
             steering="adapter" if adapter else "prompt" if conditioned else "none",
             datasets=self.dataset_names,

@@ -112,6 +112,10 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
                           "present, as TRL's GRPOTrainer does (linear, tchebycheff, worst_case)."},
     )
 
+    def _weights_example(self) -> str:
+        weights = self.reward_weights or []
+        return ",".join(f"{name}={w}" for name, w in zip(self.objective_names, weights))
+
     @property
     def advantage_estimator_class(self) -> type[AdvantageEstimator]:
         """The advantage estimator that `scalarization` selects (`alignment.objectives.advantages`)."""
@@ -127,7 +131,18 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
             self.conditioning = "prompt" if sampled else "none"
         self.condition_on_weights = self.conditioning in ("prompt", "both")
         self.check_preference_adapter()
+        if self.weights_mode == "dirichlet" and self.conditioning == "none":
+            raise ValueError("weights_mode 'dirichlet' with conditioning 'none': each prompt would be trained under "
+                             "its own random weights that the policy never sees; set conditioning 'adapter', "
+                             "'prompt' or 'both' (or weights_mode 'fixed')")
+        if self.reward_weights is not None:
+            raise ValueError("reward_weights: TRL's weights per reward function are replaced here by the weights over "
+                             f"the objectives; give them as preference_weights, e.g. '{self._weights_example()}'")
         if self.uses_preference_adapter:
+            for flag in ("use_transformers_continuous_batching", "use_transformers_paged"):
+                if getattr(self, flag):
+                    raise ValueError(f"{flag} with a preference adapter: continuous batching schedules the rows in its "
+                                     "own order, and each row's lambda cannot follow it; use plain generation")
             if self.use_vllm:
                 raise ValueError("conditioning with a preference adapter needs per-row weights in generation; "
                                  "vLLM generation cannot take them (set use_vllm false)")
