@@ -40,6 +40,7 @@ RECIPE_PAGES = {
 OUR_PACKAGES = ("alignment", "reward_models", "recipes")
 PACKAGE_NAMES = {"trl": "TRL", "transformers": "transformers"}
 CONFIG_MARKER = re.compile(r"^<!-- config-fields: ([\w-]+) -->$", re.MULTILINE)
+TRL_FIELDS_MARKER = re.compile(r"^<!-- trl-fields -->$", re.MULTILINE)
 API_MARKER = re.compile(r"^<!-- api-reference: ([\w.]+) -->$", re.MULTILINE)
 FIELD_ROW = re.compile(r"^\s*\| `([^`]+)` \|", re.MULTILINE)
 MAX_DEFAULT_CHARS = 90
@@ -255,9 +256,21 @@ def render_api(prefix: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ mkdocs hook
 
+def render_trl_fields() -> str:
+    """Every field TRL's configs define, and what the trainers do with it (alignment.trainers.trl_fields)."""
+    from alignment.trainers.trl_fields import DPO_FIELDS, GRPO_FIELDS, MODEL_FIELDS
+
+    sections = []
+    for title, table in (("GRPOConfig", GRPO_FIELDS), ("DPOConfig", DPO_FIELDS), ("ModelConfig", MODEL_FIELDS)):
+        rows = "\n".join(f"| `{name}` | {status} | {_cell(reason)} |" for name, (status, reason) in table.items())
+        sections.append(f"### {title}\n\n| field | what happens | why |\n|---|---|---|\n{rows}\n")
+    return "\n".join(sections)
+
+
 def expand(markdown: str) -> str:
     """The page with every marker replaced by its generated Markdown."""
     markdown = CONFIG_MARKER.sub(lambda match: render_recipe(match.group(1)), markdown)
+    markdown = TRL_FIELDS_MARKER.sub(lambda match: render_trl_fields(), markdown)
     return API_MARKER.sub(lambda match: render_api(match.group(1)), markdown)
 
 
