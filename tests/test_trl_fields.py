@@ -102,6 +102,17 @@ def test_pama_and_the_lagrangian_warn_about_an_aggregation_they_do_not_use_and_t
         MultiObjectiveGRPOConfig(**COMMON, scalarization="pama")  # TRL's default: nothing to say
 
 
+def test_prompt_aware_weights_with_both_channels_are_refused_before_any_model_loads(tmp_path):
+    from tests.test_orchestrator import planted_checkpoint
+
+    planted_checkpoint(tmp_path / "orchestrator", "mean")
+    with pytest.raises(ValueError, match="'prompt_aware' with conditioning 'both'"):
+        MultiObjectiveGRPOConfig(**COMMON, objectives=["b=python:tests.test_orchestrator:reward_b",
+                                                       "a=python:tests.test_orchestrator:reward_a"],
+                                 weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"),
+                                 conditioning="both")
+
+
 def test_dirichlet_weights_the_policy_never_sees_are_refused():
     with pytest.raises(ValueError, match="conditioning 'none'"):
         MultiObjectiveGRPOConfig(**COMMON, weights_mode="dirichlet", conditioning="none")

@@ -135,6 +135,10 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
             raise ValueError("weights_mode 'dirichlet' with conditioning 'none': each prompt would be trained under "
                              "its own random weights that the policy never sees; set conditioning 'adapter', "
                              "'prompt' or 'both' (or weights_mode 'fixed')")
+        if self.weights_mode == "prompt_aware" and self.conditioning == "both":
+            raise ValueError("weights_mode 'prompt_aware' with conditioning 'both': the held-out evaluation steers "
+                             "each prompt by its own weights through the prompt, and the adapter takes one weight "
+                             "vector there; use conditioning 'prompt' or 'adapter'")
         if self.reward_weights is not None:
             raise ValueError("reward_weights: TRL's weights per reward function are replaced here by the weights over "
                              f"the objectives; give them as preference_weights, e.g. '{self._weights_example()}'")
