@@ -41,6 +41,19 @@ def outside_zero3_init():
         deepspeed._hf_deepspeed_config_weak_ref = registered
 
 
+def save_model_from_any_process(model, output_dir: Path) -> None:
+    """`model.save_pretrained(output_dir)` (safetensors) from whichever process builds. transformers (5.x) writes a
+    model only on torch.distributed rank 0, and a cache build runs on the rank that took the lock first: on rank 1 it
+    would write nothing and say nothing. The build's files are this process's own, so it writes them."""
+    model.should_save_on_this_rank = lambda is_main_process: is_main_process  # shadows transformers' method
+    try:
+        model.save_pretrained(output_dir, safe_serialization=True)
+    finally:
+        del model.should_save_on_this_rank
+    if not (Path(output_dir) / "config.json").exists():
+        raise RuntimeError(f"saving the built model wrote no config.json in {output_dir}")
+
+
 @contextmanager
 def exclusive_lock(lock_path: Path):
     """Hold an exclusive flock on `lock_path` (released by the OS if the holder dies, so a crash never deadlocks)."""

@@ -17,7 +17,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from alignment.cache import build_once, default_cache_dir
+from alignment.cache import build_once, default_cache_dir, save_model_from_any_process
 
 # The model's names (`alignment.models.packaged` accepts both, and records name it by the second one).
 SMOLLM2 = "smollm2-135m-instruct"
@@ -60,7 +60,7 @@ def _convert_gguf(gguf_file: Path, output_dir: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(gguf_model.state_dict())  # strict: every dequantized tensor lands somewhere
     model.generation_config = gguf_model.generation_config
-    model.save_pretrained(output_dir, safe_serialization=True)
+    save_model_from_any_process(model, output_dir)
     tokenizer.save_pretrained(output_dir)
     (output_dir / CONVERSION_FILE).write_text(json.dumps({"source": f"{DISTRIBUTION}/{gguf_file.name}",
                                                           "dtype": "float32"}, indent=2) + "\n")

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
 
-from alignment.cache import build_once, default_cache_dir
+from alignment.cache import build_once, default_cache_dir, save_model_from_any_process
 from alignment.data import resolve_data
 from alignment.data.jsonl import iter_jsonl
 
@@ -112,6 +112,6 @@ def _train_tiny_policy(spec: TinyPolicySpec, output_dir: Path) -> None:
 
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(output_dir, safe_serialization=True)
+    save_model_from_any_process(model, output_dir)
     tokenizer.save_pretrained(output_dir)
     (output_dir / "tiny_policy.json").write_text(json.dumps({**asdict(spec), "final_loss": loss.item()}, indent=2))
