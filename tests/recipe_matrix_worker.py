@@ -14,6 +14,7 @@ finish.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import shutil
@@ -27,8 +28,31 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ("rm", "grpo", "grpo_mgda", "dpo_modpo", "dpo_mah")  # rm first: MODPO scores with it
+MGDA_BATCHES = "mgda_batches"  # grpo_mgda: each step's batch on each process (recording_mgda_batches)
 PROBE_TEXTS = ["<|im_start|>user\nHow do I bake bread?<|im_end|>\n<|im_start|>assistant\nMix flour and water",
                "<|im_start|>user\nSay something kind.<|im_end|>\n"]
+
+
+# The MGDA cell's objectives: rewards that vary between any two different replies, even 8 tokens of the tiny policy,
+# so that every objective has a gradient and the min-norm weights are not decided by a zero gradient (the default's
+# sentiment and profanity_free are constant on such replies: MGDA then puts all its weight on them, and steps nowhere).
+MGDA_OBJECTIVES = ["conciseness", "vowels=python:tests.recipe_matrix_worker:vowel_share",
+                   "words=python:tests.recipe_matrix_worker:word_count"]
+
+
+def vowel_share(prompts, completions, **kwargs) -> list[float]:
+    """The share of vowels among a reply's characters."""
+    from reward_models.verifiable import completion_text
+
+    texts = [completion_text(c) for c in completions]
+    return [sum(ch in "aeiouAEIOU" for ch in text) / max(len(text), 1) for text in texts]
+
+
+def word_count(prompts, completions, **kwargs) -> list[float]:
+    """The number of words of a reply / 4."""
+    from reward_models.verifiable import completion_text
+
+    return [len(completion_text(c).split()) / 4.0 for c in completions]
 
 
 def load_recipe(name):
@@ -43,38 +67,73 @@ def common(output_dir):
             "--disable_tqdm", "true", "--logging_steps", "1", "--seed", "0"]
 
 
-def run(name: str, output_dir: Path):
-    """Run one recipe's `main` on tiny settings; returns its trainer."""
+def recipe_argv(name: str, output_dir: Path) -> tuple[str, list[str]]:
+    """(recipe, its command line) of one cell, on tiny settings."""
     if name in ("grpo", "grpo_mgda"):
-        recipe = load_recipe("grpo")
-        extra = ["--pareto_method", "mgda"] if name == "grpo_mgda" else []
-        return recipe.main(*recipe.parse_args([
+        extra = ["--pareto_method", "mgda", "--objectives", *MGDA_OBJECTIVES,
+                 "--preference_weights", ""] if name == "grpo_mgda" else []
+        return "grpo", [
             "--config", str(ROOT / "recipes/configs/grpo_tiny_cpu.yaml"), *common(output_dir), *extra,
             "--num_generations", "4", "--per_device_train_batch_size", "4", "--max_completion_length", "8",
             "--num_train_prompts", "16", "--num_eval_prompts", "4", "--eval_max_new_tokens", "8",
-        ]))
+        ]
     if name in ("dpo_modpo", "dpo_mah"):
-        recipe = load_recipe("dpo")
         # MODPO's margin objective is a head of the matrix's reward model (run before it): a frozen scorer loaded
         # inside the launch, which ZeRO-3 and FSDP must not partition
         config = (["--config", str(ROOT / "recipes/configs/dpo_mah_tiny_cpu.yaml")] if name == "dpo_mah" else
                   ["--objectives", "helpful", "harmless=rm:harmless",
                    "--preference_weights", "helpful=0.8,harmless=0.2",
                    "--reward_model_name_or_path", str(output_dir.parent / "rm")])
-        return recipe.main(*recipe.parse_args([
+        return "dpo", [
             *config, *common(output_dir), "--num_train_rows", "16", "--num_eval_rows", "4",
             "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",
-        ]))
-    recipe = load_recipe("reward_model")
-    args = recipe.parse_args([
+        ]
+    return "reward_model", [
         *common(output_dir), "--model_name_or_path", "tiny", "--heads", "helpful", "harmless",
         "--pairwise_train_files", "helpful=hh-helpful[:16]", "harmless=hh-harmless[:16]",
         "--pairwise_eval_files", "helpful=hh-helpful-dev[:4]", "--rated_train_files", "", "--rated_eval_files", "",
         "--max_length", "48", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
         "--normalization_samples", "8", "--save_strategy", "steps",
         "--freeze_layers", "0",  # the tiny policy has 2 layers
-    ])
-    return recipe.main(*args)
+    ]
+
+
+def run(name: str, output_dir: Path):
+    """Run one recipe's `main` on tiny settings; returns its trainer."""
+    recipe_name, argv = recipe_argv(name, output_dir)
+    recipe = load_recipe(recipe_name)
+    if name != "grpo_mgda":
+        return recipe.main(*recipe.parse_args(argv))
+    with recording_mgda_batches(output_dir / MGDA_BATCHES):
+        return recipe.main(*recipe.parse_args(argv))
+
+
+@contextlib.contextmanager
+def recording_mgda_batches(folder: Path):
+    """Test-only: every process writes the batch each MGDA training step took its per-objective gradients on
+    (`step<N>_rank<R>.safetensors`: the tensors TRL's loss reads, with `objective_advantages`), so that the test
+    can recompute the step's min-norm weights in one process on the same global batch."""
+    from alignment.trainers.mgda_grpo import MGDAGRPOTrainer
+
+    original = MGDAGRPOTrainer.compute_loss
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training and torch.is_grad_enabled():
+            folder.mkdir(parents=True, exist_ok=True)
+            tensors = {k: v.detach().cpu().contiguous() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+            unset = sorted(k for k, v in inputs.items() if v is None)
+            others = sorted(set(inputs) - set(tensors) - set(unset))
+            assert not others, f"MGDA batch entries that are neither tensors nor None: {others}"
+            path = folder / f"step{self.state.global_step + 1}_rank{self.accelerator.process_index}.safetensors"
+            assert not path.exists(), f"{path.name}: a second micro-batch in one step; the test replays one per step"
+            save_file(tensors, str(path), metadata={"unset": json.dumps(unset)})
+        return original(self, model, inputs, *args, **kwargs)
+
+    MGDAGRPOTrainer.compute_loss = compute_loss
+    try:
+        yield
+    finally:
+        MGDAGRPOTrainer.compute_loss = original
 
 
 @torch.no_grad()

@@ -385,6 +385,38 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["--use_vllm", "true"],  # the default recipe (grpo_smollm2_cpu.yaml: conditioning adapter)
+    ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu.yaml"), "--use_vllm", "true", "--vllm_mode",
+     "colocate"],
+    ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu.yaml"), "--conditioning", "both", "--use_vllm",
+     "true"],
+])
+def test_grpo_preference_adapter_with_vllm_generation_is_refused_when_parsed(tmp_path, monkeypatch, argv):
+    """vLLM generates without the preference adapter's per-row lambda: conditioning 'adapter' or 'both' with use_vllm
+    is refused by the config parser, naming both flags, before any model is loaded."""
+    def no_model_may_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the vLLM refusal")
+
+    monkeypatch.setattr("transformers.PreTrainedModel.from_pretrained", no_model_may_load)
+    monkeypatch.setattr("alignment.models.policy.load_policy", no_model_may_load)
+    with pytest.raises(ValueError, match=r"conditioning with a preference adapter .*vLLM .*set use_vllm false"):
+        run_recipe(load_recipe("grpo"), tmp_path / "out", *argv)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("config, conditioning", [("grpo_steerable_tiny_cpu.yaml", "prompt"),
+                                                  ("grpo_tiny_cpu.yaml", "none")])
+def test_grpo_vllm_generation_without_a_preference_adapter_parses(tmp_path, config, conditioning):
+    """The refusal above is the adapter's: weights written into the prompt (or none) reach vLLM, so use_vllm parses
+    there (vLLM itself is TRL's, checked when the trainer starts; it is not installed here)."""
+    training_args = load_recipe("grpo").parse_args([
+        "--config", str(RECIPES / "configs" / config), "--output_dir", str(tmp_path), "--conditioning", conditioning,
+        "--use_vllm", "true", "--vllm_mode", "colocate"])[1]
+    assert training_args.use_vllm and training_args.conditioning == conditioning
+    assert not training_args.uses_preference_adapter
+
+
 @pytest.mark.parametrize("rows, argv, error, message", [
     ([PAIR] * 4, ["--num_eval_rows", "1", "--preference_weights", "helpful=0,conciseness=1"], ValueError,
      "the trained objective 'helpful' needs a weight > 0"),
