@@ -258,6 +258,7 @@ def render_api(prefix: str) -> str:
 
 def render_trl_fields() -> str:
     """Every field TRL's configs define, and what the trainers do with it (alignment.trainers.trl_fields)."""
+    # lazy, like the recipe imports above: the hook loads with mkdocs, before any page needs the table
     from alignment.trainers.trl_fields import DPO_FIELDS, GRPO_FIELDS, MODEL_FIELDS
 
     sections = []

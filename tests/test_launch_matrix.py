@@ -132,7 +132,7 @@ def one_process_mgda_weights(output_dir: Path, scratch: Path) -> dict[int, dict]
     script_args, args, model_args = load_recipe("grpo").parse_args(
         [*recipe_argv("grpo_mgda", scratch)[1], "--per_device_train_batch_size", "8"])  # the global batch, 1 process
     model, tokenizer = load_policy(model_args, args.trust_remote_code)
-    prompts = load_prompt_dataset(resolve_data(script_args.dataset_path), script_args.prompt_field)
+    prompts = load_prompt_dataset(resolve_data(script_args.data_source().train), script_args.prompt_field)
     trainer = MGDAGRPOTrainer(model=model, args=args, processing_class=tokenizer,
                               train_dataset=prompts.select(range(8)))
     assert args.loss_type == "dapo", args.loss_type  # what mgda_gradients' sum of the batches' losses relies on

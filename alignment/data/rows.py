@@ -57,14 +57,19 @@ def explicit_prompt(row: dict, where: str, error: type[Exception] = DataError) -
     no beginning there is no prompt to extract: `error` says so, naming `where`.
     """
     chosen, rejected = row.get("chosen"), row.get("rejected")
-    if not all(isinstance(side, (str, list)) and side for side in (chosen, rejected)):
-        return row  # nothing to extract from: the caller's validation names what is missing or malformed
+    if row.get("prompt") == [] or not all(isinstance(side, (str, list)) and side for side in (chosen, rejected)):
+        # nothing to extract from (TRL's helper would fail on an empty message list): the caller's validation names
+        # what is missing or malformed
+        return row
     if is_hh_row(row):
         chosen, rejected = parse_hh_dialogue(chosen), parse_hh_dialogue(rejected)
     from trl.data_utils import maybe_extract_prompt  # lazy: importing TRL takes seconds; validation alone needs none
 
     given = {**row, "chosen": chosen, "rejected": rejected}
-    extracted = maybe_extract_prompt(given)  # `given` itself when the row's prompt is already explicit
+    try:
+        extracted = maybe_extract_prompt(given)  # `given` itself when the row's prompt is already explicit
+    except (IndexError, KeyError, TypeError, AttributeError):  # malformed messages: validation names what is wrong
+        return row
     if extracted is not given and not extracted["prompt"]:
         raise error(f"{where}: 'chosen' and 'rejected' share no beginning to take as the prompt (TRL's implicit "
                     "prompt); give the row a 'prompt' field in the format of its replies (text, or messages)")
