@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from alignment.data.jsonl import iter_jsonl
 from alignment.data.rows import explicit_prompt
-from alignment.data.validation import DataError, first_malformed_message, present_fields
+from alignment.data.validation import DataError, check_messages, present_fields
 
 logger = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
@@ -72,10 +72,7 @@ def chat_prompt(prompt, where: str) -> list[dict]:
     if not isinstance(prompt, list) or not prompt:
         raise PromptDataError(f"{where}: expected a string or a non-empty list of {{'role', 'content'}} messages, "
                               f"got {type(prompt).__name__} {prompt!r:.60}")
-    malformed = first_malformed_message(prompt)
-    if malformed is not None:
-        raise PromptDataError(f"{where}: message {malformed} must be {{'role': str, 'content': str}}, "
-                              f"got {prompt[malformed]!r:.80}")
+    check_messages(prompt, where, PromptDataError)
     roles = [message["role"] for message in prompt]
     unknown = next((index for index, role in enumerate(roles) if role not in ROLES), None)
     if unknown is not None:

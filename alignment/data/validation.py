@@ -63,6 +63,15 @@ def first_malformed_message(messages: list) -> int | None:
     return None
 
 
+def check_messages(messages: list, where: str, error: type[Exception] = DataError) -> None:
+    """Stop, naming `where` and the message's index, at the first entry of `messages` that is not
+    `{'role': str, 'content': str}`."""
+    malformed = first_malformed_message(messages)
+    if malformed is not None:
+        raise error(f"{where}: message {malformed} must be {{'role': str, 'content': str}}, "
+                    f"got {messages[malformed]!r:.80}")
+
+
 def is_blank(value) -> bool:
     """An empty or whitespace string, or messages without any text: a reply (or prompt) that says nothing."""
     if isinstance(value, str):

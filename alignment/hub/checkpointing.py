@@ -44,7 +44,7 @@ def last_checkpoint(output_dir: str, objective_names: list[str] | None = None, a
     With `objective_names`, a checkpoint trained on other objectives (or heads) is refused: resuming it would load
     another run's weights, optimizer moments and reward scales into rows that now mean something else.
     """
-    checkpoint = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    checkpoint = _last_checkpoint_or_none(output_dir)
     if checkpoint and objective_names is not None:
         saved = saved_objective_names(checkpoint)
         if saved is not None and saved != list(objective_names):

@@ -18,8 +18,8 @@ from alignment.data import jsonl
 from alignment.data.validation import (
     ROW_NUMBER,
     DataError,
+    check_messages,
     finite_float,
-    first_malformed_message,
     is_blank,
     location,
     present_fields,
@@ -58,10 +58,7 @@ def check_text(value, where: str, conversational: bool) -> None:
     if not isinstance(value, list) or not value:
         raise PreferenceDataError(f"{where}: expected a non-empty list of {{'role', 'content'}} messages, "
                                   f"got {value!r:.80}")
-    malformed = first_malformed_message(value)
-    if malformed is not None:
-        raise PreferenceDataError(f"{where}: message {malformed} must be {{'role': str, 'content': str}}, "
-                                  f"got {value[malformed]!r:.80}")
+    check_messages(value, where, PreferenceDataError)
     if is_blank(value):
         raise PreferenceDataError(f"{where}: every message is empty")
 
