@@ -43,7 +43,7 @@ def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, 
     batch = dict(per_device_train_batch_size=16, max_completion_length=32, learning_rate=1e-4) if lora else \
         dict(per_device_train_batch_size=64, max_completion_length=32, learning_rate=1e-3)
     common = dict(output_dir=output_dir, num_generations=8, max_steps=steps, use_cpu=not torch.cuda.is_available(),
-                  activation_checkpointing=False, save_strategy="no", report_to="none", seed=0, logging_steps=1,
+                  gradient_checkpointing=False, save_strategy="no", report_to="none", seed=0, logging_steps=1,
                   disable_tqdm=True, multi_objective_aggregation="normalize_then_sum", **batch)
     peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if lora else None
     model = AutoModelForCausalLM.from_pretrained(policy, use_safetensors=True)

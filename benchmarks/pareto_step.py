@@ -43,7 +43,7 @@ def run(kind: str, policy: Path, options, output_dir: str) -> list[float]:
     args = MultiObjectiveGRPOConfig(
         output_dir=output_dir, objectives=OBJECTIVES, preference_weights="0.5,0.5", num_generations=8,
         per_device_train_batch_size=options.batch, max_completion_length=options.completion_length,
-        max_steps=options.steps, learning_rate=0.0, use_cpu=True, activation_checkpointing=False,
+        max_steps=options.steps, learning_rate=0.0, use_cpu=True, gradient_checkpointing=False,
         save_strategy="no", report_to="none", seed=0, logging_steps=1, disable_tqdm=True,
         multi_objective_aggregation="normalize_then_sum", scalarization=SCALARIZATION_OF[kind],
     )

@@ -124,7 +124,7 @@ def run(args):
             # mode
             conditioning="adapter" if adapter else "none",
             temperature=1.0, multi_objective_aggregation=args.aggregation, use_cpu=True, bf16=False,
-            activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
+            gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none", seed=args.seed,
             disable_tqdm=True,
         )
         model = AutoModelForCausalLM.from_pretrained(policy_path)

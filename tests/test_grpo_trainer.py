@@ -21,7 +21,7 @@ def make_trainer(policy_path, output_dir, max_steps, **overrides):
     settings = dict(
         output_dir=str(output_dir), objectives=["conciseness", "sentiment"], num_generations=8,
         per_device_train_batch_size=64, max_completion_length=32, max_steps=max_steps, learning_rate=1e-3,
-        lr_scheduler_type="constant", use_cpu=True, activation_checkpointing=False, logging_steps=1,
+        lr_scheduler_type="constant", use_cpu=True, gradient_checkpointing=False, logging_steps=1,
         save_strategy="no", report_to="none", seed=0, multi_objective_aggregation="normalize_then_sum",
         disable_tqdm=True, bf16=False,  # GRPOConfig defaults to bf16; CPU autocast to bf16 makes a step ~4x slower
     )
@@ -199,7 +199,7 @@ def test_lora_training_through_trl_options_saves_an_adapter_with_its_record(tiny
     args = MultiObjectiveGRPOConfig(
         output_dir=str(tmp_path), objectives=["conciseness", "sentiment"], num_generations=4,
         per_device_train_batch_size=16, max_completion_length=16, max_steps=1, use_cpu=True,
-        activation_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True, bf16=False,
+        gradient_checkpointing=False, save_strategy="no", report_to="none", disable_tqdm=True, bf16=False,
         loss_type="grpo", beta=0.04,  # TRL's own loss options and KL to the (adapter-disabled) reference
     )
     trainer = MultiObjectiveGRPOTrainer(

@@ -74,7 +74,7 @@ def test_mgda_trainer_steps_along_the_min_norm_combination_and_logs_its_weights(
     args = MultiObjectiveGRPOConfig(
         output_dir=str(tmp_path), objectives=["conciseness", "sentiment"], num_generations=8,
         per_device_train_batch_size=16, max_completion_length=16, max_steps=2, learning_rate=1e-3,
-        use_cpu=True, activation_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
+        use_cpu=True, gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to="none",
         seed=0, disable_tqdm=True, bf16=False,
         max_grad_norm=1e9,  # no clipping: the logged norm is the raw combined gradient
     )

@@ -151,7 +151,7 @@ def test_prompt_aware_weights_reach_the_scalarization(tiny_policy_path, tmp_path
         weights_mode="prompt_aware", orchestrator_name_or_path=str(tmp_path / "orchestrator"), num_generations=2,
         per_device_train_batch_size=4, max_completion_length=8, max_steps=1, use_cpu=True, bf16=False,
         report_to="none", save_strategy="no", multi_objective_aggregation="sum_then_normalize", scale_rewards="none",
-        activation_checkpointing=False,
+        gradient_checkpointing=False,
     )
     assert not args.condition_on_weights
     trainer = MultiObjectiveGRPOTrainer(

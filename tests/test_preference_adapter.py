@@ -158,7 +158,7 @@ def train_steerable(policy_path, output_dir, seed, train_prompts):
         conditioning="adapter", preference_adapter_rank=4, multi_objective_aggregation="normalize_then_sum",
         loss_type="grpo", beta=0.2,
         num_generations=8, per_device_train_batch_size=16, max_completion_length=48, max_steps=67,
-        learning_rate=2e-3, lr_scheduler_type="constant", use_cpu=True, bf16=False, activation_checkpointing=False,
+        learning_rate=2e-3, lr_scheduler_type="constant", use_cpu=True, bf16=False, gradient_checkpointing=False,
         save_strategy="no", report_to="none", seed=seed, disable_tqdm=True, logging_steps=10,
     )
     trainer = MultiObjectiveGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(policy_path), args=args,
@@ -485,11 +485,11 @@ def test_activation_checkpointing_recomputes_with_the_forwards_weights(adapted, 
     plain_loss, plain_grads = loss_and_grads()
     if enable_before_wrapping:  # checkpointing turned on by someone before the adapter's hook was installed
         del adapted.get_base_model()._set_gradient_checkpointing  # back to transformers' own
-        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        adapted.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         keep_preference_under_checkpointing(adapted)
     else:
-        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    assert adapted.is_activation_checkpointing
+        adapted.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert adapted.is_gradient_checkpointing
     checkpointed_loss, checkpointed_grads = loss_and_grads()
     torch.testing.assert_close(checkpointed_loss, plain_loss, atol=1e-5, rtol=1e-5)
     assert plain_grads.keys() == checkpointed_grads.keys() and any("lora_B" in n for n in plain_grads)
@@ -499,7 +499,7 @@ def test_activation_checkpointing_recomputes_with_the_forwards_weights(adapted, 
 
 def test_reentrant_checkpointing_is_refused_with_the_fix(adapted):
     with pytest.raises(ValueError, match="use_reentrant"):
-        adapted.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+        adapted.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
 
 
 def adapter_weights_after_two_steps(trainer_name, policy_path, output_dir, checkpointing: bool):
@@ -513,7 +513,7 @@ def adapter_weights_after_two_steps(trainer_name, policy_path, output_dir, check
 
     common = dict(output_dir=str(output_dir), objectives=NAMES, conditioning="adapter", weights_mode="dirichlet",
                   preference_adapter_rank=4, max_steps=2, learning_rate=5e-3, lr_scheduler_type="constant",
-                  use_cpu=True, bf16=False, activation_checkpointing=checkpointing, save_strategy="no",
+                  use_cpu=True, bf16=False, gradient_checkpointing=checkpointing, save_strategy="no",
                   report_to="none", seed=0, disable_tqdm=True)
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     model = AutoModelForCausalLM.from_pretrained(policy_path)
@@ -534,7 +534,7 @@ def adapter_weights_after_two_steps(trainer_name, policy_path, output_dir, check
         trainer = MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=to_dataset(pairs),
                                            processing_class=tokenizer)
     trainer.train()
-    assert trainer.model.is_activation_checkpointing == checkpointing
+    assert trainer.model.is_gradient_checkpointing == checkpointing
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
 
 

@@ -42,7 +42,6 @@ COMMON = dict(output_dir="/tmp/trl-fields", use_cpu=True, bf16=False, report_to=
 ADAPTER = dict(conditioning="adapter", weights_mode="dirichlet")
 # For each refused field: a value that TRL accepts, and the setting in which it is refused.
 REFUSED_GRPO = {
-    "use_vllm": (True, ADAPTER),
     "reward_weights": ([0.7, 0.3], {}),
     "use_transformers_continuous_batching": (True, ADAPTER),
     "use_transformers_paged": (True, ADAPTER),

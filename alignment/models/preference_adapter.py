@@ -296,7 +296,7 @@ def _checkpoint_replaying_preference(checkpoint_function, state: PreferenceState
     given = dict(getattr(checkpoint_function, "keywords", None) or {})
     if given.get("use_reentrant", False):
         raise ValueError("activation checkpointing with use_reentrant=True cannot replay a preference adapter's "
-                         "weights in the backward recompute; set activation_checkpointing_kwargs "
+                         "weights in the backward recompute; set gradient_checkpointing_kwargs "
                          "{'use_reentrant': false} (transformers' default)")
     inner_context_fn = given.get("context_fn")
 

@@ -42,6 +42,8 @@ from alignment.models.preference_adapter import (
     preference_state,
     preference_weights,
 )
+from alignment.models.preference_grid import snap_to_grid
+from alignment.models.vllm_engine import require_vllm
 from alignment.objectives.conditioning import FORMAT_VERSION, PROMPT_FORMAT, condition_prompt
 from alignment.objectives.reward_vector import RewardVectorBuilder
 from alignment.objectives.schedules import dirichlet_alpha_at, tilt_weights
@@ -50,6 +52,7 @@ from alignment.objectives.weights import sample_dirichlet_weights
 from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
 from alignment.trainers.grpo_config import MultiObjectiveGRPOConfig
 from alignment.trainers.lm_head_scoring import compact_lm_head_scoring
+from alignment.trainers.vllm_grid import trl_builds_grid_generation
 from reward_models.scoring import objective_reward_sources
 
 STATE_FILE = "multi_objective_state.json"  # the advantage estimator's state, saved beside the optimizer's
@@ -108,7 +111,13 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
 
         if args.uses_preference_adapter:
             model = self._with_preference_adapter(model, args, kwargs)
-        super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
+        if args.use_vllm:
+            require_vllm()
+        # vLLM with a preference adapter: the engine serves each row its grid point's LoRA (trainers.vllm_grid)
+        grid_on_vllm = args.use_vllm and args.uses_preference_adapter
+        generations_per_batch = args.per_device_train_batch_size * args.steps_per_generation
+        with trl_builds_grid_generation(args, generations_per_batch) if grid_on_vllm else contextlib.nullcontext():
+            super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
         # TRL weighs its logged "reward" metric (and its own advantages, which ours replace) with these (moved with
         # the schedule, batch by batch); our advantages use each row's weights.
         self.reward_weights = self.mean_weights.to(torch.float32)
@@ -186,12 +195,15 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
             return self.mean_weights.unsqueeze(0).expand(len(prompts), -1)
         if self.orchestrator is not None:  # once per distinct prompt (cached), the same on every rank
             weights = weights_in_order(self.orchestrator, prompts, self.args.orchestrator_objective_names)
-            return weights if scheduled is None else tilt_weights(weights, self.weight_schedule.start, scheduled)
-        # Keyed by (step, prompt): the G copies of a prompt get the same weights on every rank, and a resumed
-        # run draws the same weights as the original.
-        keys = [f"{self.state.global_step}:{json.dumps(prompt, sort_keys=True)}" for prompt in prompts]
-        alpha = self.dirichlet_alpha if scheduled is None else dirichlet_alpha_at(self.dirichlet_alpha, scheduled)
-        return sample_dirichlet_weights(alpha, keys, seed=self.args.seed)
+            weights = weights if scheduled is None else tilt_weights(weights, self.weight_schedule.start, scheduled)
+        else:
+            # Keyed by (step, prompt): the G copies of a prompt get the same weights on every rank, and a resumed
+            # run draws the same weights as the original.
+            keys = [f"{self.state.global_step}:{json.dumps(prompt, sort_keys=True)}" for prompt in prompts]
+            alpha = self.dirichlet_alpha if scheduled is None else dirichlet_alpha_at(self.dirichlet_alpha, scheduled)
+            weights = sample_dirichlet_weights(alpha, keys, seed=self.args.seed)
+        # On a grid (preference_grid): the weights trained on are the ones vLLM generates with
+        return weights if self.args.preference_grid is None else snap_to_grid(weights, self.args.preference_grid)
 
     def _generate_and_score_completions(self, inputs):
         """TRL's, on rows that carry their weights (`preference_weights`, also written into the prompt when the policy
@@ -332,6 +344,7 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
                 "prompt_format_version": FORMAT_VERSION if conditioned else None,
                 "preference_adapter": args.preference_adapter_record(args.base_learning_rate is not None)
                 if adapter else None,
+                "preference_grid": args.preference_grid,  # the weights it was trained on (and vLLM serves) snap to it
                 # named portably (hub id, packaged name or folder name), as the base model is
                 "reward_model": model_display_name(args.reward_model_name_or_path)
                 if args.reward_model_name_or_path else None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from alignment.models.preference_grid import grid_steps
 from alignment.objectives.advantages import SCALARIZATION_CHOICES, AdvantageEstimator, estimator_class
 from alignment.objectives.scalarize import AGGREGATIONS, PARTIAL_REWARDS
 from alignment.objectives.sources import parse_objective_specs
@@ -72,6 +73,13 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
         metadata={"help": "Preference adapter: also train the base model's own weights at this learning rate "
                           "(learning_rate is the adapter's); unset keeps the base frozen."},
     )
+    preference_grid: float | None = field(
+        default=None,
+        metadata={"help": "Snap each prompt's sampled (or prompt-aware) weights to a grid on the simplex with this "
+                          "step, e.g. 0.1; training and generation use the snapped weights. Needed for the "
+                          "preference adapter on vLLM (use_vllm), which serves the adapter at each grid point as a "
+                          "LoRA (alignment.models.preference_grid). Unset: continuous weights."},
+    )
     scalarization: str = field(
         default="linear",
         metadata={"help": "How weights combine objectives: linear (sum_k w_k r_k, TRL's), tchebycheff "
@@ -112,6 +120,24 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
                           "present, as TRL's GRPOTrainer does (linear, tchebycheff, worst_case)."},
     )
 
+    def check_vllm_preference_grid(self) -> None:
+        """The preference adapter on vLLM: one LoRA per grid point, sent with each request of TRL's colocated engine
+        (alignment.trainers.vllm_grid). What that path cannot do is refused here, with the reason."""
+        if self.preference_grid is None:
+            raise ValueError("use_vllm with a preference adapter: vLLM serves the adapter at fixed weights, one LoRA "
+                             "per point of a grid; set preference_grid (e.g. 0.1), or use_vllm false for continuous "
+                             "weights")
+        if self.vllm_mode != "colocate":
+            raise ValueError(f"use_vllm with a preference adapter needs vllm_mode 'colocate' (got "
+                             f"'{self.vllm_mode}'): each request carries its grid point's LoRA, and TRL's vllm-serve "
+                             "takes no LoRA from the trainer")
+        if self.vllm_tensor_parallel_size != 1:
+            raise ValueError("use_vllm with a preference adapter: vllm_tensor_parallel_size must be 1 (TRL gathers "
+                             "the prompts of a tensor-parallel group, and the rows' LoRAs are this process's)")
+        if self.vllm_enable_sleep_mode:
+            raise ValueError("use_vllm with a preference adapter: vllm_enable_sleep_mode discards the engine's "
+                             "weights, which the grid path does not push back (it sends LoRAs); set it false")
+
     def _weights_example(self) -> str:
         weights = self.reward_weights or []
         return ",".join(f"{name}={w}" for name, w in zip(self.objective_names, weights))
@@ -148,11 +174,15 @@ class MultiObjectiveGRPOConfig(PreferenceWeightsArguments, PreferenceAdapterArgu
                     raise ValueError(f"{flag} with a preference adapter: continuous batching schedules the rows in its "
                                      "own order, and each row's lambda cannot follow it; use plain generation")
             if self.use_vllm:
-                raise ValueError("conditioning with a preference adapter needs per-row weights in generation; "
-                                 "vLLM generation cannot take them (set use_vllm false)")
+                self.check_vllm_preference_grid()
             if self.base_learning_rate is not None and self.beta != 0.0:
                 raise ValueError("base_learning_rate with beta > 0: the reference model would be the trained base "
                                  "(the adapter disabled), not the initial policy; use beta 0 or a frozen base")
+        if self.preference_grid is not None:
+            grid_steps(self.preference_grid)
+            if self.conditioning == "none" or self.weights_mode == "fixed":
+                raise ValueError("preference_grid snaps weights that vary per prompt (weights_mode dirichlet or "
+                                 "prompt_aware, with conditioning); fixed weights are used as given")
         if self.multi_objective_aggregation not in AGGREGATIONS:
             raise ValueError(f"multi_objective_aggregation must be one of {tuple(AGGREGATIONS)}, got "
                              f"'{self.multi_objective_aggregation}'")

@@ -41,10 +41,13 @@ GRPO_FIELDS: dict[str, tuple[str, str]] = {
     "chat_template_kwargs": (HONOURED, "TRL's chat template call"),
     "repetition_penalty": (HONOURED, _GENERATION),
     "cache_implementation": (HONOURED, _GENERATION),
-    "use_vllm": (REFUSED, "with a preference adapter (per-row lambda cannot reach vLLM); honoured otherwise"),
-    "vllm_mode": (NOT_APPLICABLE, _VLLM),
+    "use_vllm": (HONOURED, "TRL's vLLM generation; with a preference adapter, colocated, on the preference grid "
+                           "(each row is served its grid point's LoRA: alignment.trainers.vllm_grid), and refused "
+                           "there without preference_grid"),
+    "vllm_mode": (HONOURED, "TRL's; with a preference adapter 'colocate' only (server mode refused: TRL's "
+                            "vllm-serve takes no LoRA from the trainer)"),
     "vllm_model_impl": (NOT_APPLICABLE, _VLLM),
-    "vllm_enable_sleep_mode": (NOT_APPLICABLE, _VLLM),
+    "vllm_enable_sleep_mode": (HONOURED, _VLLM + "; refused with a preference adapter (the config says why)"),
     "vllm_structured_outputs_regex": (NOT_APPLICABLE, _VLLM),
     "vllm_server_base_url": (NOT_APPLICABLE, _VLLM),
     "vllm_server_host": (NOT_APPLICABLE, _VLLM),
@@ -53,7 +56,7 @@ GRPO_FIELDS: dict[str, tuple[str, str]] = {
     "vllm_group_port": (NOT_APPLICABLE, _VLLM),
     "vllm_gpu_memory_utilization": (NOT_APPLICABLE, _VLLM),
     "vllm_max_model_length": (NOT_APPLICABLE, _VLLM),
-    "vllm_tensor_parallel_size": (NOT_APPLICABLE, _VLLM),
+    "vllm_tensor_parallel_size": (HONOURED, _VLLM + "; refused with a preference adapter (the config says why)"),
     "vllm_importance_sampling_correction": (NOT_APPLICABLE, _VLLM),
     "vllm_importance_sampling_mode": (NOT_APPLICABLE, _VLLM),
     "vllm_importance_sampling_clip_max": (NOT_APPLICABLE, _VLLM),
