@@ -84,3 +84,4 @@ def test_a_trainer_on_a_grid_trains_on_grid_points(tiny_policy_path, tmp_path):
     assert torch.equal(weights * 4, (weights * 4).round()) and torch.allclose(weights.sum(1), torch.ones(50))
     assert len({tuple(w) for w in weights.tolist()}) > 5  # still drawn per prompt
     assert trainer.objectives_record()["preference_grid"] == 0.25
+

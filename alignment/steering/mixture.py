@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from alignment.models.policy import eos_token_ids
 from alignment.steering.base import Steerable, SteeringError
@@ -18,6 +19,10 @@ from alignment.steering.checkpoints import (
     load_peft_adapters,
     open_checkpoints,
 )
+
+# The KV cache's keyword (model input) and field (model output): `cache` in transformers 5.24, `past_key_values`
+# in 5.19 (the low end of the tested range, the vLLM environment's)
+CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def _warpers(temperature: float, top_p: float, top_k: int | None) -> LogitsProcessorList:
@@ -74,8 +79,8 @@ class LogProbMixture(Steerable):
             if weights[k] == 0:
                 continue
             output = policy(input_ids=step_ids, attention_mask=attention_mask, position_ids=positions,
-                            cache=caches[k], use_cache=True)
-            caches[k] = output.cache
+                            use_cache=True, **{CACHE_FIELD: caches[k]})
+            caches[k] = getattr(output, CACHE_FIELD)
             term = weights[k].item() * torch.log_softmax(output.logits[:, -1].float(), dim=-1)
             mixed = term if mixed is None else mixed + term
         return mixed
