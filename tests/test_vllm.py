@@ -5,7 +5,8 @@ engine sets up its own distributed state.
 - fixed and text-conditioned GRPO train 2 steps with TRL's colocated vLLM, every completion from the engine, and
   after a step the engine's log-probabilities are the trained policy's (TRL's weight sync; bf16 engine on CPU);
 - steerable GRPO trains on the preference grid: each row's weights snapped to the grid, its grid point's LoRA sent
-  with its request, the engine's log-probabilities under each row's LoRA the trained adapter's at that row's weights;
+  with its request, the engine's log-probabilities under each row's LoRA the trained adapter's at that row's weights
+  (also with the base's own weights trained, which each sync pushes to the engine);
 - a row's grid LoRA in vLLM (fp32) gives the training model's log-probabilities at that row's weights, with base rows
   (a zero LoRA) mixed into the batch: the batch layout vLLM's CPU backend gets wrong for rows without an adapter;
 - scripts/generate.py --engine vllm replies as --engine hf does (greedy), and serves a baked checkpoint at its
@@ -51,8 +52,10 @@ def test_fixed_and_text_conditioned_grpo_train_on_vllm(conditioning, tiny_policy
     assert min(result["initial"]) > 1.0
 
 
-def test_steerable_grpo_trains_on_vllm_with_the_preference_grid(tiny_policy_path, tmp_path):
-    result = run_scenario("adapter", tiny_policy_path, tmp_path)
+@pytest.mark.parametrize("scenario", ["adapter", "adapter_base"])
+def test_steerable_grpo_trains_on_vllm_with_the_preference_grid(scenario, tiny_policy_path, tmp_path):
+    """adapter_base trains the base's own weights as well: the engine must get them at each sync, besides the LoRAs."""
+    result = run_scenario(scenario, tiny_policy_path, tmp_path)
     assert result["steps"] == 2
     assert result["engine_calls"] == 2 and result["hf_calls"] == 0
     # the weights trained on are grid points (steps of 0.25): the mean of 2 prompts' weights is a multiple of 1/8
@@ -60,6 +63,8 @@ def test_steerable_grpo_trains_on_vllm_with_the_preference_grid(tiny_policy_path
     # each row's LoRA is the trained adapter at that row's weights: two grid points in one batch
     assert max(result["trained"]) < BF16_LOGP
     assert min(result["initial"]) > 1.0
+    if scenario == "adapter_base":  # the trained base reached the engine: far from the trained adapter on the old base
+        assert min(result["stale_base"]) > 1.0
 
 
 def test_grid_lora_in_vllm_matches_the_training_model_at_each_rows_weights(tiny_policy_path, tmp_path):

@@ -59,9 +59,10 @@ def train(path, output_dir, conditioning, learning_rate):
                                         **common)
     elif conditioning == "prompt":
         args = MultiObjectiveGRPOConfig(weights_mode="dirichlet", conditioning="prompt", **common)
-    else:
+    else:  # "adapter", or "adapter_base": the base's own weights trained too (pushed to the engine at each sync)
+        base = dict(base_learning_rate=2e-3) if conditioning == "adapter_base" else {}
         args = MultiObjectiveGRPOConfig(weights_mode="dirichlet", conditioning="adapter", dirichlet_alpha="1.0",
-                                        preference_adapter_rank=4, preference_grid=0.25, **common)
+                                        preference_adapter_rank=4, preference_grid=0.25, **base, **common)
     torch.manual_seed(0)
     trainer = MultiObjectiveGRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), args=args,
                                         train_dataset=Dataset.from_list(PROMPTS),
@@ -92,8 +93,9 @@ def synced(path, output_dir, conditioning):
 
     from alignment.models.preference_adapter import preference_weights
 
-    adapter = conditioning == "adapter"
-    trainer, result = train(path, output_dir, conditioning, learning_rate=5e-2 if adapter else 5e-3)
+    adapter = conditioning.startswith("adapter")
+    learning_rate = 5e-3 if conditioning == "adapter_base" else 5e-2 if adapter else 5e-3
+    trainer, result = train(path, output_dir, conditioning, learning_rate)
     tokenizer = trainer.processing_class
     prompt_ids = prompt_token_ids(tokenizer, PROMPTS[0]["prompt"])
     generation = trainer.vllm_generation
@@ -102,7 +104,7 @@ def synced(path, output_dir, conditioning):
     model = trainer.model.eval()
     initial = AutoModelForCausalLM.from_pretrained(path).eval()
     rows = [torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.75])] if adapter else [None]
-    differences = {"trained": [], "initial": []}
+    differences = {"trained": [], "initial": [], "stale_base": []}
     if not adapter:
         outputs = generation.llm.generate([{"prompt_token_ids": prompt_ids}], sampling, use_tqdm=False)
     else:
@@ -112,6 +114,14 @@ def synced(path, output_dir, conditioning):
         tokens, engine = vllm_logps(output)
         differences["trained"].append((engine - token_logps(model, prompt_ids, tokens, weights)).abs().max().item())
         differences["initial"].append((engine - token_logps(initial, prompt_ids, tokens)).abs().max().item())
+    if conditioning == "adapter_base":  # the trained adapter on the initial base: what an unsynced engine would serve
+        base = model.get_base_model()
+        names = {k.replace(".base_layer.", "."): k for k in base.state_dict() if "lora_" not in k}
+        base.load_state_dict({names[k]: v for k, v in initial.state_dict().items()}, strict=False)
+        for output, weights in zip(outputs, rows):
+            tokens, engine = vllm_logps(output)
+            stale = token_logps(model, prompt_ids, tokens, weights)
+            differences["stale_base"].append((engine - stale).abs().max().item())
     return {**result, **differences}
 
 
