@@ -51,6 +51,26 @@ def grpo_trainer(policy_path, output_dir, **overrides):
                                      train_dataset=load_prompt_dataset(resolve_data("hh-prompts"), limit=8))
 
 
+def random_preference_adapter(policy_path, objective_names):
+    """The policy with a preference adapter whose U, sigma and s are random (LoRA init has U = 0, which would hide
+    every mistake), in eval mode."""
+    # Lazy, like grpo_trainer's: transformers takes seconds to import, and most tests that use these helpers need none
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from alignment.models.preference_adapter import add_preference_adapter
+
+    torch.manual_seed(0)
+    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(policy_path), objective_names, rank=4)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+            elif "lora_sigma" in name or "lora_preference_scale" in name:
+                parameter.uniform_(0.5, 1.5)
+    return model.eval()
+
+
 def neg_log_sigmoid(x: float) -> float:
     """-log sigmoid(x) = log(1 + exp(-x)), the pairwise loss the hand-computed expectations use."""
     return math.log(1.0 + math.exp(-x))

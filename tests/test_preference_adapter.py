@@ -15,6 +15,7 @@ from alignment.models.preference_adapter import (
     parameter_groups,
     save_steerable_checkpoint,
 )
+from tests.helpers import random_preference_adapter
 
 NAMES = ["conciseness", "sentiment"]
 
@@ -22,15 +23,7 @@ NAMES = ["conciseness", "sentiment"]
 @pytest.fixture
 def adapted(tiny_policy_path, one_thread):
     """A preference adapter with random U, sigma and s (LoRA init has U = 0, which would hide every mistake)."""
-    torch.manual_seed(0)
-    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
-            elif "lora_sigma" in name or "lora_preference_scale" in name:
-                parameter.uniform_(0.5, 1.5)
-    return model.eval()
+    return random_preference_adapter(tiny_policy_path, NAMES)
 
 
 def tokens(rows=3, length=7):

@@ -9,8 +9,9 @@ from datasets import Dataset
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.models.preference_adapter import add_preference_adapter, preference_weights
+from alignment.models.preference_adapter import preference_weights
 from alignment.models.preference_grid import grid_key, grid_size, grid_steps, save_lora_at, snap_to_grid
+from tests.helpers import random_preference_adapter
 
 NAMES = ["conciseness", "sentiment", "profanity_free"]
 
@@ -43,15 +44,7 @@ def test_snapping_gives_the_nearest_grid_point():
 
 @pytest.fixture
 def adapted(tiny_policy_path, one_thread):
-    torch.manual_seed(0)
-    model = add_preference_adapter(AutoModelForCausalLM.from_pretrained(tiny_policy_path), NAMES, rank=4)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.05)
-            elif "lora_sigma" in name or "lora_preference_scale" in name:
-                parameter.uniform_(0.5, 1.5)
-    return model.eval()
+    return random_preference_adapter(tiny_policy_path, NAMES)
 
 
 def test_the_lora_exported_at_a_grid_point_is_the_adapter_at_that_point(adapted, tiny_policy_path, tmp_path):

@@ -4,6 +4,7 @@ so each scenario gets a fresh process. Prints one JSON line of measurements, pre
     python tests/vllm_worker.py SCENARIO TINY_POLICY_PATH OUTPUT_DIR
 """
 
+import contextlib
 import json
 import sys
 
@@ -21,17 +22,9 @@ def token_logps(model, prompt_ids, completion_ids, weights=None):
     from alignment.models.preference_adapter import preference_weights
 
     full = torch.tensor([prompt_ids + completion_ids])
-    with torch.no_grad(), preference_weights(model, weights) if weights is not None else _nothing():
+    with torch.no_grad(), preference_weights(model, weights) if weights is not None else contextlib.nullcontext():
         logits = model(full).logits[0, len(prompt_ids) - 1:-1].float()
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(completion_ids)[:, None])[:, 0]
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def prompt_token_ids(tokenizer, messages) -> list[int]:
