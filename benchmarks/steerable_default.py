@@ -62,7 +62,8 @@ def steer_out_of_distribution(run: Path, options) -> dict:
     prompts = prompts[-options.num_ood_prompts:]
     settings = record["steering_table"]["settings"]
     generation = dict(max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"],
-                      seed=settings["seed"], weights_in_prompt=bool(record.get("prompt_format")),
+                      seed=settings["seed"], batch_size=settings.get("batch_size", 32),
+                      weights_in_prompt=bool(record.get("prompt_format")),
                       weights_in_adapter=True)
     weights = steering_weights(len(builder.objective_names))
     replies = [score_held_out(steerable.model, steerable.tokenizer, prompts, builder, w, **generation) for w in weights]

@@ -102,6 +102,9 @@ class ScriptArguments(DatasetArguments):
                           "the last of the training rows; 0 skips it."},
     )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply length cap for the before/after table."})
+    eval_batch_size: int = field(
+        default=32, metadata={"help": "Held-out prompts per generation batch of the before/after and steering tables "
+                                      "(larger is faster on CPU; the sampled replies depend on it)."})
     num_samples: int = field(
         default=6, metadata={"help": f"Held-out prompts written with their base and trained replies to {SAMPLES_FILE} "
                                      "and the model card."}
@@ -124,7 +127,8 @@ def prompt_splits(script_args: ScriptArguments) -> tuple[Dataset, list, str]:
                                        limit=script_args.num_eval_prompts)
     else:
         num_eval = min(script_args.num_eval_prompts, len(prompts) // 2)
-        held_out = prompts.select(range(len(prompts) - num_eval, len(prompts)))
+        # (datasets refuses an empty range that starts at the end)
+        held_out = prompts.select(range(len(prompts) - num_eval, len(prompts))) if num_eval else []
         prompts = prompts.select(range(len(prompts) - num_eval))
     if script_args.num_train_prompts:
         prompts = prompts.select(range(min(script_args.num_train_prompts, len(prompts))))
@@ -174,6 +178,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     check_reward_model_heads(training_args)
     if script_args.pareto_method not in ("none", "mgda"):
         raise ValueError(f"pareto_method must be 'none' or 'mgda', got '{script_args.pareto_method}'")
+    if script_args.eval_batch_size < 1:
+        raise ValueError(f"eval_batch_size must be at least 1, got {script_args.eval_batch_size}")
 
     model, tokenizer = load_policy(model_args, training_args.trust_remote_code, training_args.model_init_kwargs)
 
@@ -189,7 +195,8 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
     if training_args.condition_on_weights and trainer.orchestrator is not None and eval_prompts:
         eval_weights = trainer.weights_for(eval_prompts)
     generation = dict(max_new_tokens=script_args.eval_max_new_tokens, temperature=training_args.temperature,
-                      seed=training_args.seed, weights_in_prompt=training_args.condition_on_weights,
+                      seed=training_args.seed, batch_size=script_args.eval_batch_size,
+                      weights_in_prompt=training_args.condition_on_weights,
                       weights_in_adapter=training_args.uses_preference_adapter)
 
     def evaluate():
@@ -199,7 +206,7 @@ def main(script_args: ScriptArguments, training_args: MultiObjectiveGRPOConfig, 
         if steerable(trainer):  # one checkpoint, several weights: the steering table, beside the before/after one
             show_steering(trainer, before, after, eval_weights,
                           lambda weights: evaluate_policy(trainer, eval_prompts, weights, generation),
-                          {key: generation[key] for key in ("max_new_tokens", "temperature", "seed")})
+                          {key: generation[key] for key in ("max_new_tokens", "temperature", "seed", "batch_size")})
         return summarize_held_out(trainer, before, after, script_args.num_samples, eval_prompts)
 
     weights = ", ".join(f"{n}={w:.3g}" for n, w in zip(trainer.objective_names, trainer.mean_weights.tolist()))

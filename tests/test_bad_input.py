@@ -373,6 +373,7 @@ PROMPTS = [{"prompt": f"q{i}"} for i in range(4)]
                "--reward_model_name_or_path", "RM"], RewardModelHeadsError, r"heads \['factuality'\] not found"),
     (PROMPTS, ["--scalarization", "lagrangian", "--main_objective", "helpful", "--constraint_objective", "sentiment"],
      ValueError, "main_objective 'helpful' is not one of the objectives"),
+    (PROMPTS, ["--eval_batch_size", "0"], ValueError, "eval_batch_size must be at least 1, got 0"),
 ])
 def test_grpo_recipe_checks_data_objectives_and_weights_before_loading_a_model(tiny_policy_path, tmp_path, rows, argv,
                                                                                 error, message):

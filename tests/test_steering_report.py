@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from alignment.evaluation import HeldOutReplies
 from alignment.hub.model_card import render_model_card
@@ -117,11 +118,15 @@ def test_a_steerable_run_ends_with_its_steering_table_plot_and_card(tmp_path, on
     recipe = load_recipe("grpo")
     evaluated = []  # the weights of every generation pass over the held-out prompts
     evaluate_policy = recipe.evaluate_policy
+    generated_rows = []  # rows of every model.generate call
+    generate = transformers.GenerationMixin.generate
+    monkeypatch.setattr(transformers.GenerationMixin, "generate", lambda model, *args, **kwargs: generated_rows.append(
+        len(kwargs.get("input_ids", args[0] if args else []))) or generate(model, *args, **kwargs))
     monkeypatch.setattr(recipe, "evaluate_policy", lambda trainer, prompts, weights, generation: evaluated.append(
         weights) or evaluate_policy(trainer, prompts, weights, generation))
     args = recipe.parse_args(["--config", str(CONFIGS / "grpo_steerable_tiny_cpu.yaml"), "--output_dir",
                               str(tmp_path / "out"), "--max_steps", "2", "--num_eval_prompts", "8",
-                              "--save_strategy", "no", "--disable_tqdm", "true"])
+                              "--eval_batch_size", "3", "--save_strategy", "no", "--disable_tqdm", "true"])
     recipe.main(*args)
     printed = capsys.readouterr().out
     assert "Steering: one checkpoint at 5 weight settings on 8 held-out prompts" in printed
@@ -137,5 +142,7 @@ def test_a_steerable_run_ends_with_its_steering_table_plot_and_card(tmp_path, on
     assert record["evaluation"]["conciseness/after"] == pytest.approx(table["points"][2]["means"]["conciseness"])
     assert [list(w) for w in evaluated[2:]] == [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]]
     assert len(evaluated) == 6
+    # --eval_batch_size is honoured: 8 held-out prompts go through generate in batches of 3, 3 and 2
+    assert table["settings"]["batch_size"] == 3 and generated_rows[:3] == generated_rows[-3:] == [3, 3, 2]
     card = (out / "README.md").read_text()
     assert "## Steering on held-out prompts" in card and "![Steering front](front.png)" in card

@@ -187,6 +187,13 @@ def test_the_documented_hub_spec_for_grpo_gives_hh_prompts(hub):
     assert [row["prompt"] for row in train] + held_out == HH_PROMPTS * 5 and name == spec
 
 
+def test_num_eval_prompts_0_trains_on_every_prompt_and_holds_out_none(hub):
+    """It once stopped with IndexError: datasets refuses the empty range that starts at the last row."""
+    train, held_out, _ = load_recipe("grpo").prompt_splits(grpo_args(
+        "--dataset_name", "trl-lib/ultrafeedback-prompt", "--dataset_config", "train-only", "--num_eval_prompts", "0"))
+    assert [row["prompt"] for row in train] == [row["prompt"] for row in ULTRAFEEDBACK_PROMPTS] and held_out == []
+
+
 def test_a_dataset_without_the_default_test_split_holds_out_its_last_training_rows(hub, caplog):
     grpo = load_recipe("grpo")
     args = grpo_args("--dataset_name", "trl-lib/ultrafeedback-prompt", "--dataset_config", "train-only",
