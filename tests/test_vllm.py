@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 WORKER = Path(__file__).resolve().parent / "vllm_worker.py"
 ROOT = WORKER.parent.parent
-BF16_LOGP = 0.25  # |log p| an engine in bf16 may differ by from the fp32 policy, per token (measured up to 0.13)
+# |log p| a bf16 engine may differ by from the fp32 policy: on one token (measured up to 0.38, a token of log p -8.3
+# under a LoRA, AVX-512 CPU), and on average over a reply (measured up to 0.06). An engine one step stale: 3.7, 1.0.
+BF16_LOGP_TOKEN, BF16_LOGP_MEAN = 0.5, 0.1
 
 
 def run_scenario(scenario: str, tiny_policy_path, tmp_path) -> dict:
@@ -48,7 +50,7 @@ def test_fixed_and_text_conditioned_grpo_train_on_vllm(conditioning, tiny_policy
     assert result["engine_calls"] == 2 and result["hf_calls"] == 0  # every completion came from vLLM
     assert result["rows_per_call"] == [8, 8]
     # synced: the engine now scores like the trained policy, no longer like the initial one
-    assert max(result["trained"]) < BF16_LOGP
+    assert max(result["trained"]) < BF16_LOGP_TOKEN and max(result["trained_mean"]) < BF16_LOGP_MEAN
     assert min(result["initial"]) > 1.0
 
 
@@ -61,7 +63,7 @@ def test_steerable_grpo_trains_on_vllm_with_the_preference_grid(scenario, tiny_p
     # the weights trained on are grid points (steps of 0.25): the mean of 2 prompts' weights is a multiple of 1/8
     assert all(abs(w * 8 - round(w * 8)) < 1e-6 for w in result["trained_weights"])
     # each row's LoRA is the trained adapter at that row's weights: two grid points in one batch
-    assert max(result["trained"]) < BF16_LOGP
+    assert max(result["trained"]) < BF16_LOGP_TOKEN and max(result["trained_mean"]) < BF16_LOGP_MEAN
     assert min(result["initial"]) > 1.0
     if scenario == "adapter_base":  # the trained base reached the engine: far from the trained adapter on the old base
         assert min(result["stale_base"]) > 1.0

@@ -97,7 +97,7 @@ def synced(path, output_dir, conditioning):
     model = trainer.model.eval()
     initial = AutoModelForCausalLM.from_pretrained(path).eval()
     rows = [torch.tensor([1.0, 0.0]), torch.tensor([0.25, 0.75])] if adapter else [None]
-    differences = {"trained": [], "initial": [], "stale_base": []}
+    differences = {"trained": [], "trained_mean": [], "initial": [], "stale_base": []}
     if not adapter:
         outputs = generation.llm.generate([{"prompt_token_ids": prompt_ids}], sampling, use_tqdm=False)
     else:
@@ -105,7 +105,9 @@ def synced(path, output_dir, conditioning):
             outputs = generation.llm.generate([{"prompt_token_ids": prompt_ids}] * 2, sampling, use_tqdm=False)
     for output, weights in zip(outputs, rows):
         tokens, engine = vllm_logps(output)
-        differences["trained"].append((engine - token_logps(model, prompt_ids, tokens, weights)).abs().max().item())
+        trained = (engine - token_logps(model, prompt_ids, tokens, weights)).abs()
+        differences["trained"].append(trained.max().item())
+        differences["trained_mean"].append(trained.mean().item())
         differences["initial"].append((engine - token_logps(initial, prompt_ids, tokens)).abs().max().item())
     if conditioning == "adapter_base":  # the trained adapter on the initial base: what an unsynced engine would serve
         base = model.get_base_model()

@@ -66,6 +66,32 @@ def keep_torch_threads():
         torch.set_num_threads(threads)
 
 
+def push_weights(llm, named_weights) -> None:
+    """Write checkpoint-format weights, (name, tensor) pairs, into a colocated engine in place.
+
+    vLLM's CPU backend repacks each linear layer's weight into its GEMM kernel's format when the model loads (oneDNN
+    where the CPU has AVX-512, or AMX / zentorch kernels) and keeps no checkpoint-format tensor to write into: a plain
+    `load_weights` there fails ("'Parameter' object has no attribute 'weight_loader'"). vLLM's `reload_weights` puts
+    the layers back in checkpoint format, loads them and repacks them. It holds a layer's tensors until the whole
+    layer has arrived, so each tensor is copied: a parameter gathered for the sync (ZeRO-3) is released after it is
+    yielded. A tied LM head shares the embedding's weight but packs a copy of its own, and a sync sends the pair
+    under one name (TRL sends `named_parameters()`): every embedding and LM head is repacked from its weight after
+    the reload. On GPU the layers keep their weights and are written in place, as TRL does."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+    from vllm.platforms import current_platform
+
+    runner = llm.llm_engine.model_executor.driver_worker.model_runner
+    if current_platform.is_cpu():
+        runner.reload_weights(weights_iterator=((name, tensor.detach().clone()) for name, tensor in named_weights),
+                              is_checkpoint_format=True)
+        for module in runner.model.modules():
+            if isinstance(module, VocabParallelEmbedding):  # ParallelLMHead is one too
+                module.quant_method.process_weights_after_loading(module)
+    else:
+        for name, tensor in named_weights:
+            runner.model.load_weights([(name, tensor)])
+
+
 def lora_engine_kwargs(lora_rank: int, max_loras: int) -> dict:
     """The LLM(...) arguments that let one engine serve `max_loras` LoRAs of rank `lora_rank` per batch."""
     fitting = [r for r in LORA_RANKS if r >= lora_rank]

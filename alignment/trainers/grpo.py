@@ -52,6 +52,7 @@ from alignment.objectives.weights import sample_dirichlet_weights
 from alignment.orchestrator import PreferenceOrchestrator, weights_in_order
 from alignment.trainers.grpo_config import MultiObjectiveGRPOConfig
 from alignment.trainers.lm_head_scoring import compact_lm_head_scoring
+from alignment.trainers.vllm_generation import ColocatedVLLMGeneration, trl_builds
 from alignment.trainers.vllm_grid import trl_builds_grid_generation
 from reward_models.scoring import objective_reward_sources
 
@@ -113,16 +114,23 @@ class MultiObjectiveGRPOTrainer(ResumableCheckpointsMixin, SteerableCheckpointMi
             model = self._with_preference_adapter(model, args, kwargs)
         if args.use_vllm:
             require_vllm()
-        # vLLM with a preference adapter: the engine serves each row its grid point's LoRA (trainers.vllm_grid)
-        grid_on_vllm = args.use_vllm and args.uses_preference_adapter
-        generations_per_batch = args.per_device_train_batch_size * args.steps_per_generation
-        with trl_builds_grid_generation(args, generations_per_batch) if grid_on_vllm else contextlib.nullcontext():
+        with self._vllm_generation_built_by_trl(args):
             super().__init__(model=model, reward_funcs=self._trl_reward_funcs(), args=args, **kwargs)
         # TRL weighs its logged "reward" metric (and its own advantages, which ours replace) with these (moved with
         # the schedule, batch by batch); our advantages use each row's weights.
         self.reward_weights = self.mean_weights.to(torch.float32)
         if args.multi_objective_aggregation not in TRL_AGGREGATIONS:
             self.multi_objective_aggregation = "normalize_then_sum"  # TRL's stand-in; see TRL_AGGREGATIONS
+
+    @staticmethod
+    def _vllm_generation_built_by_trl(args):
+        """The block in which TRL builds our vLLM generation: with a preference adapter, each row served its grid
+        point's LoRA (trainers.vllm_grid); otherwise TRL's, with a weight sync that works on CPU too."""
+        if not args.use_vllm:
+            return contextlib.nullcontext()
+        if args.uses_preference_adapter:
+            return trl_builds_grid_generation(args, args.per_device_train_batch_size * args.steps_per_generation)
+        return trl_builds(ColocatedVLLMGeneration)
 
     def _with_preference_adapter(self, model, args, kwargs):
         if kwargs.get("peft_config") is not None:

@@ -17,7 +17,6 @@ import contextlib
 import functools
 
 import trl.generation.vllm_generation as trl_vllm_generation
-import trl.trainer.grpo_trainer as trl_grpo_trainer
 from trl.generation.vllm_generation import VLLMGeneration
 
 from alignment.models.preference_adapter import base_state_dict, preference_state
@@ -27,8 +26,10 @@ from alignment.models.vllm_engine import (
     adapter_rank,
     keep_torch_threads,
     lora_engine_kwargs,
+    push_weights,
     use_cpu_defaults,
 )
+from alignment.trainers.vllm_generation import trl_builds
 
 
 class _RowLoRAs:
@@ -78,9 +79,8 @@ class PreferenceGridVLLMGeneration(VLLMGeneration):
         """The base's own weights when they train (the adapter goes as LoRAs at generation); the LoRAs are marked
         stale either way, so each grid point is exported again from the new adapter."""
         if self.trains_base:
-            runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # TRL's colocate path
             with self._dist.gather_params(list(self.model.parameters())):
-                runner.model.load_weights(list(base_state_dict(self.model).items()))
+                push_weights(self.llm, base_state_dict(self.model).items())
         self.grid_loras.refresh()
         self.llm.reset_prefix_cache()
 
@@ -96,16 +96,9 @@ def _llm_built_with(engine_kwargs: dict):
         trl_vllm_generation.LLM = original
 
 
-@contextlib.contextmanager
 def trl_builds_grid_generation(args, generations_per_batch: int):
-    """Within the block, TRL's GRPOTrainer builds `PreferenceGridVLLMGeneration` where it would build its own
-    `VLLMGeneration` (it constructs it inside __init__, with no hook)."""
-    original = trl_grpo_trainer.VLLMGeneration
-    trl_grpo_trainer.VLLMGeneration = functools.partial(
+    """A block within which TRL's GRPOTrainer builds `PreferenceGridVLLMGeneration` where it would build its own."""
+    return trl_builds(functools.partial(
         PreferenceGridVLLMGeneration, preference_grid=args.preference_grid,
         max_distinct_points=max(1, -(-generations_per_batch // args.num_generations)),  # ceil
-        trains_base=args.base_learning_rate is not None)
-    try:
-        yield
-    finally:
-        trl_grpo_trainer.VLLMGeneration = original
+        trains_base=args.base_learning_rate is not None))
