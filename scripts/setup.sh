@@ -14,9 +14,11 @@
 #   python -m venv .venv-vllm && . .venv-vllm/bin/activate && bash scripts/setup.sh vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# --no-compile: pip would byte-compile every module of every package (30 of this script's 73 s on a 2-core machine),
-# most of which nothing imports; Python compiles the ones imported, once, on first use (about 8 s).
-pip_install() { pip install --no-compile "$@"; }
+# pip byte-compiles every module of every package (30 of this script's 73 s on a 2-core machine), most of which
+# nothing imports: skipped, and Python compiles the ones imported once, on first use (about 8 s). Not where
+# PYTHONDONTWRITEBYTECODE is set: Python keeps no bytecode there, so every process would compile its imports again.
+if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then compile=--compile; else compile=--no-compile; fi
+pip_install() { pip install "$compile" "$@"; }
 if ! python -c "import torch" 2>/dev/null; then
   pip_install "torch==${MOALIGN_TORCH_VERSION:-2.13.0}"
 fi
