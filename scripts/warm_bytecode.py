@@ -1,13 +1,16 @@
-"""Write the bytecode of what the recipes import, once, at install (`bash scripts/setup.sh` runs this last).
+"""Write the bytecode of what the recipes and tests import, once, at install (`scripts/setup.sh` runs this last).
 
-`setup.sh` installs the library with `pip --no-compile`: pip would byte-compile every module of every package, most of
-which the recipes never import. Importing the suite's modules in one process compiles the ones that are used instead;
-run it with bytecode writing allowed (setup.sh unsets PYTHONDONTWRITEBYTECODE for it), so later processes read them.
+`setup.sh` installs with `pip --no-compile`: pip would byte-compile every module of every package, most of which
+nothing here imports. Importing the suite's modules in one process compiles the ones that are used instead; run it
+with bytecode writing allowed (setup.sh unsets PYTHONDONTWRITEBYTECODE for it), so that later processes read them.
 
-    python scripts/warm_bytecode.py
+    python scripts/warm_bytecode.py          # the library and recipes
+    python scripts/warm_bytecode.py test     # plus the test tools
+    python scripts/warm_bytecode.py vllm     # plus vLLM
 """
 
 import importlib
+import importlib.util
 import pkgutil
 import sys
 import warnings
@@ -20,6 +23,7 @@ OWN_PACKAGES = ("alignment", "reward_models")
 RUNTIME_MODULES = ("transformers.models.llama.modeling_llama", "transformers.models.qwen2.modeling_qwen2",
                    "transformers.modeling_gguf_pytorch_utils", "trl.trainer.grpo_trainer", "trl.trainer.dpo_trainer",
                    "trl.trainer.reward_trainer", "peft.tuners.lora", "accelerate.commands.launch")
+EXTRA_MODULES = {"test": ("pytest",), "vllm": ("pytest", "vllm", "vllm.entrypoints.llm")}
 
 
 def own_modules() -> list[str]:
@@ -34,12 +38,14 @@ def own_modules() -> list[str]:
     return names
 
 
-def main() -> None:
+def main(extra: str = "") -> None:
+    if extra and extra not in EXTRA_MODULES:
+        sys.exit(f"usage: python scripts/warm_bytecode.py [{'|'.join(EXTRA_MODULES)}]")
     sys.path.insert(0, str(ROOT))
     sys.dont_write_bytecode = False
     warnings.simplefilter("ignore")
     skipped = []
-    for name in own_modules() + list(RUNTIME_MODULES):
+    for name in own_modules() + list(RUNTIME_MODULES) + list(EXTRA_MODULES.get(extra, ())):
         try:
             importlib.import_module(name)
         except Exception as error:  # noqa: BLE001 - an optional dependency missing here (vllm, deepspeed...)
@@ -49,4 +55,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])
