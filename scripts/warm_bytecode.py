@@ -10,7 +10,6 @@ with bytecode writing allowed (setup.sh unsets PYTHONDONTWRITEBYTECODE for it), 
 """
 
 import importlib
-import importlib.util
 import pkgutil
 import sys
 import warnings
