@@ -4,12 +4,12 @@ distribution and of another one?
 For each seed, `accelerate launch recipes/grpo.py --seed S --output_dir DIR/seedS` runs the embedded default in a
 fresh process (its wall time is measured), and prints its own steering table on held-out HH-RLHF prompts (recorded
 in the checkpoint's objectives.json). The checkpoint is then steered at the same 5 weights, with the same decoding, on
-instruction-following prompts it never saw from another distribution (the last `--num_ood_prompts` Self-Instruct
-seed tasks, `self-instruct`), with the base model's point. Written to `--output_dir`: per seed its run, its
-`ood/front.png`; `summary.json` with every table and, per weight setting, the mean over seeds of each objective with
-its standard error across seeds; `seeds.png` (both distributions, every seed).
+instruction-following prompts it never saw from another distribution (all 165 Self-Instruct seed tasks,
+`self-instruct`, or the last `--num_ood_prompts` of them), with the base model's point. Written to `--output_dir`:
+per seed its run, its `ood/front.png`; `summary.json` with every table and, per weight setting, the mean over seeds
+of each objective with its standard error across seeds; `seeds.png` (both distributions, every seed).
 
-    python benchmarks/steerable_default.py --seeds 42 1 --output_dir /tmp/steerable-default     # ~2 x 12 min
+    python benchmarks/steerable_default.py --seeds 42 1 --output_dir /tmp/steerable-default     # ~45 min
     python benchmarks/steerable_default.py --runs outputs/a outputs/b --output_dir /tmp/again     # trained runs
 
 Last line: on how many runs every objective is monotone in its weight (Spearman +1), held-out HH and Self-Instruct.
@@ -59,14 +59,18 @@ def steer_out_of_distribution(run: Path, options) -> dict:
     steerable = load_steerable(str(run))
     builder = build_reward_vector(record)
     prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(options.ood_dataset))]
-    prompts = prompts[-options.num_ood_prompts:]
+    if options.num_ood_prompts is not None:
+        prompts = prompts[-options.num_ood_prompts:]
     settings = record["steering_table"]["settings"]
     generation = dict(max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"],
                       seed=settings["seed"], batch_size=settings.get("batch_size", 32),
                       weights_in_prompt=bool(record.get("prompt_format")),
                       weights_in_adapter=True)
     weights = steering_weights(len(builder.objective_names))
-    replies = [score_held_out(steerable.model, steerable.tokenizer, prompts, builder, w, **generation) for w in weights]
+    replies = []
+    for w in weights:
+        print(f"{run.name}: steering {len(prompts)} {options.ood_dataset} prompts at weights {w}", flush=True)
+        replies.append(score_held_out(steerable.model, steerable.tokenizer, prompts, builder, w, **generation))
     with steerable.model.disable_adapter():
         base = score_held_out(steerable.model, steerable.tokenizer, prompts, builder, None,
                               **{**generation, "weights_in_adapter": False, "weights_in_prompt": False})
@@ -119,7 +123,8 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1], help="one run of the default per seed")
     parser.add_argument("--runs", nargs="+", help="checkpoints of runs already trained (no training)")
     parser.add_argument("--ood_dataset", default="self-instruct", help="prompts of another distribution")
-    parser.add_argument("--num_ood_prompts", type=int, default=64)
+    parser.add_argument("--num_ood_prompts", type=int, default=None,
+                        help="steer on the last N prompts of --ood_dataset only (default: all of them)")
     parser.add_argument("--output_dir", required=True)
     options = parser.parse_args()
     output_dir = Path(options.output_dir)
