@@ -9,10 +9,11 @@ dropped and the median step time is compared. The ratio (ours / TRL) is printed 
         # SmolLM2-135M-Instruct with LoRA r=16 on all linear layers, 16 completions of up to 32 tokens per step;
         # --clock cpu times each step by this process's CPU time (a fair measure on a shared machine)
     python benchmarks/grpo_overhead.py --model smollm2-135m-instruct --steps 4 --repeats 2 --clock cpu \
-        --preference_adapter
-        # ours trains the steerable default's setup (a preference adapter fed Dirichlet weights per prompt) against
-        # TRL's plain LoRA step at fixed weights: after the first update the two policies, and so the lengths of
-        # their replies, differ, so compare medians over several repeats. Goal: <= 1.05.
+        --preference_adapter [--conditioning adapter]
+        # ours trains the steerable default's setup (Dirichlet weights per prompt, fed to a preference adapter and,
+        # with `--conditioning both`, the default, also written in a system message) against TRL's plain LoRA step
+        # at fixed weights: after the first update the two policies, and so the lengths of their replies, differ,
+        # so compare medians over several repeats. Goal: <= 1.05.
 """
 
 import argparse
@@ -38,7 +39,8 @@ OBJECTIVES = ["conciseness", "sentiment", "profanity_free"]
 WEIGHTS = [0.5, 0.4, 0.1]
 
 
-def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, adapter: bool = False) -> list[float]:
+def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, adapter: bool = False,
+        conditioning: str = "both") -> list[float]:
     # The tiny policy is fully fine-tuned on 64 completions a step; a real model gets LoRA and 16 shorter ones.
     batch = dict(per_device_train_batch_size=16, max_completion_length=32, learning_rate=1e-4) if lora else \
         dict(per_device_train_batch_size=64, max_completion_length=32, learning_rate=1e-3)
@@ -53,7 +55,8 @@ def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, 
     timer = StepTimer(clock)
     if kind == "ours" and adapter:  # the steerable default's setup: Dirichlet weights per prompt into the adapter
         peft_config = None
-        extra = dict(weights_mode="dirichlet", conditioning="adapter", preference_adapter_rank=4)
+        extra = dict(weights_mode="dirichlet", conditioning=conditioning, preference_adapter_rank=4,
+                     preference_adapter_lambda_scale=16.0)
     else:
         extra = dict(preference_weights=",".join(map(str, WEIGHTS)))
     if kind == "trl":
@@ -81,6 +84,9 @@ def main():
                         help="ours trains a steerable policy (Dirichlet weights per prompt into a preference "
                              "adapter of rank 4 + K, the default recipe's setup) against TRL's plain LoRA r=16 at "
                              "fixed weights")
+    parser.add_argument("--conditioning", choices=("adapter", "both"), default="both",
+                        help="with --preference_adapter: the weights reach ours through the adapter alone, or through "
+                             "the adapter and a system message as in the default recipe (which makes prompts longer)")
     options = parser.parse_args()
     lora = options.model != "tiny"
     policy = resolve_model_path(options.model)
@@ -90,13 +96,14 @@ def main():
         for repeat in range(options.repeats):
             for kind in ("trl", "ours"):
                 times[kind] += run(kind, policy, options.steps, f"{scratch}/{kind}-{repeat}", lora, clock,
-                                   options.preference_adapter)
+                                   options.preference_adapter, options.conditioning)
                 print(f"repeat {repeat} {kind}: step times {[round(t, 2) for t in times[kind][-(options.steps - 1):]]}",
                       flush=True)
     trl_median, ours_median = statistics.median(times["trl"]), statistics.median(times["ours"])
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     completions = 16 if lora else 64
-    ours = " (ours: preference adapter r=4+K, Dirichlet weights)" if options.preference_adapter else ""
+    ours = (f" (ours: preference adapter r=4+K, Dirichlet weights, conditioning {options.conditioning})"
+            if options.preference_adapter else "")
     print(f"{options.model}{' (LoRA r=16)' if lora else ''}{ours}, K={len(OBJECTIVES)} objectives, "
           f"{len(times['trl'])} timed steps each, {completions} completions/step, {options.clock} clock, on {device}")
     print(f"TRL GRPOTrainer          median step {trl_median * 1000:8.1f} ms")
