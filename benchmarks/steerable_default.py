@@ -71,6 +71,7 @@ def steer_out_of_distribution(run: Path, options) -> dict:
     for w in weights:
         print(f"{run.name}: steering {len(prompts)} {options.ood_dataset} prompts at weights {w}", flush=True)
         replies.append(score_held_out(steerable.model, steerable.tokenizer, prompts, builder, w, **generation))
+    print(f"{run.name}: the base model on the same {len(prompts)} prompts", flush=True)
     with steerable.model.disable_adapter():
         base = score_held_out(steerable.model, steerable.tokenizer, prompts, builder, None,
                               **{**generation, "weights_in_adapter": False, "weights_in_prompt": False})
