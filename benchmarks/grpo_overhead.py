@@ -55,8 +55,7 @@ def run(kind: str, policy: str, steps: int, output_dir: str, lora: bool, clock, 
     timer = StepTimer(clock)
     if kind == "ours" and adapter:  # the steerable default's setup: Dirichlet weights per prompt into the adapter
         peft_config = None
-        extra = dict(weights_mode="dirichlet", conditioning=conditioning, preference_adapter_rank=4,
-                     preference_adapter_lambda_scale=16.0)
+        extra = dict(weights_mode="dirichlet", conditioning=conditioning, preference_adapter_rank=4)
     else:
         extra = dict(preference_weights=",".join(map(str, WEIGHTS)))
     if kind == "trl":
@@ -84,10 +83,15 @@ def main():
                         help="ours trains a steerable policy (Dirichlet weights per prompt into a preference "
                              "adapter of rank 4 + K, the default recipe's setup) against TRL's plain LoRA r=16 at "
                              "fixed weights")
-    parser.add_argument("--conditioning", choices=("adapter", "both"), default="both",
+    parser.add_argument("--conditioning", choices=("adapter", "both"),
                         help="with --preference_adapter: the weights reach ours through the adapter alone, or through "
-                             "the adapter and a system message as in the default recipe (which makes prompts longer)")
+                             "the adapter and a system message as in the default recipe (default: both; the message "
+                             "makes prompts longer)")
     options = parser.parse_args()
+    if options.conditioning and not options.preference_adapter:
+        parser.error("--conditioning applies only with --preference_adapter (without it both trainers get a plain "
+                     "LoRA at fixed weights)")
+    options.conditioning = options.conditioning or "both"
     lora = options.model != "tiny"
     policy = resolve_model_path(options.model)
     clock = time.process_time if options.clock == "cpu" else time.perf_counter

@@ -53,14 +53,22 @@ def train(seed: int, output_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def steer_out_of_distribution(run: Path, options) -> dict:
+def other_prompts(options) -> list:
+    """The prompts of --ood_dataset (the last --num_ood_prompts of them when given), checked before any training."""
+    prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(options.ood_dataset))]
+    if options.num_ood_prompts is None:
+        return prompts
+    if not 1 <= options.num_ood_prompts <= len(prompts):
+        sys.exit(f"--num_ood_prompts {options.num_ood_prompts}: {options.ood_dataset} has {len(prompts)} prompts; "
+                 f"give 1 to {len(prompts)}, or leave it out for all")
+    return prompts[-options.num_ood_prompts:]
+
+
+def steer_out_of_distribution(run: Path, prompts: list, dataset_name: str) -> dict:
     """The run's checkpoint at its steering weights on the other distribution's prompts, with the base point."""
     record = load_record(run)
     steerable = load_steerable(str(run))
     builder = build_reward_vector(record)
-    prompts = [row["prompt"] for row in load_prompt_dataset(resolve_data(options.ood_dataset))]
-    if options.num_ood_prompts is not None:
-        prompts = prompts[-options.num_ood_prompts:]
     settings = record["steering_table"]["settings"]
     generation = dict(max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"],
                       seed=settings["seed"], batch_size=settings.get("batch_size", 32),
@@ -69,7 +77,7 @@ def steer_out_of_distribution(run: Path, options) -> dict:
     weights = steering_weights(len(builder.objective_names))
     replies = []
     for w in weights:
-        print(f"{run.name}: steering {len(prompts)} {options.ood_dataset} prompts at weights {w}", flush=True)
+        print(f"{run.name}: steering {len(prompts)} {dataset_name} prompts at weights {w}", flush=True)
         replies.append(score_held_out(steerable.model, steerable.tokenizer, prompts, builder, w, **generation))
     print(f"{run.name}: the base model on the same {len(prompts)} prompts", flush=True)
     with steerable.model.disable_adapter():
@@ -128,6 +136,7 @@ def main():
                         help="steer on the last N prompts of --ood_dataset only (default: all of them)")
     parser.add_argument("--output_dir", required=True)
     options = parser.parse_args()
+    prompts = other_prompts(options)
     output_dir = Path(options.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     runs, walls = [Path(r) for r in options.runs or []], []
@@ -136,7 +145,7 @@ def main():
         walls.append(train(seed, runs[-1]))
         print(f"seed {seed}: the main job took {walls[-1]:.0f} s wall", flush=True)
     in_distribution = [load_record(run)["steering_table"] for run in runs]
-    out_of_distribution = [steer_out_of_distribution(run, options) for run in runs]
+    out_of_distribution = [steer_out_of_distribution(run, prompts, options.ood_dataset) for run in runs]
     for run, wall, held_out, other in zip(runs, walls or [None] * len(runs), in_distribution, out_of_distribution):
         print(f"\n{run}" + (f" ({wall:.0f} s wall)" if wall else ""))
         print(f"held-out HH-RLHF prompts:\n{format_steering_table(held_out)}")
